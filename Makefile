@@ -1,0 +1,20 @@
+# Two entry points for a fresh machine (see README): `make sandbox` and `make test`.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup sandbox test
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+setup: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+
+# The main job for now: the embedded sandbox, serving the agent-portfolio API on :8765.
+sandbox: setup
+	$(BIN)/etoro-nb sandbox serve --port 8765 --seed 42
+
+test: setup
+	$(BIN)/python -m pytest

@@ -1,0 +1,99 @@
+"""The ``etoro-nb`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from datetime import datetime
+
+from etoro_nb.sandbox.config import DEFAULT_API_KEY, DEFAULT_USER_KEY, Faults, SandboxConfig
+from etoro_nb.sandbox.validation import parse_datetime
+
+
+def _clock(value: str) -> datetime:
+    try:
+        return parse_datetime(value, "--clock")
+    except Exception as exc:
+        raise argparse.ArgumentTypeError(
+            f"--clock takes an ISO 8601 date-time such as 2026-01-05T09:00:00Z ({exc})"
+        ) from None
+
+
+def _rate(value: str) -> float:
+    rate = float(value)
+    if not 0.0 <= rate <= 1.0:
+        raise argparse.ArgumentTypeError(f"a rate is between 0 and 1, got {value}")
+    return rate
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="etoro-nb", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    sandbox = commands.add_parser("sandbox", help="the local eToro-compatible sandbox")
+    sandbox_cmds = sandbox.add_subparsers(dest="sandbox_command", required=True)
+    serve = sandbox_cmds.add_parser("serve", help="serve the sandbox over HTTP until Ctrl-C")
+    d = SandboxConfig()
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8765)
+    serve.add_argument("--db", default=":memory:",
+                       help="SQLite file for the sandbox state (default: in memory)")
+    serve.add_argument("--seed", type=int, default=d.seed, help="seed for prices and ids")
+    serve.add_argument("--clock", type=_clock, default=None,
+                       help="start a simulated clock at this instant (default: wall clock)")
+    serve.add_argument("--api-key", default=DEFAULT_API_KEY)
+    serve.add_argument("--user-key", default=DEFAULT_USER_KEY)
+    serve.add_argument("--read-limit", type=int, default=d.read_limit)
+    serve.add_argument("--write-limit", type=int, default=d.write_limit)
+    serve.add_argument("--limit-window", type=float, default=d.limit_window,
+                       help="quota window in seconds")
+    serve.add_argument("--min-investment", type=float, default=d.min_investment)
+    serve.add_argument("--virtual-balance", type=float, default=d.virtual_balance)
+    serve.add_argument("--max-tokens", type=int, default=d.max_tokens_per_portfolio)
+    serve.add_argument("--latency-ms", type=float, default=0.0)
+    serve.add_argument("--fail-rate", type=_rate, default=0.0)
+    serve.add_argument("--drop-after-commit-rate", type=_rate, default=0.0)
+    serve.add_argument("--partial-create-rate", type=_rate, default=0.0)
+    return parser
+
+
+def serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from etoro_nb.sandbox.app import create_app
+    from etoro_nb.sandbox.server import quiet_injected_drops
+
+    try:
+        config = SandboxConfig(
+            db=args.db, seed=args.seed, clock=args.clock, api_key=args.api_key,
+            user_key=args.user_key, read_limit=args.read_limit, write_limit=args.write_limit,
+            limit_window=args.limit_window, min_investment=args.min_investment,
+            virtual_balance=args.virtual_balance, max_tokens_per_portfolio=args.max_tokens,
+            faults=Faults(args.latency_ms, args.fail_rate, args.drop_after_commit_rate,
+                          args.partial_create_rate),
+        )
+    except ValueError as exc:
+        print(f"etoro-nb sandbox serve: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(config)
+    base_url = f"http://{args.host}:{args.port}"
+    print(f"etoro-nb SANDBOX (simulated money, not eToro) serving on {base_url}")
+    print(f"  ETORO_BASE_URL={base_url}")
+    print(f"  ETORO_API_KEY={config.api_key}")
+    print(f"  ETORO_USER_KEY={config.user_key}")
+    print(f"  contract: {base_url}/openapi.json   state: {config.db}   seed: {config.seed}")
+    sys.stdout.flush()
+    quiet_injected_drops()
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "sandbox" and args.sandbox_command == "serve":
+        return serve(args)
+    return 2  # pragma: no cover - argparse rejects anything else
+
+
+if __name__ == "__main__":
+    sys.exit(main())
