@@ -250,8 +250,12 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     message = f"No operation {request.method} {request.url.path}"
     if exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
+    sb: Sandbox = request.app.state.sandbox
+    kind = "read" if request.method == "GET" else "write"
+    quota = sb.quota.peek(_key_of(request.headers.get("x-user-key")), kind, sb.clock.now())
     return JSONResponse({"errorCode": code, "errorMessage": message},
-                        status_code=exc.status_code, headers=exc.headers)
+                        status_code=exc.status_code, headers={**(exc.headers or {}),
+                                                              **quota.headers()})
 
 
 def create_app(source: Sandbox | SandboxConfig | None = None) -> Starlette:

@@ -351,15 +351,9 @@ class Delegation:
         if not effective:
             raise ApiError(400, "NoChangesDetected",
                            "The request changes nothing: every field equals the token's value")
-        encode = {
-            "scopes": lambda v: json.dumps(list(v)),
-            "ips": lambda v: json.dumps(list(v)),
-            "expires_at": lambda v: iso(v) if v else None,
-        }
         for key, value in effective.items():
-            self.store.conn.execute(
-                f"UPDATE tokens SET {key} = ? WHERE id = ?", (encode[key](value), token_id)
-            )
+            stored = (iso(value) if value else None) if key == "expires_at" else json.dumps(list(value))
+            self.store.conn.execute(f"UPDATE tokens SET {key} = ? WHERE id = ?", (stored, token_id))
 
     def revoke(self, portfolio_id: str, token_id: str, now: datetime) -> None:
         self.token(portfolio_id, token_id)

@@ -368,7 +368,8 @@ def create_order(mode: Mode) -> Callable[[Call], Reply]:
             raise validation("Give the instrument: instrumentId or symbol")
         inst = find_instrument(instrument_id, symbol)
         if inst is None:
-            raise validation(f"Unknown instrument: {instrument_id if instrument_id is not None else symbol!r}")
+            named = instrument_id if instrument_id is not None else repr(symbol)
+            raise validation(f"Unknown instrument: {named}")
         if symbol is not None and instrument_id is not None and inst.symbol.upper() != symbol.upper():
             raise validation(f"symbol {symbol!r} is not instrument {instrument_id}")
         order_type = opt_string(body, "orderType") or "mkt"
@@ -410,7 +411,7 @@ def create_order(mode: Mode) -> Callable[[Call], Reply]:
         request = OrderRequest(inst, is_buy, leverage, settlement, amount, units, order_type,
                                trigger, stop_loss, take_profit, stop_type == "trailing", "v2")
         order = call.sandbox.trading.place(
-            _cid(call, mode), request, call.sandbox.store.new_uuid(), call.now
+            _cid(call, mode), request, call.sandbox.store.new_uuid(), call.request_id, call.now
         )
         return 200, views.unified_order(order)
     return handler
@@ -443,7 +444,7 @@ def open_v1(mode: Mode, *, by_units: bool) -> Callable[[Call], Reply]:
             bool(opt_bool(body, "IsTslEnabled")), "v1",
         )
         order = call.sandbox.trading.place(
-            _cid(call, mode), request, call.sandbox.store.new_uuid(), call.now
+            _cid(call, mode), request, call.sandbox.store.new_uuid(), call.request_id, call.now
         )
         return 200, views.v1_open(order, by_units=by_units)
     return handler
@@ -513,7 +514,7 @@ def order_info_v1(mode: Mode) -> Callable[[Call], Reply]:
 def _trading_ops() -> list[Operation]:
     ops: list[Operation] = []
     for mode in ("demo", "real"):
-        m: Mode = mode  # type: ignore[assignment]
+        m: Mode = "demo" if mode == "demo" else "real"
         demo = mode == "demo"
         seg = "demo/" if demo else ""
         info = "demo/" if demo else "real/"

@@ -76,7 +76,10 @@ def start(
     config = (config or SandboxConfig()).replace(**overrides) if overrides else (
         config or SandboxConfig())
     sandbox = Sandbox(config)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # proto=IPPROTO_TCP matters: asyncio disables Nagle only on sockets whose proto says
+    # TCP, and accepted sockets inherit it. With proto 0, every keep-alive response whose
+    # body is written after its headers waits ~40 ms for the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]

@@ -75,7 +75,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS tokens_live_name
 CREATE TABLE IF NOT EXISTS orders (
     order_id INTEGER PRIMARY KEY,
     cid INTEGER NOT NULL REFERENCES accounts(cid),
-    reference_id TEXT NOT NULL UNIQUE,
+    reference_id TEXT NOT NULL,
     token TEXT NOT NULL,
     api TEXT NOT NULL,
     order_type TEXT NOT NULL,
@@ -95,6 +95,7 @@ CREATE TABLE IF NOT EXISTS orders (
     updated_at TEXT NOT NULL,
     position_id INTEGER
 );
+CREATE INDEX IF NOT EXISTS orders_by_reference ON orders (cid, reference_id);
 CREATE TABLE IF NOT EXISTS positions (
     position_id INTEGER PRIMARY KEY,
     cid INTEGER NOT NULL REFERENCES accounts(cid),

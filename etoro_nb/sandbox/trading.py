@@ -83,7 +83,7 @@ class Trading:
     @staticmethod
     def pnl(row: sqlite3.Row | dict[str, Any], units: float, close_rate: float) -> float:
         direction = 1.0 if row["is_buy"] else -1.0
-        return units * (close_rate - row["open_rate"]) * direction
+        return float(units * (close_rate - row["open_rate"]) * direction)
 
     # -- validation ---------------------------------------------------------------------
     def check_order(
@@ -108,18 +108,17 @@ class Trading:
                 "settlementType 'real' needs a buy at leverage 1 of a stock, ETF or crypto"
             )
         rate = self.open_rate(instrument.instrument_id, is_buy, now)
-        if stop_loss:
-            if stop_loss < 0 or (is_buy and stop_loss >= rate) or (not is_buy and stop_loss <= rate):
-                side = "below" if is_buy else "above"
-                raise validation(f"stopLossRate must be {side} the current rate {rate} "
-                                 f"for a {'buy' if is_buy else 'sell'}")
-        if take_profit:
-            if take_profit < 0 or (is_buy and take_profit <= rate) or (
-                not is_buy and take_profit >= rate
-            ):
-                side = "above" if is_buy else "below"
-                raise validation(f"takeProfitRate must be {side} the current rate {rate} "
-                                 f"for a {'buy' if is_buy else 'sell'}")
+        if stop_loss and (stop_loss < 0 or (is_buy and stop_loss >= rate)
+                          or (not is_buy and stop_loss <= rate)):
+            side = "below" if is_buy else "above"
+            raise validation(f"stopLossRate must be {side} the current rate {rate} "
+                             f"for a {'buy' if is_buy else 'sell'}")
+        if take_profit and (take_profit < 0 or (is_buy and take_profit <= rate) or (
+            not is_buy and take_profit >= rate
+        )):
+            side = "above" if is_buy else "below"
+            raise validation(f"takeProfitRate must be {side} the current rate {rate} "
+                             f"for a {'buy' if is_buy else 'sell'}")
         return lev, settlement
 
     # -- settling pending work ------------------------------------------------------------
@@ -148,8 +147,14 @@ class Trading:
                 self._close(pos, pos["units"], rate, pos["order_id"], now)
 
     # -- opening ----------------------------------------------------------------------
-    def place(self, cid: int, req: OrderRequest, token: str, now: datetime) -> sqlite3.Row:
-        """Record an order and, for a market order, execute it at once."""
+    def place(
+        self, cid: int, req: OrderRequest, token: str, reference_id: str, now: datetime
+    ) -> sqlite3.Row:
+        """Record an order and, for a market order, execute it at once.
+
+        ``reference_id`` is the x-request-id the order was placed with, as the contract's
+        lookup by ``referenceId`` expects.
+        """
         rate_now = self.open_rate(req.instrument.instrument_id, req.is_buy, now)
         basis = req.trigger_rate if req.order_type == "mit" else rate_now
         assert basis is not None
@@ -174,7 +179,7 @@ class Trading:
             "instrument_id, is_buy, leverage, settlement, amount, units, trigger_rate, stop_loss, "
             "take_profit, is_tsl, created_at, updated_at, trigger_direction) "
             "VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (order_id, cid, self.store.new_uuid(), token, req.api, req.order_type,
+            (order_id, cid, reference_id, token, req.api, req.order_type,
              req.instrument.instrument_id, req.is_buy, req.leverage, req.settlement,
              amount, req.units, req.trigger_rate, req.stop_loss, req.take_profit, req.is_tsl,
              iso(now), iso(now), direction),
@@ -334,7 +339,7 @@ class Trading:
         mirror = self.conn.execute(
             "SELECT * FROM mirrors WHERE mirror_id = ?", (mirror_id,)
         ).fetchone()
-        value = round(mirror["available_amount"], 6)
+        value = round(float(mirror["available_amount"]), 6)
         self.conn.execute(
             "UPDATE mirrors SET closed_at = ?, closed_value = ?, available_amount = 0 "
             "WHERE mirror_id = ?",
@@ -354,7 +359,8 @@ class Trading:
 
     def order_by_reference(self, cid: int, reference_id: str) -> sqlite3.Row:
         row = self.conn.execute(
-            "SELECT * FROM orders WHERE reference_id = ? AND cid = ?", (reference_id, cid)
+            "SELECT * FROM orders WHERE reference_id = ? AND cid = ? ORDER BY order_id LIMIT 1",
+            (reference_id, cid),
         ).fetchone()
         if row is None:
             raise not_found(f"Order with referenceId {reference_id} not found for this account")

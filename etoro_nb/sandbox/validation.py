@@ -7,6 +7,7 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
@@ -162,7 +163,7 @@ def parse_int_id(value: str, name: str) -> int:
 
 
 def query_int(
-    params: dict[str, str], name: str, *, default: int, low: int, high: int
+    params: Mapping[str, str], name: str, *, default: int, low: int, high: int
 ) -> int:
     raw = params.get(name)
     if raw is None or raw == "":
