@@ -68,7 +68,7 @@ UNIVERSE: tuple[Instrument, ...] = (
     Instrument(1, "EURUSD", "EUR/USD", CURRENCY, 1.0850, 1, "FX", 91_000),
     Instrument(2, "GBPUSD", "GBP/USD", CURRENCY, 1.2700, 1, "FX", 64_000),
     Instrument(4, "AUDUSD", "AUD/USD", CURRENCY, 0.6600, 1, "FX", 22_000),
-    Instrument(5, "USDJPY", "USD/JPY", CURRENCY, 151.20, 1, "FX", 48_000),
+    Instrument(5, "NZDUSD", "NZD/USD", CURRENCY, 0.6050, 1, "FX", 18_000),
     Instrument(1001, "AAPL", "Apple", STOCK, 228.50, 4, "NASDAQ", 310_000),
     Instrument(1002, "GOOG", "Alphabet", STOCK, 171.30, 4, "NASDAQ", 180_000),
     Instrument(1003, "MSFT", "Microsoft", STOCK, 415.80, 4, "NASDAQ", 205_000),

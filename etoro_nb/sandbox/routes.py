@@ -239,7 +239,7 @@ def rates(call: Call) -> Reply:
     ids: list[int] = []
     for part in raw.split(","):
         part = part.strip()
-        if not part.isdigit() or int(part) not in BY_ID:
+        if not (part.isascii() and part.isdigit()) or int(part) not in BY_ID:
             raise validation(f"instrumentIds contains an unknown instrument id: {part!r}")
         if int(part) not in ids:
             ids.append(int(part))
@@ -257,7 +257,7 @@ def candles(call: Call) -> Reply:
     if interval not in INTERVALS:
         raise validation(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
     count = call.path["candlesCount"]
-    if not count.isdigit() or not 1 <= int(count) <= 1000:
+    if not (count.isascii() and count.isdigit()) or not 1 <= int(count) <= 1000:
         raise validation(f"candlesCount must be an integer from 1 to 1000, got {count!r}")
     instrument_id = parse_int_id(call.path["instrumentId"], "instrumentId")
     if instrument_id not in BY_ID:

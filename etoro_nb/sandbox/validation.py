@@ -22,7 +22,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise validation("The request body is required and must be a JSON object")
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise validation(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise validation("The request body must be a JSON object")
@@ -60,9 +60,13 @@ def opt_number(body: dict[str, Any], name: str) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise validation(f"{name} must be a number")
-    if not math.isfinite(value):
+    try:
+        number = float(value)
+    except OverflowError:
+        number = math.inf
+    if not math.isfinite(number):
         raise validation(f"{name} must be a finite number")
-    return float(value)
+    return number
 
 
 def opt_integer(body: dict[str, Any], name: str) -> int | None:
@@ -154,6 +158,7 @@ def parse_uuid(value: str, name: str) -> str:
 
 
 _INT64 = re.compile(r"^[0-9]{1,18}$")
+_INTEGER = re.compile(r"^-?[0-9]{1,18}$")
 
 
 def parse_int_id(value: str, name: str) -> int:
@@ -168,10 +173,9 @@ def query_int(
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise validation(f"{name} must be an integer, got {raw!r}") from None
+    if not _INTEGER.match(raw):
+        raise validation(f"{name} must be an integer, got {raw!r}")
+    value = int(raw)
     if not low <= value <= high:
         raise validation(f"{name} must be between {low} and {high}, got {value}")
     return value
