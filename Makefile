@@ -16,5 +16,8 @@ setup: $(BIN)/python
 sandbox: setup
 	$(BIN)/etoro-nb sandbox serve --port 8765 --seed 42
 
+# Lint and strict type checks first: a cheap failure beats a slow one.
 test: setup
+	$(BIN)/ruff check etoro_nb tests
+	$(BIN)/mypy
 	$(BIN)/python -m pytest

@@ -1,11 +1,22 @@
 """etoro-nb: a Jupyter analyst toolkit for eToro Agent Portfolios.
 
-This release ships the embedded sandbox (``etoro_nb.sandbox``); the client, ledger,
-frames, charts and panels build on it.
+``connect()`` gives a client for live eToro or, with no credentials, for the embedded
+sandbox (``etoro_nb.sandbox``).
 """
 
-from etoro_nb import sandbox
+from etoro_nb import errors, sandbox
+from etoro_nb.client import AsyncClient, Client, connect, connect_async
+from etoro_nb.ratelimit import Quota
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__", "sandbox"]
+__all__ = [
+    "AsyncClient",
+    "Client",
+    "Quota",
+    "__version__",
+    "connect",
+    "connect_async",
+    "errors",
+    "sandbox",
+]

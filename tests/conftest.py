@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from etoro_nb.client import Client
 from etoro_nb.sandbox import SandboxConfig, SandboxServer, start
 from tests.helpers import Api
 
@@ -56,3 +57,27 @@ def agent_for(server: SandboxServer) -> Iterator[Callable[[str], Api]]:
     yield make
     for api in made:
         api.close()
+
+
+@pytest.fixture
+def make_client() -> Iterator[Callable[..., Client]]:
+    """Owner clients of a given sandbox server; closed after the test."""
+    made: list[Client] = []
+
+    def make(server: SandboxServer, **settings: Any) -> Client:
+        creds = server.credentials
+        settings.setdefault("environment", "sandbox")
+        settings.setdefault("allow_real", True)
+        client = Client(base_url=creds.base_url, api_key=creds.api_key,
+                        user_key=creds.user_key, **settings)
+        made.append(client)
+        return client
+
+    yield make
+    for client in made:
+        client.close()
+
+
+@pytest.fixture
+def client(server: SandboxServer, make_client: Callable[..., Client]) -> Client:
+    return make_client(server)

@@ -8,11 +8,18 @@ import etoro_nb
 import etoro_nb.sandbox
 
 
+def _public_objects(module: types.ModuleType) -> set[str]:
+    """Public names that are not submodules (those appear as a side effect of imports)."""
+    return {n for n, v in vars(module).items()
+            if not n.startswith("_") and not isinstance(v, types.ModuleType)}
+
+
 def test_package_all_matches_public_names() -> None:
-    assert set(etoro_nb.__all__) == {"__version__", "sandbox"}
+    exported_modules = {"errors", "sandbox"}
+    assert set(etoro_nb.__all__) == _public_objects(etoro_nb) | exported_modules | {"__version__"}
+    for name in etoro_nb.__all__:
+        assert hasattr(etoro_nb, name)
 
 
 def test_sandbox_all_matches_public_names() -> None:
-    public = {n for n in vars(etoro_nb.sandbox) if not n.startswith("_")}
-    submodules = {n for n in public if isinstance(getattr(etoro_nb.sandbox, n), types.ModuleType)}
-    assert set(etoro_nb.sandbox.__all__) == public - submodules
+    assert set(etoro_nb.sandbox.__all__) == _public_objects(etoro_nb.sandbox)

@@ -236,9 +236,12 @@ async def _openapi(request: Request) -> Response:
 
 
 async def _root(request: Request) -> Response:
+    sb: Sandbox = request.app.state.sandbox
     return JSONResponse({
         "service": "etoro-nb sandbox",
         "environment": "sandbox",
+        "now": iso(sb.clock.now()),
+        "simulatedClock": sb.clock.simulated,
         "openapi": "/openapi.json",
         "operations": len(OPERATIONS),
     })

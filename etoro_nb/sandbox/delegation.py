@@ -347,7 +347,9 @@ class Delegation:
         current = self.token(portfolio_id, token_id)
         if not changes:
             raise ApiError(400, "NoChangesDetected", "At least one field must be provided")
-        effective = {k: v for k, v in changes.items() if current[k] != v}
+        # A whitelist is a set (as scopes are): listing it in another order changes nothing.
+        effective = {k: v for k, v in changes.items()
+                     if (set(current[k]) != set(v) if k == "ips" else current[k] != v)}
         if not effective:
             raise ApiError(400, "NoChangesDetected",
                            "The request changes nothing: every field equals the token's value")

@@ -1,0 +1,206 @@
+"""What ``Client`` and ``AsyncClient`` share: request building, retry decisions, error
+mapping, quota bookkeeping, and the flows that make up multi-step operations.
+
+A *flow* is a generator that yields ``Call``s and receives ``Answer``s (or has the
+error thrown into it), returning the operation's result. The sync and async clients
+drive the same flows; they differ only in how they send and sleep.
+
+Retry policy (constants below): connection errors, 408, 429 and 5xx are retried with
+exponential backoff and jitter, honouring ``Retry-After`` up to a cap; 400, 401, 403,
+404 and 409 never are. Every attempt of one logical call carries the same
+``x-request-id``. A call that is not idempotent on the server (creating a portfolio,
+minting a token) is retried only where the answer proves nothing happened (429, 503);
+an ambiguous failure is handed to its flow, which reconciles.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import uuid
+from collections.abc import Generator
+from dataclasses import dataclass
+from typing import Any, Literal, TypeVar
+
+import httpx
+
+from etoro_nb.errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    RateLimitError,
+    error_class,
+)
+from etoro_nb.ratelimit import RateLimiter
+
+MAX_RETRIES = 3
+INITIAL_RETRY_DELAY = 0.5
+MAX_RETRY_DELAY = 8.0
+RETRY_AFTER_CAP = 60.0
+DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
+RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+# Answers that prove the server did nothing, so even a non-idempotent call may be resent.
+NOTHING_HAPPENED = frozenset({429, 503})
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Call:
+    """One logical request: every retry of it is the same call with the same request id."""
+
+    operation: str
+    method: str
+    path: str
+    json: Any = None
+    params: dict[str, Any] | None = None
+    request_id: str | None = None
+    idempotent: bool = True
+    real_money: bool = False
+
+    @property
+    def kind(self) -> Literal["read", "write"]:
+        return "read" if self.method == "GET" else "write"
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: Any
+    headers: httpx.Headers
+    request_id: str
+    attempts: int
+    ambiguous_before: bool = False  # an earlier attempt may have taken effect
+
+
+Flow = Generator[Call, Answer, T]
+
+
+@dataclass
+class Attempts:
+    """Retry state of one call."""
+
+    request_id: str
+    number: int = 0
+    ambiguous: bool = False
+
+
+class RetryPolicy:
+    """When to try again, and how long to wait first."""
+
+    def __init__(self, max_retries: int = MAX_RETRIES, initial: float = INITIAL_RETRY_DELAY,
+                 cap: float = MAX_RETRY_DELAY, retry_after_cap: float = RETRY_AFTER_CAP) -> None:
+        self.max_retries = max_retries
+        self.initial = initial
+        self.cap = cap
+        self.retry_after_cap = retry_after_cap
+
+    def jitter(self) -> float:
+        """A factor in [0.75, 1.0]; tests replace it to make delays exact."""
+        return 1.0 - 0.25 * random.random()
+
+    def backoff(self, attempt: int) -> float:
+        return min(self.cap, self.initial * 2.0 ** (attempt - 1)) * self.jitter()
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(max(retry_after, 0.0), self.retry_after_cap)
+        return self.backoff(attempt)
+
+    def retry_status(self, call: Call, status: int, attempt: int) -> bool:
+        if attempt > self.max_retries or status not in RETRYABLE_STATUS:
+            return False
+        return call.idempotent or status in NOTHING_HAPPENED
+
+    def retry_connection(self, call: Call, attempt: int) -> bool:
+        return call.idempotent and attempt <= self.max_retries
+
+
+def key_id(user_key: str) -> str:
+    """A stable, secret-free id for a user key (quota bookkeeping, logs)."""
+    return hashlib.sha256(user_key.encode()).hexdigest()[:16]
+
+
+def parse_retry_after(headers: httpx.Headers) -> float | None:
+    raw = headers.get("retry-after")
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        return None
+
+
+def parse_body(response: httpx.Response) -> Any:
+    if not response.content:
+        return None
+    try:
+        return response.json()
+    except ValueError:
+        return response.text
+
+
+class Core:
+    """Request building and answer handling, with no I/O of its own."""
+
+    def __init__(self, *, base_url: str, api_key: str, user_key: str,
+                 limiter: RateLimiter, policy: RetryPolicy) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._user_key = user_key
+        self.key_id = key_id(user_key)
+        self.limiter = limiter
+        self.policy = policy
+
+    def __repr__(self) -> str:
+        return f"Core(base_url={self.base_url!r}, key_id={self.key_id!r})"
+
+    def start(self, call: Call) -> Attempts:
+        return Attempts(call.request_id or str(uuid.uuid4()))
+
+    def build(self, http: httpx.Client | httpx.AsyncClient, call: Call,
+              attempts: Attempts) -> httpx.Request:
+        headers = {"x-api-key": self._api_key, "x-user-key": self._user_key,
+                   "x-request-id": attempts.request_id}
+        return http.build_request(call.method, self.base_url + call.path, json=call.json,
+                                  params=call.params, headers=headers)
+
+    def on_transport_error(self, call: Call, attempts: Attempts, exc: Exception) -> float:
+        """The delay before retrying after no answer, or raise if we must not retry."""
+        attempts.ambiguous = True
+        if self.policy.retry_connection(call, attempts.number):
+            return self.policy.backoff(attempts.number)
+        cls = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
+        raise cls(f"no answer after {attempts.number} attempt(s): {type(exc).__name__}",
+                  request_id=attempts.request_id, operation=call.operation) from None
+
+    def on_response(self, call: Call, attempts: Attempts,
+                    response: httpx.Response) -> Answer | float:
+        """An answer, or the delay before retrying; raises the mapped error otherwise."""
+        self.limiter.observe(self.key_id, call.kind, response.headers)
+        status = response.status_code
+        body = parse_body(response)
+        if status < 400:
+            return Answer(status, body, response.headers, attempts.request_id, attempts.number,
+                          attempts.ambiguous)
+        retry_after = parse_retry_after(response.headers)
+        code = body.get("errorCode") if isinstance(body, dict) else None
+        if code != "MaxUserTokensExceeded" and self.policy.retry_status(
+                call, status, attempts.number):
+            if status not in NOTHING_HAPPENED:
+                attempts.ambiguous = True
+            return self.policy.delay(attempts.number, retry_after)
+        raise self.error(call, attempts, status, body, retry_after)
+
+    def error(self, call: Call, attempts: Attempts, status: int, body: Any,
+              retry_after: float | None) -> APIError:
+        code = body.get("errorCode") if isinstance(body, dict) else None
+        message = body.get("errorMessage") if isinstance(body, dict) else None
+        cls = error_class(status, code)
+        kw: dict[str, Any] = dict(status=status, error_code=code, error_message=message,
+                                  request_id=attempts.request_id, operation=call.operation,
+                                  body=body, attempts=attempts.number,
+                                  ambiguous_before=attempts.ambiguous)
+        if cls is RateLimitError:
+            return RateLimitError(retry_after=retry_after, **kw)
+        return cls(**kw)

@@ -1,0 +1,284 @@
+"""``connect()``, ``Client`` and ``AsyncClient``: authenticated access to the API.
+
+Both clients drive the same flows over the same ``Core`` (``_base``); they differ only
+in how they send (``httpx.Client`` / ``httpx.AsyncClient``) and sleep. With no live
+credentials, ``connect()`` starts the embedded sandbox and says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Generator
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import httpx
+from pydantic import SecretStr
+
+from etoro_nb._base import DEFAULT_TIMEOUT, Answer, Call, Core, RetryPolicy
+from etoro_nb.config import (
+    Environment,
+    real_trading_allowed,
+    resolve_credentials,
+)
+from etoro_nb.errors import EtoroError
+from etoro_nb.models import Me, MintedToken
+from etoro_nb.ratelimit import Quota, RateLimiter
+from etoro_nb.resources.agent_portfolios import AgentPortfolios, AsyncAgentPortfolios, now_flow
+from etoro_nb.resources.market import AsyncMarket, Market
+from etoro_nb.resources.trading import AsyncTrading, Trading
+from etoro_nb.sandbox import SandboxConfig, SandboxServer
+from etoro_nb.sandbox import start as start_sandbox
+
+T = TypeVar("T")
+Secret = str | SecretStr | MintedToken
+
+
+def _reveal(value: Secret) -> str:
+    if isinstance(value, MintedToken):
+        return value.secret.get_secret_value()
+    if isinstance(value, SecretStr):
+        return value.get_secret_value()
+    return value
+
+
+def me_flow() -> Generator[Call, Answer, Me]:
+    answer = yield Call("getAuthenticatedUserProfile", "GET", "/api/v1/me")
+    return Me.model_validate(answer.body)
+
+
+class _ClientBase:
+    """Settings and state both clients hold; never a secret in its repr."""
+
+    def __init__(self, *, base_url: str, api_key: Secret, user_key: Secret,
+                 environment: Environment, allow_real: bool = False,
+                 principal: Literal["owner", "agent"] = "owner",
+                 quota: Quota | None = None, limiter: RateLimiter | None = None,
+                 retry: RetryPolicy | None = None, timeout: httpx.Timeout = DEFAULT_TIMEOUT,
+                 sandbox: SandboxServer | None = None) -> None:
+        self.environment: Environment = environment
+        self.allow_real = allow_real
+        self.principal = principal
+        self.base_url = base_url.rstrip("/")
+        self._api_key = SecretStr(_reveal(api_key))
+        self._timeout = timeout
+        self._limiter = limiter or RateLimiter(quota)
+        self._retry = retry or RetryPolicy()
+        self._core = Core(base_url=self.base_url, api_key=_reveal(api_key),
+                          user_key=_reveal(user_key), limiter=self._limiter, policy=self._retry)
+        self._scope_cache: list[str] = []
+        self._sandbox = sandbox
+
+    @property
+    def sandbox(self) -> SandboxServer | None:
+        """The embedded sandbox this client started, if it did (clock, faults, state)."""
+        return self._sandbox
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}(environment={self.environment!r}, "
+                f"principal={self.principal!r}, base_url={self.base_url!r})")
+
+    def _agent_settings(self, token: Secret) -> dict[str, Any]:
+        return dict(base_url=self.base_url, api_key=self._api_key, user_key=_reveal(token),
+                    environment=self.environment, allow_real=self.allow_real,
+                    principal="agent", limiter=self._limiter, retry=self._retry,
+                    timeout=self._timeout)
+
+
+class Client(_ClientBase):
+    """The synchronous client. Use it as a context manager or call ``close()``."""
+
+    def __init__(self, *, transport: httpx.BaseTransport | None = None,
+                 http: httpx.Client | None = None, **settings: Any) -> None:
+        super().__init__(**settings)
+        self._owns_http = http is None
+        self._http = http or httpx.Client(timeout=self._timeout, transport=transport)
+        self.agent_portfolios = AgentPortfolios(self)
+        self.market = Market(self)
+
+    def trading(self, mode: str = "demo") -> Trading:
+        """The demo or the real account of whoever this client acts as."""
+        return Trading(self, mode)
+
+    def me(self) -> Me:
+        return self._run(me_flow())
+
+    def now(self) -> datetime:
+        """The server's now (a sandbox's simulated clock, or UTC now on live)."""
+        return self._run(now_flow(self.environment))
+
+    def as_agent(self, token: Secret) -> Client:
+        """A client acting with a delegated token (a ``MintedToken`` or its secret).
+
+        It shares this client's connections and quota bookkeeping; closing it is optional,
+        closing this client closes both."""
+        return Client(http=self._http, **self._agent_settings(token))
+
+    def close(self) -> None:
+        if self._owns_http:
+            self._http.close()
+        if self._sandbox is not None:
+            self._sandbox.stop()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _sleep(self, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def _send(self, call: Call) -> Answer:
+        core = self._core
+        attempts = core.start(call)
+        while True:
+            attempts.number += 1
+            wait = core.limiter.reserve(core.key_id, call.kind)
+            if wait > 0:
+                self._sleep(wait)
+            request = core.build(self._http, call, attempts)
+            try:
+                response = self._http.send(request)
+            except httpx.TransportError as exc:
+                delay = core.on_transport_error(call, attempts, exc)
+            else:
+                outcome = core.on_response(call, attempts, response)
+                if isinstance(outcome, Answer):
+                    return outcome
+                delay = outcome
+            self._sleep(delay)
+
+    def _run(self, flow: Generator[Call, Answer, T]) -> T:
+        try:
+            call = next(flow)
+            while True:
+                try:
+                    answer = self._send(call)
+                except EtoroError as exc:
+                    call = flow.throw(exc)
+                else:
+                    call = flow.send(answer)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+
+class AsyncClient(_ClientBase):
+    """The asyncio client: the same surface, awaited."""
+
+    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None,
+                 http: httpx.AsyncClient | None = None, **settings: Any) -> None:
+        super().__init__(**settings)
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(timeout=self._timeout, transport=transport)
+        self.agent_portfolios = AsyncAgentPortfolios(self)
+        self.market = AsyncMarket(self)
+
+    def trading(self, mode: str = "demo") -> AsyncTrading:
+        return AsyncTrading(self, mode)
+
+    async def me(self) -> Me:
+        return await self._run(me_flow())
+
+    async def now(self) -> datetime:
+        return await self._run(now_flow(self.environment))
+
+    def as_agent(self, token: Secret) -> AsyncClient:
+        return AsyncClient(http=self._http, **self._agent_settings(token))
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+        if self._sandbox is not None:
+            self._sandbox.stop()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+    async def _send(self, call: Call) -> Answer:
+        core = self._core
+        attempts = core.start(call)
+        while True:
+            attempts.number += 1
+            wait = core.limiter.reserve(core.key_id, call.kind)
+            if wait > 0:
+                await self._sleep(wait)
+            request = core.build(self._http, call, attempts)
+            try:
+                response = await self._http.send(request)
+            except httpx.TransportError as exc:
+                delay = core.on_transport_error(call, attempts, exc)
+            else:
+                outcome = core.on_response(call, attempts, response)
+                if isinstance(outcome, Answer):
+                    return outcome
+                delay = outcome
+            await self._sleep(delay)
+
+    async def _run(self, flow: Generator[Call, Answer, T]) -> T:
+        try:
+            call = next(flow)
+            while True:
+                try:
+                    answer = await self._send(call)
+                except EtoroError as exc:
+                    call = flow.throw(exc)
+                else:
+                    call = flow.send(answer)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+
+def _detect(base_url: str) -> Environment:
+    """A URL that answers as the etoro-nb sandbox is the sandbox; anything else is live."""
+    try:
+        body = httpx.get(base_url + "/", timeout=5.0).json()
+    except (httpx.HTTPError, ValueError):
+        return "live"
+    return "sandbox" if isinstance(body, dict) and body.get("environment") == "sandbox" else "live"
+
+
+def _settings(api_key: str | None, user_key: str | None, base_url: str | None,
+              allow_real: bool | None, env_file: str | Path | None,
+              sandbox: SandboxConfig | None, quota: Quota | None) -> dict[str, Any]:
+    creds = resolve_credentials(api_key, user_key, base_url, env_file=env_file)
+    if creds is None:
+        server = start_sandbox(sandbox or SandboxConfig())
+        print(f"etoro-nb: no live credentials given, so this is the embedded SANDBOX "
+              f"(simulated money) at {server.base_url}")
+        return dict(base_url=server.base_url, api_key=server.credentials.api_key,
+                    user_key=server.credentials.user_key, environment="sandbox",
+                    allow_real=True, quota=quota, sandbox=server)
+    environment = _detect(creds.base_url)
+    return dict(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
+                environment=environment,
+                allow_real=True if environment == "sandbox" else real_trading_allowed(allow_real),
+                quota=quota)
+
+
+def connect(api_key: str | None = None, user_key: str | None = None, *,
+            base_url: str | None = None, allow_real: bool | None = None,
+            env_file: str | Path | None = ".env", sandbox: SandboxConfig | None = None,
+            quota: Quota | None = None) -> Client:
+    """A client for live eToro when keys are given (arguments, ``ETORO_API_KEY`` /
+    ``ETORO_USER_KEY``, or a ``.env`` file), else for a freshly started embedded sandbox
+    (configured by ``sandbox``). ``client.environment`` says which. On live, the real
+    account's trading needs ``allow_real=True`` (or ``ETORO_NB_ALLOW_REAL=1``)."""
+    return Client(**_settings(api_key, user_key, base_url, allow_real, env_file, sandbox, quota))
+
+
+def connect_async(api_key: str | None = None, user_key: str | None = None, *,
+                  base_url: str | None = None, allow_real: bool | None = None,
+                  env_file: str | Path | None = ".env", sandbox: SandboxConfig | None = None,
+                  quota: Quota | None = None) -> AsyncClient:
+    """``connect()`` for asyncio: the same choices, an ``AsyncClient``."""
+    return AsyncClient(**_settings(api_key, user_key, base_url, allow_real, env_file, sandbox,
+                                   quota))

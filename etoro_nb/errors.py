@@ -1,0 +1,180 @@
+"""Every error etoro-nb raises, in one tree.
+
+```
+EtoroError
+├── ConfigurationError          missing or contradictory settings (says how to supply them)
+├── ValidationError             bad input caught before sending (names field and rule)
+├── RealMoneyNotAllowedError    a real-trading call on a live connection without opt-in
+├── APIConnectionError          no answer: connection refused, dropped, timed out
+│   └── APITimeoutError
+└── APIError                    an answer: status, error_code, error_message, request_id
+    ├── BadRequestError         400 (ValidationFailed, NoChangesDetected, IpsWhitelistInvalidIp, ...)
+    ├── AuthenticationError     401: unknown, revoked or expired key
+    ├── PermissionDeniedError   403: owner-only operation, IP whitelist
+    │   └── ScopeError          403 for a missing scope, or a scope name not allowed
+    ├── NotFoundError           404
+    ├── ConflictError           409 UserKeyNameAlreadyExists; 429 MaxUserTokensExceeded
+    ├── RateLimitError          429 TooManyRequests (retry_after)
+    ├── ServerError             5xx
+    └── PartialCreateError      207: portfolio created, first token not (carries both)
+```
+
+The class is chosen by the body's ``errorCode`` first and the status second. No error's
+text ever contains a secret: messages are built from the server's code and message,
+the request id and the operation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from etoro_nb.models import AgentPortfolio
+
+
+class EtoroError(Exception):
+    """Base of every etoro-nb error."""
+
+
+class ConfigurationError(EtoroError):
+    """Settings are missing or contradict each other."""
+
+
+class ValidationError(EtoroError, ValueError):
+    """Input broke a rule of the contract; nothing was sent."""
+
+    def __init__(self, field: str, rule: str) -> None:
+        super().__init__(f"{field}: {rule}")
+        self.field = field
+        self.rule = rule
+
+
+class RealMoneyNotAllowedError(EtoroError):
+    """The real trading endpoints move real money on a live connection."""
+
+
+class APIConnectionError(EtoroError):
+    """The request got no answer (after every retry)."""
+
+    def __init__(self, message: str, *, request_id: str, operation: str) -> None:
+        super().__init__(f"{message} [operation {operation}, request id {request_id}]")
+        self.request_id = request_id
+        self.operation = operation
+
+
+class APITimeoutError(APIConnectionError):
+    """The request timed out."""
+
+
+class APIError(EtoroError):
+    """The API answered with an error."""
+
+    def __init__(
+        self, *, status: int, error_code: str | None, error_message: str | None,
+        request_id: str, operation: str, body: Any = None, attempts: int = 1,
+        ambiguous_before: bool = False,
+    ) -> None:
+        self.status = status
+        self.attempts = attempts
+        #: An earlier attempt of the same call got no answer and may have taken effect.
+        self.ambiguous_before = ambiguous_before
+        self.error_code = error_code
+        self.error_message = error_message
+        self.request_id = request_id
+        self.operation = operation
+        self.body = body
+        code = error_code or "no errorCode"
+        super().__init__(
+            f"{status} {code}: {error_message or '(no message)'} "
+            f"[operation {operation}, request id {request_id}]"
+        )
+
+
+class BadRequestError(APIError):
+    """400: the server refused the input."""
+
+
+class AuthenticationError(APIError):
+    """401: the key is unknown, revoked or expired."""
+
+
+class PermissionDeniedError(APIError):
+    """403: not allowed for this caller (owner-only operation, IP whitelist)."""
+
+
+class ScopeError(PermissionDeniedError):
+    """403: the token lacks the scope, or the scope name is not allowed."""
+
+
+class NotFoundError(APIError):
+    """404."""
+
+
+class ConflictError(APIError):
+    """The request conflicts with existing state (a taken token name, the token cap)."""
+
+
+class RateLimitError(APIError):
+    """429 TooManyRequests; ``retry_after`` is the server's hint in seconds."""
+
+    def __init__(self, *, retry_after: float | None = None, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.retry_after = retry_after
+
+
+class ServerError(APIError):
+    """5xx."""
+
+
+class PartialCreateError(APIError):
+    """207: the agent portfolio exists but its first token was not created.
+
+    ``portfolio`` is the new portfolio; ``mint_token()`` mints the token that was asked
+    for (same name, scopes, whitelist and expiry) and returns it with its secret (from
+    an ``AsyncClient``, it returns an awaitable).
+    """
+
+    def __init__(self, *, portfolio: AgentPortfolio, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.portfolio = portfolio
+        self._mint: Callable[[], Any] | None = None
+
+    def bind(self, mint: Callable[[], Any]) -> PartialCreateError:
+        self._mint = mint
+        return self
+
+    def mint_token(self) -> Any:
+        if self._mint is None:
+            raise RuntimeError("this error is not bound to a client")
+        return self._mint()
+
+
+_BY_CODE: dict[str, type[APIError]] = {
+    "Unauthorized": AuthenticationError,
+    "InsufficientScope": ScopeError,
+    "ScopeNameNotAllowed": ScopeError,
+    "ScopeIdNotAllowed": ScopeError,
+    "Forbidden": PermissionDeniedError,
+    "NotFound": NotFoundError,
+    "UserKeyNameAlreadyExists": ConflictError,
+    "MaxUserTokensExceeded": ConflictError,
+    "TooManyRequests": RateLimitError,
+}
+_BY_STATUS: dict[int, type[APIError]] = {
+    400: BadRequestError, 401: AuthenticationError, 403: PermissionDeniedError,
+    404: NotFoundError, 409: ConflictError, 429: RateLimitError,
+}
+
+
+def error_class(status: int, error_code: str | None) -> type[APIError]:
+    """The class for an error answer: by ``errorCode`` first, then by status."""
+    if error_code in _BY_CODE:
+        cls = _BY_CODE[error_code]
+        # A scope name refused as input is a 400 on create: keep it a bad request there.
+        if cls is ScopeError and status == 400:
+            return BadRequestError
+        return cls
+    if status >= 500:
+        return ServerError
+    return _BY_STATUS.get(status, APIError)

@@ -1,0 +1,396 @@
+"""Agent portfolios and their user tokens: the delegation an owner hands to agents.
+
+v2 operations are used where they exist; list, delete and revoke exist only in v1.
+Creating and minting are not idempotent on the server, so after an answer that never
+came (or a 5xx), the client looks at what exists before trying again:
+
+- a create reconciles by name: the portfolio that exists is returned, never a second
+  one; its first token's secret went down with the lost answer, so that token is
+  revoked and a replacement with the same name and scopes is minted;
+- a mint reconciles by token name: a token nobody received the secret of is revoked
+  (and logged), then the mint is made again, so no live token exists that nobody holds.
+"""
+
+from __future__ import annotations
+
+import builtins
+import logging
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from etoro_nb import rules
+from etoro_nb._base import Call, Flow
+from etoro_nb.errors import (
+    APIConnectionError,
+    BadRequestError,
+    NotFoundError,
+    PartialCreateError,
+    ServerError,
+    ValidationError,
+)
+from etoro_nb.models import AgentPortfolio, CreatedPortfolio, MintedToken, UserToken
+
+if TYPE_CHECKING:
+    from etoro_nb.client import AsyncClient, Client
+
+log = logging.getLogger("etoro_nb.client")
+Ambiguous = (APIConnectionError, ServerError)
+V1 = "/api/v1/agent-portfolios"
+V2 = "/api/v2/agent-portfolios"
+
+
+@dataclass(frozen=True)
+class TokenRequest:
+    """A token grant as the caller asked for it, validated except for scope names."""
+
+    name: str
+    scopes: tuple[str, ...]
+    ips_whitelist: tuple[str, ...] | None
+    expires_at: datetime | timedelta | None
+
+    def body(self, now: datetime, allowed: Iterable[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {"userTokenName": self.name,
+                               "scopeNames": rules.scopes(self.scopes, allowed),
+                               "expiresAt": rules.expiry(self.expires_at, now)}
+        if self.ips_whitelist is not None:
+            out["ipsWhitelist"] = list(self.ips_whitelist)
+        return out
+
+
+def token_request(name: str, scopes: Iterable[str], ips_whitelist: Iterable[str] | None,
+                  expires_at: datetime | timedelta | None) -> TokenRequest:
+    whitelist = rules.ipv4_whitelist(ips_whitelist)
+    return TokenRequest(rules.token_name(name), tuple([scopes] if isinstance(scopes, str)
+                                                      else scopes),
+                        None if whitelist is None else tuple(whitelist), expires_at)
+
+
+# -- flows --------------------------------------------------------------------------------
+def now_flow(environment: str) -> Flow[datetime]:
+    """The server's now: the sandbox's (possibly simulated) clock, else the local UTC clock."""
+    if environment != "sandbox":
+        return datetime.now(UTC)
+    answer = yield Call("sandboxStatus", "GET", "/")
+    return datetime.fromisoformat(str(answer.body["now"]).replace("Z", "+00:00"))
+
+
+def allowed_scopes_flow(cache: list[str]) -> Flow[list[str]]:
+    if not cache:
+        answer = yield Call("getAgentPortfolioAllowedScopesV2", "GET", f"{V2}/user-tokens/scopes")
+        cache[:] = [s["name"] for s in answer.body["scopes"]]
+    return list(cache)
+
+
+def list_flow() -> Flow[list[AgentPortfolio]]:
+    answer = yield Call("getAgentPortfolios", "GET", V1)
+    return [AgentPortfolio.model_validate(p) for p in answer.body["agentPortfolios"]]
+
+
+def find_flow(portfolio_id: str) -> Flow[AgentPortfolio]:
+    for portfolio in (yield from list_flow()):
+        if portfolio.id == portfolio_id:
+            return portfolio
+    raise _local_not_found(f"agent portfolio {portfolio_id} not found")
+
+
+def _local_not_found(message: str) -> NotFoundError:
+    return NotFoundError(status=404, error_code="NotFound", error_message=message,
+                         request_id="-", operation="getAgentPortfolios")
+
+
+def revoke_flow(portfolio_id: str, token_id: str) -> Flow[None]:
+    try:
+        yield Call("deleteAgentPortfolioUserToken", "DELETE",
+                   f"{V1}/{portfolio_id}/user-tokens/{token_id}")
+    except NotFoundError as exc:
+        if not exc.ambiguous_before:  # else an earlier attempt did revoke it
+            raise
+
+
+def mint_flow(portfolio_id: str, grant: TokenRequest, environment: str, cache: list[str],
+              request_id: str | None = None) -> Flow[MintedToken]:
+    allowed = yield from allowed_scopes_flow(cache)
+    now = yield from now_flow(environment)
+    call = Call("createAgentPortfolioUserTokenV2", "POST", f"{V2}/{portfolio_id}/user-tokens",
+                json=grant.body(now, allowed), request_id=request_id, idempotent=False)
+    for _ in range(3):
+        try:
+            answer = yield call
+        except Ambiguous as exc:
+            portfolio = yield from find_flow(portfolio_id)
+            orphan = portfolio.token(grant.name)
+            if orphan is not None:
+                yield from revoke_flow(portfolio_id, orphan.id)
+                log.warning("mint of token %r on %s had no answer (%s); the token it made "
+                            "(%s) was revoked because nobody received its secret; minting again",
+                            grant.name, portfolio_id, type(exc).__name__, orphan.id)
+            call = replace(call, request_id=None)
+            continue
+        return MintedToken.model_validate({**answer.body, "portfolio_id": portfolio_id})
+    raise APIConnectionError(f"minting token {grant.name!r} kept failing",
+                             request_id=call.request_id or "-", operation=call.operation)
+
+
+@dataclass(frozen=True)
+class PortfolioRequest:
+    name: str
+    investment_usd: float
+    description: str | None
+    token: TokenRequest
+
+
+def create_flow(req: PortfolioRequest, environment: str, cache: list[str],
+                request_id: str | None = None) -> Flow[CreatedPortfolio]:
+    allowed = yield from allowed_scopes_flow(cache)
+    now = yield from now_flow(environment)
+    body: dict[str, Any] = {"agentPortfolioName": req.name,
+                            "investmentAmountInUsd": req.investment_usd,
+                            **req.token.body(now, allowed)}
+    if req.description is not None:
+        body["agentPortfolioDescription"] = req.description
+    call = Call("createAgentPortfolioV2", "POST", V2, json=body, request_id=request_id,
+                idempotent=False)
+    for _ in range(3):
+        try:
+            answer = yield call
+        except Ambiguous:
+            existing = next((p for p in (yield from list_flow())
+                             if p.name.lower() == req.name.lower()), None)
+            if existing is None:
+                call = replace(call, request_id=None)
+                continue
+            # It was created; the first token's secret was lost with the answer.
+            lost = existing.token(req.token.name)
+            if lost is not None:
+                yield from revoke_flow(existing.id, lost.id)
+            token = yield from mint_flow(existing.id, req.token, environment, cache)
+            portfolio = yield from find_flow(existing.id)
+            log.warning("create of %r had no answer; it had been made: returned it, with "
+                        "its first token re-minted", req.name)
+            return CreatedPortfolio(portfolio=portfolio, token=token)
+        if answer.status == 207:
+            portfolio = AgentPortfolio.model_validate({**answer.body, "userTokens": []})
+            raise PartialCreateError(
+                portfolio=portfolio, status=207, error_code="UserTokenNotCreated",
+                error_message="the agent portfolio was created but its first token was not; "
+                              "call mint_token() on this error to mint it",
+                request_id=answer.request_id, operation=call.operation, body=answer.body)
+        created = answer.body
+        token_body = created["userTokens"][0]
+        token = MintedToken.model_validate({
+            **token_body, "scopeNames": [s["name"] for s in token_body.get("scopes", [])],
+            "portfolio_id": created["agentPortfolioId"]})
+        public = {k: v for k, v in token_body.items() if k not in ("userToken", "scopes")}
+        portfolio = AgentPortfolio.model_validate({
+            **created, "createdAt": None,
+            "userTokens": [{**public, "scopeNames": list(token.scopes)}]})
+        return CreatedPortfolio(portfolio=portfolio, token=token)
+    raise APIConnectionError(f"creating agent portfolio {req.name!r} kept failing",
+                             request_id=call.request_id or "-", operation=call.operation)
+
+
+def delete_flow(portfolio_id: str) -> Flow[None]:
+    try:
+        yield Call("deleteAgentPortfolio", "DELETE", f"{V1}/{portfolio_id}")
+    except NotFoundError as exc:
+        if not exc.ambiguous_before:
+            raise
+
+
+def update_flow(portfolio_id: str, token_id: str, changes: dict[str, Any],
+                environment: str, cache: list[str]) -> Flow[None]:
+    body: dict[str, Any] = {}
+    if "scopes" in changes:
+        body["scopeNames"] = rules.scopes(changes["scopes"], (yield from allowed_scopes_flow(cache)))
+    if "ips_whitelist" in changes:
+        body["ipsWhitelist"] = rules.ipv4_whitelist(changes["ips_whitelist"] or [])
+    if "expires_at" in changes:
+        now = yield from now_flow(environment)
+        body["expiresAt"] = rules.expiry(changes["expires_at"], now)
+    if not body:
+        raise ValidationError("changes", "give at least one of scopes, ips_whitelist, "
+                                               "expires_at")
+    try:
+        yield Call("updateAgentPortfolioUserTokenV2", "PATCH",
+                   f"{V2}/{portfolio_id}/user-tokens/{token_id}", json=body)
+    except BadRequestError as exc:
+        if not (exc.ambiguous_before and exc.error_code == "NoChangesDetected"):
+            raise
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A replacement token, minted; ``confirm()`` revokes the old one once the agent uses
+    the new one (from an ``AsyncClient``, ``confirm()`` returns an awaitable)."""
+
+    old: UserToken
+    new: MintedToken
+    _confirm: Callable[[], Any] = field(repr=False)
+
+    def confirm(self) -> Any:
+        return self._confirm()
+
+
+def rotate_flow(portfolio_id: str, token_id: str, new_name: str | None, environment: str,
+                cache: list[str]) -> Flow[tuple[UserToken, MintedToken]]:
+    portfolio = yield from find_flow(portfolio_id)
+    old = next((t for t in portfolio.tokens if t.id == token_id), None)
+    if old is None:
+        raise _local_not_found(f"user token {token_id} not found in {portfolio_id}")
+    now = yield from now_flow(environment)
+    lifetime = (old.expires_at - old.created_at
+                if old.expires_at is not None and old.created_at is not None else None)
+    name = new_name or f"{old.name[:40]}-rot-{now:%Y%m%d%H%M%S}"
+    grant = TokenRequest(name, old.scopes, old.ips_whitelist or None, lifetime)
+    new = yield from mint_flow(portfolio_id, grant, environment, cache)
+    return old, new
+
+
+# -- the resources ------------------------------------------------------------------------
+class AgentPortfolios:
+    """``client.agent_portfolios``: create, list and delete portfolios; mint, update,
+    rotate and revoke their tokens. Owner only: an agent's token gets 403."""
+
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def list(self) -> builtins.list[AgentPortfolio]:
+        return self._client._run(list_flow())
+
+    def get(self, portfolio_id: str) -> AgentPortfolio:
+        return self._client._run(find_flow(portfolio_id))
+
+    def allowed_scopes(self) -> builtins.list[str]:
+        return self._client._run(allowed_scopes_flow(self._client._scope_cache))
+
+    def create(self, name: str, investment_usd: float, *, scopes: Iterable[str],
+               token_name: str = "agent", description: str | None = None,
+               ips_whitelist: Iterable[str] | None = None,
+               expires_at: datetime | timedelta | None = None,
+               request_id: str | None = None) -> CreatedPortfolio:
+        """A new agent portfolio funded with ``investment_usd`` of the owner's real balance,
+        and its first token (the secret is in ``.token.secret``, shown only here)."""
+        req = PortfolioRequest(rules.portfolio_name(name),
+                               rules.positive(investment_usd, "investment_usd"), description,
+                               token_request(token_name, scopes, ips_whitelist, expires_at))
+        c = self._client
+        try:
+            return c._run(create_flow(req, c.environment, c._scope_cache, request_id))
+        except PartialCreateError as exc:
+            portfolio_id = exc.portfolio.id
+            raise exc.bind(lambda: self.mint_token(portfolio_id, req.token.name,
+                                                   scopes=req.token.scopes,
+                                                   ips_whitelist=req.token.ips_whitelist,
+                                                   expires_at=req.token.expires_at)) from None
+
+    def delete(self, portfolio_id: str) -> None:
+        """Delete: revokes every token, closes the copy mirror, credits its value back."""
+        self._client._run(delete_flow(portfolio_id))
+
+    def mint_token(self, portfolio_id: str, name: str, *, scopes: Iterable[str],
+                   ips_whitelist: Iterable[str] | None = None,
+                   expires_at: datetime | timedelta | None = None,
+                   request_id: str | None = None) -> MintedToken:
+        c = self._client
+        grant = token_request(name, scopes, ips_whitelist, expires_at)
+        return c._run(mint_flow(portfolio_id, grant, c.environment, c._scope_cache, request_id))
+
+    def update_token(self, portfolio_id: str, token_id: str, **changes: Any) -> None:
+        """Change ``scopes``, ``ips_whitelist`` (``[]`` clears it) or ``expires_at``
+        (``None`` removes the expiry); only the names given are sent."""
+        _check_changes(changes)
+        c = self._client
+        c._run(update_flow(portfolio_id, token_id, changes, c.environment, c._scope_cache))
+
+    def revoke_token(self, portfolio_id: str, token_id: str) -> None:
+        self._client._run(revoke_flow(portfolio_id, token_id))
+
+    def rotate_token(self, portfolio_id: str, token_id: str, *,
+                     new_name: str | None = None) -> Rotation:
+        """Mint a replacement with the same scopes, whitelist and lifetime; the old token
+        stays live until ``rotation.confirm()``, so the agent switches without downtime."""
+        c = self._client
+        old, new = c._run(rotate_flow(portfolio_id, token_id, new_name, c.environment,
+                                      c._scope_cache))
+        return Rotation(old, new, lambda: self.revoke_token(portfolio_id, old.id))
+
+
+class AsyncAgentPortfolios:
+    """The ``AsyncClient`` twin of ``AgentPortfolios``."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def list(self) -> builtins.list[AgentPortfolio]:
+        return await self._client._run(list_flow())
+
+    async def get(self, portfolio_id: str) -> AgentPortfolio:
+        return await self._client._run(find_flow(portfolio_id))
+
+    async def allowed_scopes(self) -> builtins.list[str]:
+        return await self._client._run(allowed_scopes_flow(self._client._scope_cache))
+
+    async def create(self, name: str, investment_usd: float, *, scopes: Iterable[str],
+                     token_name: str = "agent", description: str | None = None,
+                     ips_whitelist: Iterable[str] | None = None,
+                     expires_at: datetime | timedelta | None = None,
+                     request_id: str | None = None) -> CreatedPortfolio:
+        req = PortfolioRequest(rules.portfolio_name(name),
+                               rules.positive(investment_usd, "investment_usd"), description,
+                               token_request(token_name, scopes, ips_whitelist, expires_at))
+        c = self._client
+        try:
+            return await c._run(create_flow(req, c.environment, c._scope_cache, request_id))
+        except PartialCreateError as exc:
+            portfolio_id = exc.portfolio.id
+
+            def mint() -> Awaitable[MintedToken]:
+                return self.mint_token(portfolio_id, req.token.name,
+                                       scopes=req.token.scopes,
+                                       ips_whitelist=req.token.ips_whitelist,
+                                       expires_at=req.token.expires_at)
+            raise exc.bind(mint) from None
+
+    async def delete(self, portfolio_id: str) -> None:
+        await self._client._run(delete_flow(portfolio_id))
+
+    async def mint_token(self, portfolio_id: str, name: str, *, scopes: Iterable[str],
+                         ips_whitelist: Iterable[str] | None = None,
+                         expires_at: datetime | timedelta | None = None,
+                         request_id: str | None = None) -> MintedToken:
+        c = self._client
+        grant = token_request(name, scopes, ips_whitelist, expires_at)
+        return await c._run(mint_flow(portfolio_id, grant, c.environment, c._scope_cache,
+                                      request_id))
+
+    async def update_token(self, portfolio_id: str, token_id: str, **changes: Any) -> None:
+        _check_changes(changes)
+        c = self._client
+        await c._run(update_flow(portfolio_id, token_id, changes, c.environment, c._scope_cache))
+
+    async def revoke_token(self, portfolio_id: str, token_id: str) -> None:
+        await self._client._run(revoke_flow(portfolio_id, token_id))
+
+    async def rotate_token(self, portfolio_id: str, token_id: str, *,
+                           new_name: str | None = None) -> Rotation:
+        c = self._client
+        old, new = await c._run(rotate_flow(portfolio_id, token_id, new_name, c.environment,
+                                            c._scope_cache))
+        return Rotation(old, new, lambda: self.revoke_token(portfolio_id, old.id))
+
+
+_CHANGES = {"scopes", "ips_whitelist", "expires_at"}
+
+
+def _check_changes(changes: dict[str, Any]) -> None:
+    unknown = set(changes) - _CHANGES
+    if unknown:
+        raise ValidationError(", ".join(sorted(unknown)),
+                                    "not a token setting (scopes, ips_whitelist, expires_at)")
+    if "ips_whitelist" in changes and changes["ips_whitelist"] is not None:
+        rules.ipv4_whitelist(changes["ips_whitelist"])
+    if "scopes" in changes:
+        rules.scopes(changes["scopes"])
+

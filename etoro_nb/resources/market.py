@@ -1,0 +1,90 @@
+"""Market data: ``client.market.search(...)``, ``.rates(...)``, ``.candles(...)``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from etoro_nb._base import Call, Flow
+from etoro_nb.errors import ValidationError
+from etoro_nb.models import Candle, Rate
+
+if TYPE_CHECKING:
+    from etoro_nb.client import AsyncClient, Client
+
+INTERVALS = ("OneMinute", "FiveMinutes", "TenMinutes", "FifteenMinutes", "ThirtyMinutes",
+             "OneHour", "FourHours", "OneDay", "OneWeek")
+DEFAULT_FIELDS = ("instrumentId", "symbol", "displayname", "instrumentType", "currentRate")
+
+
+def search_flow(text: str | None, fields: Iterable[str], page: int, page_size: int,
+                sort: str | None, filters: dict[str, Any]) -> Flow[list[dict[str, Any]]]:
+    params: dict[str, Any] = {"fields": ",".join(fields), "pageNumber": page,
+                              "pageSize": page_size, **filters}
+    if text:
+        params["searchText"] = text
+    if sort:
+        params["sort"] = sort
+    answer = yield Call("searchForInstruments", "GET", "/api/v1/market-data/search",
+                        params=params)
+    return list(answer.body["items"])
+
+
+def rates_flow(instrument_ids: Iterable[int]) -> Flow[list[Rate]]:
+    ids = [int(i) for i in instrument_ids]
+    if not 1 <= len(ids) <= 100:
+        raise ValidationError("instrument_ids", "give 1 to 100 instrument ids")
+    answer = yield Call("retrieveCurrentMarketRatesPricingInformation", "GET",
+                        "/api/v1/market-data/instruments/rates",
+                        params={"instrumentIds": ",".join(map(str, ids))})
+    return [Rate.model_validate(r) for r in answer.body["rates"]]
+
+
+def candles_flow(instrument_id: int, interval: str, count: int,
+                 direction: str) -> Flow[list[Candle]]:
+    if interval not in INTERVALS:
+        raise ValidationError("interval", f"is one of {', '.join(INTERVALS)}")
+    if not 1 <= count <= 1000:
+        raise ValidationError("count", "is 1 to 1000")
+    if direction not in ("asc", "desc"):
+        raise ValidationError("direction", "is 'asc' or 'desc'")
+    answer = yield Call("getCandles", "GET",
+                        f"/api/v1/market-data/instruments/{int(instrument_id)}/history/candles/"
+                        f"{direction}/{interval}/{count}")
+    return [Candle.model_validate(c) for group in answer.body["candles"]
+            for c in group["candles"]]
+
+
+class Market:
+    def __init__(self, client: Client) -> None:
+        self._client = client
+
+    def search(self, text: str | None = None, *, fields: Iterable[str] = DEFAULT_FIELDS,
+               page: int = 1, page_size: int = 20, sort: str | None = None,
+               **filters: Any) -> list[dict[str, Any]]:
+        """Instruments matching ``text``; extra keywords filter on Instrument fields."""
+        return self._client._run(search_flow(text, fields, page, page_size, sort, filters))
+
+    def rates(self, instrument_ids: Iterable[int]) -> list[Rate]:
+        return self._client._run(rates_flow(instrument_ids))
+
+    def candles(self, instrument_id: int, interval: str = "OneDay", count: int = 100, *,
+                direction: str = "asc") -> list[Candle]:
+        return self._client._run(candles_flow(instrument_id, interval, count, direction))
+
+
+class AsyncMarket:
+    def __init__(self, client: AsyncClient) -> None:
+        self._client = client
+
+    async def search(self, text: str | None = None, *, fields: Iterable[str] = DEFAULT_FIELDS,
+                     page: int = 1, page_size: int = 20, sort: str | None = None,
+                     **filters: Any) -> list[dict[str, Any]]:
+        return await self._client._run(search_flow(text, fields, page, page_size, sort, filters))
+
+    async def rates(self, instrument_ids: Iterable[int]) -> list[Rate]:
+        return await self._client._run(rates_flow(instrument_ids))
+
+    async def candles(self, instrument_id: int, interval: str = "OneDay", count: int = 100, *,
+                      direction: str = "asc") -> list[Candle]:
+        return await self._client._run(candles_flow(instrument_id, interval, count, direction))

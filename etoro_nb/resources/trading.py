@@ -1,0 +1,244 @@
+"""Trading on the demo or the real account: ``client.trading("demo" | "real")``.
+
+Orders use the v2 unified endpoint (open by amount or units, buy or sell, leverage,
+stop-loss and take-profit); closing uses the v1 market-close endpoint, the only one.
+The request id of an order is its idempotency key: a retried order is placed once.
+On a live connection the real account's writes need ``allow_real``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from etoro_nb import rules
+from etoro_nb._base import Call, Flow
+from etoro_nb.errors import RealMoneyNotAllowedError, ValidationError
+from etoro_nb.models import ClosedOrder, OrderInfo, OrderPlaced, Portfolio, Trade
+
+if TYPE_CHECKING:
+    from etoro_nb.client import AsyncClient, Client
+
+Mode = Literal["demo", "real"]
+Progress = Callable[[int, int], None]  # (trades loaded so far, pages loaded so far)
+PAGE_SIZE = 100
+
+
+def _check_mode(mode: str) -> Mode:
+    if mode not in ("demo", "real"):
+        raise ValidationError("mode", f"trading mode is 'demo' or 'real', got {mode!r}")
+    return "demo" if mode == "demo" else "real"
+
+
+class Paths:
+    """The contract's paths for one mode (their spelling differs between modes)."""
+
+    def __init__(self, mode: Mode) -> None:
+        demo = mode == "demo"
+        self.mode = mode
+        seg = "demo/" if demo else ""
+        self.portfolio = f"/api/v1/trading/info/{seg}portfolio"
+        self.pnl = f"/api/v1/trading/info/{'demo' if demo else 'real'}/pnl"
+        self.history = f"/api/v1/trading/info/trade/{seg}history"
+        self.orders = f"/api/v2/trading/execution/{seg}orders"
+        self.lookup = f"/api/v2/trading/info/{seg}orders:lookup"
+        self.close = f"/api/v1/trading/execution/{seg}market-close-orders/positions"
+        self.close_instrument_field = "InstrumentID" if demo else "InstrumentId"
+        suffix = "Demo" if demo else ""
+        self.ops = {
+            "portfolio": "getPortfolioDemo" if demo else "getPortfolio",
+            "pnl": "getDemoAccountPnl" if demo else "getRealAccountPnl",
+            "history": "listTradingHistory" if demo else "listTradingHistory2",
+            "open": "createDemoOrder" if demo else "createRealOrder",
+            "cancel": "cancelDemoOrder" if demo else "cancelRealOrder",
+            "lookup": "lookupDemoOrder" if demo else "lookupRealOrder",
+            "close": f"closePositionByMarketRate{suffix}",
+        }
+
+
+def portfolio_flow(p: Paths, *, pnl: bool) -> Flow[Portfolio]:
+    answer = yield Call(p.ops["pnl" if pnl else "portfolio"], "GET", p.pnl if pnl else p.portfolio)
+    return Portfolio.model_validate(answer.body["clientPortfolio"])
+
+
+def history_flow(p: Paths, since: date, page_size: int,
+                 progress: Progress | None) -> Flow[list[Trade]]:
+    trades: list[Trade] = []
+    page = 1
+    while True:
+        answer = yield Call(p.ops["history"], "GET", p.history,
+                            params={"minDate": since.isoformat(), "page": page,
+                                    "pageSize": page_size})
+        batch = [Trade.model_validate(t) for t in answer.body]
+        trades.extend(batch)
+        if progress is not None:
+            progress(len(trades), page)
+        if len(batch) < page_size:
+            return trades
+        page += 1
+
+
+def order_body(instrument: int | str, side: str, amount: float | None, units: float | None,
+               leverage: int, stop_loss: float | None, take_profit: float | None,
+               trailing_stop: bool, trigger_rate: float | None) -> dict[str, Any]:
+    if side not in ("buy", "sell"):
+        raise ValidationError("side", f"is 'buy' or 'sell', got {side!r}")
+    amount, units = rules.order_size(amount, units)
+    if isinstance(leverage, bool) or not isinstance(leverage, int) or leverage < 1:
+        raise ValidationError("leverage", f"is a whole number >= 1, got {leverage!r}")
+    body: dict[str, Any] = {"action": "open", "transaction": side, "leverage": leverage,
+                            "orderType": "mkt"}
+    if isinstance(instrument, bool) or not isinstance(instrument, int | str) or instrument == "":
+        raise ValidationError("instrument", "is an instrument id or a symbol")
+    body["instrumentId" if isinstance(instrument, int) else "symbol"] = instrument
+    if amount is not None:
+        body["amount"] = amount
+    else:
+        body["units"] = units
+    if stop_loss is not None:
+        body["stopLossRate"] = rules.positive(stop_loss, "stop_loss")
+        body["stopLossType"] = "trailing" if trailing_stop else "fixed"
+    if take_profit is not None:
+        body["takeProfitRate"] = rules.positive(take_profit, "take_profit")
+    if trigger_rate is not None:
+        body["orderType"] = "mit"
+        body["triggerRate"] = rules.positive(trigger_rate, "trigger_rate")
+    return body
+
+
+def open_flow(p: Paths, body: dict[str, Any], request_id: str | None) -> Flow[OrderPlaced]:
+    answer = yield Call(p.ops["open"], "POST", p.orders, json=body, request_id=request_id,
+                        real_money=p.mode == "real")
+    return OrderPlaced.model_validate(answer.body)
+
+
+def close_flow(p: Paths, position_id: int, instrument_id: int, units: float | None,
+               request_id: str | None) -> Flow[ClosedOrder]:
+    body: dict[str, Any] = {p.close_instrument_field: instrument_id}
+    if units is not None:
+        body["UnitsToDeduct"] = rules.positive(units, "units")
+    answer = yield Call(p.ops["close"], "POST", f"{p.close}/{position_id}", json=body,
+                        request_id=request_id, real_money=p.mode == "real")
+    return ClosedOrder.model_validate(answer.body["orderForClose"])
+
+
+def cancel_flow(p: Paths, order_id: int) -> Flow[None]:
+    yield Call(p.ops["cancel"], "DELETE", f"{p.orders}/{order_id}", real_money=p.mode == "real")
+
+
+def lookup_flow(p: Paths, order_id: int | None, reference_id: str | None) -> Flow[OrderInfo]:
+    if (order_id is None) == (reference_id is None):
+        raise ValidationError("order_id/reference_id", "give exactly one of them")
+    params = {"orderId": order_id} if order_id is not None else {"referenceId": reference_id}
+    answer = yield Call(p.ops["lookup"], "GET", p.lookup, params=params)
+    return OrderInfo.from_api(answer.body)
+
+
+def _since(since: date | datetime) -> date:
+    return since.date() if isinstance(since, datetime) else since
+
+
+class _TradingBase:
+    def __init__(self, client: Any, mode: str) -> None:
+        self._client = client
+        self.mode: Mode = _check_mode(mode)
+        self._paths = Paths(self.mode)
+
+    def _guard(self) -> None:
+        c = self._client
+        if self.mode == "real" and c.environment == "live" and not c.allow_real:
+            raise RealMoneyNotAllowedError(
+                "the real trading endpoints move real money on this live connection; opt in "
+                "with connect(..., allow_real=True) or ETORO_NB_ALLOW_REAL=1")
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(mode={self.mode!r}, environment={self._client.environment!r})"
+
+
+class Trading(_TradingBase):
+    """One account's trading: portfolio, P&L, history, orders and closing."""
+
+    _client: Client
+
+    def portfolio(self) -> Portfolio:
+        return self._client._run(portfolio_flow(self._paths, pnl=False))
+
+    def pnl(self) -> Portfolio:
+        """The portfolio with unrealised P&L per position and in total."""
+        return self._client._run(portfolio_flow(self._paths, pnl=True))
+
+    def history(self, since: date | datetime, *, page_size: int = PAGE_SIZE,
+                progress: Progress | None = None) -> list[Trade]:
+        """Every closed trade since a date, all pages (``progress(loaded, pages)`` after each)."""
+        return self._client._run(history_flow(self._paths, _since(since), page_size, progress))
+
+    def open_order(self, instrument: int | str, side: str = "buy", *,
+                   amount: float | None = None, units: float | None = None, leverage: int = 1,
+                   stop_loss: float | None = None, take_profit: float | None = None,
+                   trailing_stop: bool = False, trigger_rate: float | None = None,
+                   request_id: str | None = None) -> OrderPlaced:
+        """Open a position by ``amount`` (USD) or ``units``; ``trigger_rate`` makes it a
+        market-if-touched order. ``request_id`` is the idempotency key (one is made)."""
+        body = order_body(instrument, side, amount, units, leverage, stop_loss, take_profit,
+                          trailing_stop, trigger_rate)
+        self._guard()
+        return self._client._run(open_flow(self._paths, body, request_id))
+
+    def close_position(self, position_id: int, instrument_id: int, *, units: float | None = None,
+                       request_id: str | None = None) -> ClosedOrder:
+        """Close a position, or ``units`` of it."""
+        self._guard()
+        return self._client._run(close_flow(self._paths, position_id, instrument_id, units,
+                                            request_id))
+
+    def cancel_order(self, order_id: int) -> None:
+        self._guard()
+        self._client._run(cancel_flow(self._paths, order_id))
+
+    def lookup_order(self, order_id: int | None = None, *,
+                     reference_id: str | None = None) -> OrderInfo:
+        return self._client._run(lookup_flow(self._paths, order_id, reference_id))
+
+
+class AsyncTrading(_TradingBase):
+    """The ``AsyncClient`` twin of ``Trading``."""
+
+    _client: AsyncClient
+
+    async def portfolio(self) -> Portfolio:
+        return await self._client._run(portfolio_flow(self._paths, pnl=False))
+
+    async def pnl(self) -> Portfolio:
+        return await self._client._run(portfolio_flow(self._paths, pnl=True))
+
+    async def history(self, since: date | datetime, *, page_size: int = PAGE_SIZE,
+                      progress: Progress | None = None) -> list[Trade]:
+        return await self._client._run(history_flow(self._paths, _since(since), page_size,
+                                                    progress))
+
+    async def open_order(self, instrument: int | str, side: str = "buy", *,
+                         amount: float | None = None, units: float | None = None,
+                         leverage: int = 1, stop_loss: float | None = None,
+                         take_profit: float | None = None, trailing_stop: bool = False,
+                         trigger_rate: float | None = None,
+                         request_id: str | None = None) -> OrderPlaced:
+        body = order_body(instrument, side, amount, units, leverage, stop_loss, take_profit,
+                          trailing_stop, trigger_rate)
+        self._guard()
+        return await self._client._run(open_flow(self._paths, body, request_id))
+
+    async def close_position(self, position_id: int, instrument_id: int, *,
+                             units: float | None = None,
+                             request_id: str | None = None) -> ClosedOrder:
+        self._guard()
+        return await self._client._run(close_flow(self._paths, position_id, instrument_id,
+                                                  units, request_id))
+
+    async def cancel_order(self, order_id: int) -> None:
+        self._guard()
+        await self._client._run(cancel_flow(self._paths, order_id))
+
+    async def lookup_order(self, order_id: int | None = None, *,
+                           reference_id: str | None = None) -> OrderInfo:
+        return await self._client._run(lookup_flow(self._paths, order_id, reference_id))

@@ -1,0 +1,95 @@
+"""The contract's input rules, checked before anything is sent.
+
+Each function returns the value in the contract's form or raises ``ValidationError``
+naming the field and the rule.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+
+from etoro_nb.errors import ValidationError
+
+NAME_MIN, NAME_MAX = 6, 10
+SCOPES = (
+    "etoro-public:trade.demo:read",
+    "etoro-public:trade.demo:write",
+    "etoro-public:trade.real:read",
+    "etoro-public:trade.real:write",
+)
+
+
+def portfolio_name(name: str) -> str:
+    if not isinstance(name, str) or not NAME_MIN <= len(name) <= NAME_MAX:
+        raise ValidationError("name", f"an agent portfolio name has {NAME_MIN} to {NAME_MAX} "
+                                      f"characters, got {name!r}")
+    return name
+
+
+def token_name(name: str, field: str = "token_name") -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError(field, "a token name is a non-empty string")
+    return name
+
+
+def positive(value: float, field: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
+            or value <= 0:
+        raise ValidationError(field, f"must be a positive number, got {value!r}")
+    return float(value)
+
+
+def scopes(values: Iterable[str], allowed: Iterable[str] = SCOPES) -> list[str]:
+    if isinstance(values, str):
+        values = [values]
+    chosen = list(dict.fromkeys(values))
+    if not chosen:
+        raise ValidationError("scopes", "at least one scope is required")
+    allowed = tuple(allowed)
+    unknown = [s for s in chosen if s not in allowed]
+    if unknown:
+        raise ValidationError("scopes", f"not an allowed scope: {', '.join(unknown)} "
+                                        f"(allowed: {', '.join(allowed)})")
+    return chosen
+
+
+def ipv4_whitelist(values: Iterable[str] | None) -> list[str] | None:
+    if values is None:
+        return None
+    if isinstance(values, str):
+        values = [values]
+    out = []
+    for value in values:
+        try:
+            out.append(str(ipaddress.IPv4Address(value)))
+        except (ipaddress.AddressValueError, ValueError):
+            raise ValidationError("ips_whitelist",
+                                  f"{value!r} is not an IPv4 address (a.b.c.d)") from None
+    return out
+
+
+def expiry(value: datetime | timedelta | None, now: datetime) -> str | None:
+    """``expiresAt`` in ISO 8601 UTC; a timedelta counts from ``now``; None never expires."""
+    if value is None:
+        return None
+    if isinstance(value, timedelta):
+        at = now + value
+    elif isinstance(value, datetime):
+        at = value if value.tzinfo else value.replace(tzinfo=UTC)
+    else:
+        raise ValidationError("expires_at", "must be a datetime, a timedelta or None")
+    if at <= now:
+        raise ValidationError("expires_at", f"must be in the future (now is {now.isoformat()})")
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def order_size(amount: float | None, units: float | None) -> tuple[float | None, float | None]:
+    if (amount is None) == (units is None):
+        raise ValidationError("amount/units", "give exactly one of amount or units")
+    if amount is not None:
+        return positive(amount, "amount"), None
+    assert units is not None
+    return None, positive(units, "units")
