@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup sandbox test
+.PHONY: setup sandbox test bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,3 +21,8 @@ test: setup
 	$(BIN)/ruff check etoro_nb tests
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
+
+# Benchmarks: each compares against a baseline in the same run and prints its ratio.
+bench: setup
+	$(BIN)/python bench/client_overhead.py
+	$(BIN)/python bench/quota_efficiency.py

@@ -11,6 +11,7 @@ clock reports it in its own time.
 
 from __future__ import annotations
 
+import bisect
 import threading
 import time
 from collections import deque
@@ -20,6 +21,10 @@ from dataclasses import dataclass
 DEFAULT_READ_LIMIT = 60
 DEFAULT_WRITE_LIMIT = 20
 DEFAULT_WINDOW = 60.0
+# Slots are spaced a little more than a window apart: the server counts arrivals, which
+# trail sends by a varying network delay.
+WINDOW_MARGIN = 0.05
+OBSERVE_TOLERANCE = 0.1
 
 
 @dataclass(frozen=True)
@@ -53,14 +58,20 @@ class RateLimiter:
         key = (key_id, kind)
         with self._lock:
             now = self._clock()
-            slots = self._slots.setdefault(key, deque())
-            window = self.quota.window
-            while slots and slots[0] <= now - window:
-                slots.popleft()
+            slots = self._forget(key, now)
+            in_window = len(slots) - bisect.bisect_right(slots, now - self.quota.window)
             limit = self._limit(key)
-            at = now if len(slots) < limit else max(now, slots[-limit] + window)
+            at = now if in_window < limit else max(
+                now, slots[-limit] + self.quota.window + WINDOW_MARGIN)
             slots.append(at)
             return at - now
+
+    def _forget(self, key: tuple[str, str], now: float) -> deque[float]:
+        """The key's slots, without those too old to matter even to the server's count."""
+        slots = self._slots.setdefault(key, deque())
+        while slots and slots[0] <= now - self.quota.window * (1 + OBSERVE_TOLERANCE):
+            slots.popleft()
+        return slots
 
     def observe(self, key_id: str, kind: str, headers: Mapping[str, str]) -> None:
         """Follow the server's view of the quota, when it sends one."""
@@ -74,12 +85,10 @@ class RateLimiter:
             if 1 <= limit < self._limit(key):
                 self._limits[key] = limit
             now = self._clock()
-            slots = self._slots.setdefault(key, deque())
-            window = self.quota.window
-            used_here = sum(1 for s in slots if now - window < s <= now)
-            used_there = limit - remaining
-            # Book what the server counted that we did not (another process, same key).
-            for _ in range(max(0, used_there - used_here)):
-                slots.append(now)
-            if len(slots) > 1 and any(a > b for a, b in zip(slots, list(slots)[1:], strict=False)):
-                self._slots[key] = deque(sorted(slots))
+            slots = self._forget(key, now)
+            # The server counts arrivals, a little after our sends: requests that just left
+            # our window may still be in its window. Only a surplus beyond those is
+            # another process's (same key), and is booked.
+            missing = (limit - remaining) - len(slots)
+            if missing > 0:
+                self._slots[key] = deque(sorted([*slots, *([now] * missing)]))
