@@ -172,3 +172,14 @@ def test_me_as_owner_and_agent(client: Client, created: CreatedPortfolio) -> Non
     me = agent.me()
     assert me.gcid == created.portfolio.gcid and me.scopes == tuple(ALL_SCOPES)
     agent.close()
+
+
+def test_history_progress_bar(client: Client, created: CreatedPortfolio,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    demo = client.as_agent(created.token).trading("demo")
+    for _ in range(3):
+        pos = demo.lookup_order(demo.open_order(1001, amount=50).order_id).position_ids[0]
+        demo.close_position(pos, 1001)
+    assert len(demo.history(date(2026, 1, 1), page_size=2, progress=True)) == 3
+    bar = capsys.readouterr().err
+    assert "demo trade history" in bar and "3 items" in bar

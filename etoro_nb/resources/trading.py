@@ -8,7 +8,6 @@ On a live connection the real account's writes need ``allow_real``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -16,12 +15,12 @@ from etoro_nb import rules
 from etoro_nb._base import Call, Flow
 from etoro_nb.errors import RealMoneyNotAllowedError, ValidationError
 from etoro_nb.models import ClosedOrder, OrderInfo, OrderPlaced, Portfolio, Trade
+from etoro_nb.progress import Progress, reporter
 
 if TYPE_CHECKING:
     from etoro_nb.client import AsyncClient, Client
 
 Mode = Literal["demo", "real"]
-Progress = Callable[[int, int], None]  # (trades loaded so far, pages loaded so far)
 PAGE_SIZE = 100
 
 
@@ -169,9 +168,12 @@ class Trading(_TradingBase):
         return self._client._run(portfolio_flow(self._paths, pnl=True))
 
     def history(self, since: date | datetime, *, page_size: int = PAGE_SIZE,
-                progress: Progress | None = None) -> list[Trade]:
-        """Every closed trade since a date, all pages (``progress(loaded, pages)`` after each)."""
-        return self._client._run(history_flow(self._paths, _since(since), page_size, progress))
+                progress: bool | Progress | None = None) -> list[Trade]:
+        """Every closed trade since a date, all pages. ``progress`` is a callback
+        ``(loaded, pages)`` called after each page, or ``True`` for a progress bar."""
+        with reporter(progress, f"{self.mode} trade history") as report:
+            return self._client._run(history_flow(self._paths, _since(since), page_size,
+                                                  report))
 
     def open_order(self, instrument: int | str, side: str = "buy", *,
                    amount: float | None = None, units: float | None = None, leverage: int = 1,
@@ -213,9 +215,10 @@ class AsyncTrading(_TradingBase):
         return await self._client._run(portfolio_flow(self._paths, pnl=True))
 
     async def history(self, since: date | datetime, *, page_size: int = PAGE_SIZE,
-                      progress: Progress | None = None) -> list[Trade]:
-        return await self._client._run(history_flow(self._paths, _since(since), page_size,
-                                                    progress))
+                      progress: bool | Progress | None = None) -> list[Trade]:
+        with reporter(progress, f"{self.mode} trade history") as report:
+            return await self._client._run(history_flow(self._paths, _since(since), page_size,
+                                                        report))
 
     async def open_order(self, instrument: int | str, side: str = "buy", *,
                          amount: float | None = None, units: float | None = None,
