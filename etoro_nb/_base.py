@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import random
+import time
 import uuid
 from collections.abc import Generator
 from dataclasses import dataclass
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 
@@ -32,6 +33,9 @@ from etoro_nb.errors import (
     error_class,
 )
 from etoro_nb.ratelimit import RateLimiter
+
+if TYPE_CHECKING:
+    from etoro_nb.ledger.recorder import UsageRecorder
 
 MAX_RETRIES = 3
 INITIAL_RETRY_DELAY = 0.5
@@ -144,8 +148,10 @@ class Core:
     """Request building and answer handling, with no I/O of its own."""
 
     def __init__(self, *, base_url: str, api_key: str, user_key: str,
-                 limiter: RateLimiter, policy: RetryPolicy) -> None:
+                 limiter: RateLimiter, policy: RetryPolicy,
+                 recorder: UsageRecorder | None = None) -> None:
         self.base_url = base_url.rstrip("/")
+        self.recorder = recorder
         self._api_key = api_key
         self._user_key = user_key
         self.key_id = key_id(user_key)
@@ -158,6 +164,21 @@ class Core:
     def start(self, call: Call) -> Attempts:
         return Attempts(call.request_id or str(uuid.uuid4()))
 
+    def before_send(self, call: Call, attempts: Attempts) -> float:
+        """Record the intent (write-ahead); returns the start time. A LedgerError raised
+        here means the request is not sent: the ledger fails closed."""
+        if self.recorder is not None:
+            self.recorder.intent(call.operation, call.method, call.path, attempts.request_id,
+                                 attempts.number)
+        return time.perf_counter()
+
+    def _record(self, call: Call, attempts: Attempts, started: float, status: int | None,
+                error_code: str | None) -> None:
+        if self.recorder is not None:
+            self.recorder.outcome(call.operation, call.method, call.path, attempts.request_id,
+                                  attempts.number, status, error_code,
+                                  (time.perf_counter() - started) * 1000.0)
+
     def build(self, http: httpx.Client | httpx.AsyncClient, call: Call,
               attempts: Attempts) -> httpx.Request:
         headers = {"x-api-key": self._api_key, "x-user-key": self._user_key,
@@ -165,8 +186,10 @@ class Core:
         return http.build_request(call.method, self.base_url + call.path, json=call.json,
                                   params=call.params, headers=headers)
 
-    def on_transport_error(self, call: Call, attempts: Attempts, exc: Exception) -> float:
+    def on_transport_error(self, call: Call, attempts: Attempts, exc: Exception,
+                           started: float) -> float:
         """The delay before retrying after no answer, or raise if we must not retry."""
+        self._record(call, attempts, started, None, type(exc).__name__)
         attempts.ambiguous = True
         if self.policy.retry_connection(call, attempts.number):
             return self.policy.backoff(attempts.number)
@@ -174,12 +197,14 @@ class Core:
         raise cls(f"no answer after {attempts.number} attempt(s): {type(exc).__name__}",
                   request_id=attempts.request_id, operation=call.operation) from None
 
-    def on_response(self, call: Call, attempts: Attempts,
-                    response: httpx.Response) -> Answer | float:
+    def on_response(self, call: Call, attempts: Attempts, response: httpx.Response,
+                    started: float) -> Answer | float:
         """An answer, or the delay before retrying; raises the mapped error otherwise."""
         self.limiter.observe(self.key_id, call.kind, response.headers)
         status = response.status_code
         body = parse_body(response)
+        self._record(call, attempts, started, status,
+                     body.get("errorCode") if isinstance(body, dict) else None)
         if status < 400:
             return Answer(status, body, response.headers, attempts.request_id, attempts.number,
                           attempts.ambiguous)

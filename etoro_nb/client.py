@@ -20,11 +20,14 @@ from pydantic import SecretStr
 from etoro_nb._base import DEFAULT_TIMEOUT, Answer, Call, Core, RetryPolicy
 from etoro_nb.config import (
     Environment,
+    ledger_path,
     real_trading_allowed,
     resolve_credentials,
 )
 from etoro_nb.errors import EtoroError
-from etoro_nb.models import Me, MintedToken
+from etoro_nb.ledger import Ledger
+from etoro_nb.ledger.recorder import UsageRecorder
+from etoro_nb.models import Me, MintedToken, UserToken
 from etoro_nb.ratelimit import Quota, RateLimiter
 from etoro_nb.resources.agent_portfolios import AgentPortfolios, AsyncAgentPortfolios, now_flow
 from etoro_nb.resources.market import AsyncMarket, Market
@@ -57,7 +60,7 @@ class _ClientBase:
                  principal: Literal["owner", "agent"] = "owner",
                  quota: Quota | None = None, limiter: RateLimiter | None = None,
                  retry: RetryPolicy | None = None, timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-                 sandbox: SandboxServer | None = None) -> None:
+                 sandbox: SandboxServer | None = None, ledger: Ledger | None = None) -> None:
         self.environment: Environment = environment
         self.allow_real = allow_real
         self.principal = principal
@@ -66,8 +69,12 @@ class _ClientBase:
         self._timeout = timeout
         self._limiter = limiter or RateLimiter(quota)
         self._retry = retry or RetryPolicy()
+        self.ledger = ledger
+        recorder = None if ledger is None else UsageRecorder(
+            ledger, principal=principal, environment=environment, user_key=_reveal(user_key))
         self._core = Core(base_url=self.base_url, api_key=_reveal(api_key),
-                          user_key=_reveal(user_key), limiter=self._limiter, policy=self._retry)
+                          user_key=_reveal(user_key), limiter=self._limiter, policy=self._retry,
+                          recorder=recorder)
         self._scope_cache: list[str] = []
         self._sandbox = sandbox
 
@@ -84,7 +91,26 @@ class _ClientBase:
         return dict(base_url=self.base_url, api_key=self._api_key, user_key=_reveal(token),
                     environment=self.environment, allow_real=self.allow_real,
                     principal="agent", limiter=self._limiter, retry=self._retry,
-                    timeout=self._timeout)
+                    timeout=self._timeout, ledger=self.ledger)
+
+    def _lifecycle(self, kind: str, *, request_id: str | None = None,
+                   token: UserToken | None = None, portfolio_id: str | None = None,
+                   detail: dict[str, Any] | None = None) -> None:
+        """Record a delegation change in the ledger (and learn a minted token's secret's
+        fingerprint, so the agent's later requests are attributed to its token)."""
+        if self.ledger is None:
+            return
+        if isinstance(token, MintedToken):
+            self.ledger.learn_token(token.secret.get_secret_value(), token.id,
+                                    token.portfolio_id or portfolio_id or "")
+        fields: dict[str, Any] = {"kind": kind, "request_id": request_id,
+                                  "portfolio_id": portfolio_id, "detail": detail}
+        if token is not None:
+            fields.update(token_id=token.id, token_name=token.name, scopes=list(token.scopes),
+                          ips_whitelist=list(token.ips_whitelist),
+                          expires_at_us=(int(token.expires_at.timestamp() * 1_000_000)
+                                         if token.expires_at else None))
+        self.ledger.append_lifecycle(**fields)
 
 
 class Client(_ClientBase):
@@ -140,12 +166,13 @@ class Client(_ClientBase):
             if wait > 0:
                 self._sleep(wait)
             request = core.build(self._http, call, attempts)
+            started = core.before_send(call, attempts)
             try:
                 response = self._http.send(request)
             except httpx.TransportError as exc:
-                delay = core.on_transport_error(call, attempts, exc)
+                delay = core.on_transport_error(call, attempts, exc, started)
             else:
-                outcome = core.on_response(call, attempts, response)
+                outcome = core.on_response(call, attempts, response, started)
                 if isinstance(outcome, Answer):
                     return outcome
                 delay = outcome
@@ -212,12 +239,13 @@ class AsyncClient(_ClientBase):
             if wait > 0:
                 await self._sleep(wait)
             request = core.build(self._http, call, attempts)
+            started = core.before_send(call, attempts)
             try:
                 response = await self._http.send(request)
             except httpx.TransportError as exc:
-                delay = core.on_transport_error(call, attempts, exc)
+                delay = core.on_transport_error(call, attempts, exc, started)
             else:
-                outcome = core.on_response(call, attempts, response)
+                outcome = core.on_response(call, attempts, response, started)
                 if isinstance(outcome, Answer):
                     return outcome
                 delay = outcome
@@ -248,7 +276,8 @@ def _detect(base_url: str) -> Environment:
 
 def _settings(api_key: str | None, user_key: str | None, base_url: str | None,
               allow_real: bool | None, env_file: str | Path | None,
-              sandbox: SandboxConfig | None, quota: Quota | None) -> dict[str, Any]:
+              sandbox: SandboxConfig | None, quota: Quota | None,
+              ledger: Ledger | str | Path | None) -> dict[str, Any]:
     creds = resolve_credentials(api_key, user_key, base_url, env_file=env_file)
     if creds is None:
         server = start_sandbox(sandbox or SandboxConfig())
@@ -256,29 +285,38 @@ def _settings(api_key: str | None, user_key: str | None, base_url: str | None,
               f"(simulated money) at {server.base_url}")
         return dict(base_url=server.base_url, api_key=server.credentials.api_key,
                     user_key=server.credentials.user_key, environment="sandbox",
-                    allow_real=True, quota=quota, sandbox=server)
+                    allow_real=True, quota=quota, sandbox=server,
+                    ledger=_ledger(ledger, "sandbox"))
     environment = _detect(creds.base_url)
     return dict(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
                 environment=environment,
                 allow_real=True if environment == "sandbox" else real_trading_allowed(allow_real),
-                quota=quota)
+                quota=quota, ledger=_ledger(ledger, environment))
+
+
+def _ledger(chosen: Ledger | str | Path | None, environment: Environment) -> Ledger:
+    return chosen if isinstance(chosen, Ledger) else Ledger(ledger_path(chosen, environment))
 
 
 def connect(api_key: str | None = None, user_key: str | None = None, *,
             base_url: str | None = None, allow_real: bool | None = None,
             env_file: str | Path | None = ".env", sandbox: SandboxConfig | None = None,
-            quota: Quota | None = None) -> Client:
+            quota: Quota | None = None, ledger: Ledger | str | Path | None = None) -> Client:
     """A client for live eToro when keys are given (arguments, ``ETORO_API_KEY`` /
     ``ETORO_USER_KEY``, or a ``.env`` file), else for a freshly started embedded sandbox
     (configured by ``sandbox``). ``client.environment`` says which. On live, the real
-    account's trading needs ``allow_real=True`` (or ``ETORO_NB_ALLOW_REAL=1``)."""
-    return Client(**_settings(api_key, user_key, base_url, allow_real, env_file, sandbox, quota))
+    account's trading needs ``allow_real=True`` (or ``ETORO_NB_ALLOW_REAL=1``). Every
+    request is recorded in ``client.ledger`` (``ledger=`` a path or a ``Ledger``, else
+    ``ETORO_NB_LEDGER``, else a per-user default apart for sandbox and live)."""
+    return Client(**_settings(api_key, user_key, base_url, allow_real, env_file, sandbox, quota,
+                              ledger))
 
 
 def connect_async(api_key: str | None = None, user_key: str | None = None, *,
                   base_url: str | None = None, allow_real: bool | None = None,
                   env_file: str | Path | None = ".env", sandbox: SandboxConfig | None = None,
-                  quota: Quota | None = None) -> AsyncClient:
+                  quota: Quota | None = None,
+                  ledger: Ledger | str | Path | None = None) -> AsyncClient:
     """``connect()`` for asyncio: the same choices, an ``AsyncClient``."""
     return AsyncClient(**_settings(api_key, user_key, base_url, allow_real, env_file, sandbox,
-                                   quota))
+                                   quota, ledger))

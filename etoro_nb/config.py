@@ -22,6 +22,7 @@ ENV_API_KEY = "ETORO_API_KEY"
 ENV_USER_KEY = "ETORO_USER_KEY"
 ENV_BASE_URL = "ETORO_BASE_URL"
 ENV_ALLOW_REAL = "ETORO_NB_ALLOW_REAL"
+ENV_LEDGER = "ETORO_NB_LEDGER"
 LIVE_BASE_URL = "https://public-api.etoro.com"
 
 Environment = Literal["sandbox", "live"]
@@ -80,3 +81,15 @@ def real_trading_allowed(
         return allow_real
     env = os.environ if env is None else env
     return env.get(ENV_ALLOW_REAL, "").strip().lower() in _TRUE
+
+
+def ledger_path(chosen: str | Path | None, environment: Environment, *,
+                env: Mapping[str, str] | None = None) -> Path:
+    """Where the ledger lives: the argument, else ``ETORO_NB_LEDGER``, else a per-user
+    default kept apart for sandbox and live (``~/.etoro-nb/ledger-<environment>.sqlite``)."""
+    env = os.environ if env is None else env
+    if chosen is not None:
+        return Path(chosen).expanduser()
+    if env.get(ENV_LEDGER):
+        return Path(env[ENV_LEDGER]).expanduser()
+    return Path.home() / ".etoro-nb" / f"ledger-{environment}.sqlite"

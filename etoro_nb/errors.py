@@ -5,6 +5,7 @@ EtoroError
 ├── ConfigurationError          missing or contradictory settings (says how to supply them)
 ├── ValidationError             bad input caught before sending (names field and rule)
 ├── RealMoneyNotAllowedError    a real-trading call on a live connection without opt-in
+├── LedgerError                 the ledger can't be written: the request was not sent
 ├── APIConnectionError          no answer: connection refused, dropped, timed out
 │   └── APITimeoutError
 └── APIError                    an answer: status, error_code, error_message, request_id
@@ -52,6 +53,10 @@ class ValidationError(EtoroError, ValueError):
 
 class RealMoneyNotAllowedError(EtoroError):
     """The real trading endpoints move real money on a live connection."""
+
+
+class LedgerError(EtoroError):
+    """The usage ledger could not be written; the request it was about was not sent."""
 
 
 class APIConnectionError(EtoroError):

@@ -16,6 +16,13 @@ from tests.helpers import Api
 START = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 
 
+@pytest.fixture(autouse=True)
+def _ledger_in_tmp(tmp_path_factory: pytest.TempPathFactory,
+                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """connect() records into a ledger; in tests it never touches the user's default one."""
+    monkeypatch.setenv("ETORO_NB_LEDGER", str(tmp_path_factory.mktemp("ledger") / "l.sqlite"))
+
+
 @pytest.fixture
 def make_server() -> Iterator[Callable[..., SandboxServer]]:
     """Start sandboxes with config overrides; all are stopped after the test."""

@@ -277,17 +277,21 @@ class AgentPortfolios:
                                token_request(token_name, scopes, ips_whitelist, expires_at))
         c = self._client
         try:
-            return c._run(create_flow(req, c.environment, c._scope_cache, request_id))
+            created = c._run(create_flow(req, c.environment, c._scope_cache, request_id))
         except PartialCreateError as exc:
+            _record_created(c, exc.portfolio, None, req)
             portfolio_id = exc.portfolio.id
             raise exc.bind(lambda: self.mint_token(portfolio_id, req.token.name,
                                                    scopes=req.token.scopes,
                                                    ips_whitelist=req.token.ips_whitelist,
                                                    expires_at=req.token.expires_at)) from None
+        _record_created(c, created.portfolio, created.token, req)
+        return created
 
     def delete(self, portfolio_id: str) -> None:
         """Delete: revokes every token, closes the copy mirror, credits its value back."""
         self._client._run(delete_flow(portfolio_id))
+        self._client._lifecycle("portfolio_deleted", portfolio_id=portfolio_id)
 
     def mint_token(self, portfolio_id: str, name: str, *, scopes: Iterable[str],
                    ips_whitelist: Iterable[str] | None = None,
@@ -295,7 +299,9 @@ class AgentPortfolios:
                    request_id: str | None = None) -> MintedToken:
         c = self._client
         grant = token_request(name, scopes, ips_whitelist, expires_at)
-        return c._run(mint_flow(portfolio_id, grant, c.environment, c._scope_cache, request_id))
+        token = c._run(mint_flow(portfolio_id, grant, c.environment, c._scope_cache, request_id))
+        c._lifecycle("token_minted", token=token, portfolio_id=portfolio_id)
+        return token
 
     def update_token(self, portfolio_id: str, token_id: str, **changes: Any) -> None:
         """Change ``scopes``, ``ips_whitelist`` (``[]`` clears it) or ``expires_at``
@@ -303,9 +309,12 @@ class AgentPortfolios:
         _check_changes(changes)
         c = self._client
         c._run(update_flow(portfolio_id, token_id, changes, c.environment, c._scope_cache))
+        c._lifecycle("token_updated", portfolio_id=portfolio_id, detail=_changed(token_id, changes))
 
     def revoke_token(self, portfolio_id: str, token_id: str) -> None:
         self._client._run(revoke_flow(portfolio_id, token_id))
+        self._client._lifecycle("token_revoked", portfolio_id=portfolio_id,
+                                detail={"token_id": token_id})
 
     def rotate_token(self, portfolio_id: str, token_id: str, *,
                      new_name: str | None = None) -> Rotation:
@@ -314,6 +323,8 @@ class AgentPortfolios:
         c = self._client
         old, new = c._run(rotate_flow(portfolio_id, token_id, new_name, c.environment,
                                       c._scope_cache))
+        c._lifecycle("token_minted", token=new, portfolio_id=portfolio_id,
+                     detail={"rotates": old.id})
         return Rotation(old, new, lambda: self.revoke_token(portfolio_id, old.id))
 
 
@@ -342,8 +353,9 @@ class AsyncAgentPortfolios:
                                token_request(token_name, scopes, ips_whitelist, expires_at))
         c = self._client
         try:
-            return await c._run(create_flow(req, c.environment, c._scope_cache, request_id))
+            created = await c._run(create_flow(req, c.environment, c._scope_cache, request_id))
         except PartialCreateError as exc:
+            _record_created(c, exc.portfolio, None, req)
             portfolio_id = exc.portfolio.id
 
             def mint() -> Awaitable[MintedToken]:
@@ -352,9 +364,12 @@ class AsyncAgentPortfolios:
                                        ips_whitelist=req.token.ips_whitelist,
                                        expires_at=req.token.expires_at)
             raise exc.bind(mint) from None
+        _record_created(c, created.portfolio, created.token, req)
+        return created
 
     async def delete(self, portfolio_id: str) -> None:
         await self._client._run(delete_flow(portfolio_id))
+        self._client._lifecycle("portfolio_deleted", portfolio_id=portfolio_id)
 
     async def mint_token(self, portfolio_id: str, name: str, *, scopes: Iterable[str],
                          ips_whitelist: Iterable[str] | None = None,
@@ -362,26 +377,57 @@ class AsyncAgentPortfolios:
                          request_id: str | None = None) -> MintedToken:
         c = self._client
         grant = token_request(name, scopes, ips_whitelist, expires_at)
-        return await c._run(mint_flow(portfolio_id, grant, c.environment, c._scope_cache,
-                                      request_id))
+        token = await c._run(mint_flow(portfolio_id, grant, c.environment, c._scope_cache,
+                                       request_id))
+        c._lifecycle("token_minted", token=token, portfolio_id=portfolio_id)
+        return token
 
     async def update_token(self, portfolio_id: str, token_id: str, **changes: Any) -> None:
         _check_changes(changes)
         c = self._client
         await c._run(update_flow(portfolio_id, token_id, changes, c.environment, c._scope_cache))
+        c._lifecycle("token_updated", portfolio_id=portfolio_id, detail=_changed(token_id, changes))
 
     async def revoke_token(self, portfolio_id: str, token_id: str) -> None:
         await self._client._run(revoke_flow(portfolio_id, token_id))
+        self._client._lifecycle("token_revoked", portfolio_id=portfolio_id,
+                                detail={"token_id": token_id})
 
     async def rotate_token(self, portfolio_id: str, token_id: str, *,
                            new_name: str | None = None) -> Rotation:
         c = self._client
         old, new = await c._run(rotate_flow(portfolio_id, token_id, new_name, c.environment,
                                             c._scope_cache))
+        c._lifecycle("token_minted", token=new, portfolio_id=portfolio_id,
+                     detail={"rotates": old.id})
         return Rotation(old, new, lambda: self.revoke_token(portfolio_id, old.id))
 
 
 _CHANGES = {"scopes", "ips_whitelist", "expires_at"}
+
+
+def _record_created(client: Client | AsyncClient, portfolio: AgentPortfolio,
+                    token: MintedToken | None, req: PortfolioRequest) -> None:
+    client._lifecycle("portfolio_created", portfolio_id=portfolio.id,
+                      detail={"name": portfolio.name, "investment_usd": req.investment_usd,
+                              "mirror_id": portfolio.mirror_id,
+                              "first_token_created": token is not None})
+    if token is not None:
+        client._lifecycle("token_minted", token=token, portfolio_id=portfolio.id)
+
+
+def _changed(token_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+    """What an update changed, as plain JSON."""
+    out: dict[str, Any] = {"token_id": token_id}
+    for key, value in changes.items():
+        if isinstance(value, timedelta):
+            value = f"+{value.total_seconds():g}s"
+        elif isinstance(value, datetime):
+            value = value.isoformat()
+        elif value is not None and not isinstance(value, str):
+            value = list(value)
+        out[key] = value
+    return out
 
 
 def _check_changes(changes: dict[str, Any]) -> None:

@@ -1,0 +1,271 @@
+"""The ledger: an append-only, hash-chained SQLite record of usage and lifecycle events.
+
+Durability. The database runs in WAL mode. ``durability="normal"`` (the default) commits
+with ``synchronous=NORMAL``: an event is acknowledged once its transaction is in the WAL,
+which survives the writing process being killed (the operating system still holds the
+write); a power loss or kernel crash may lose the last acknowledged events. With
+``durability="full"`` every commit is also flushed to the disk (``synchronous=FULL``),
+which survives power loss at the cost of a sync per event.
+
+Concurrency. Every append is one ``BEGIN IMMEDIATE`` transaction that reads the chain's
+head and inserts the next row, so several processes append to one file safely; a writer
+waits for the lock (``busy_timeout``) and retries until a deadline, so "database is
+locked" never reaches a caller before that.
+
+Chain. Each row stores ``prev_hash`` and ``row_hash = sha256(prev_hash | canonical JSON of
+its values)``; ``verify()`` recomputes it from the first row, through sealed Parquet
+segments (whose file hashes are themselves chained in ``segments``) to the live rows.
+
+Secrets are never stored: a token is its id, or an HMAC-SHA256 fingerprint of its secret
+keyed by a random per-ledger key kept beside the file (``<ledger>.key``, mode 0600).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from etoro_nb.errors import LedgerError
+from etoro_nb.ledger.schema import CHAINED, GENESIS, REAL_COLUMNS, SEALABLE, migrate
+
+Durability = Literal["normal", "full"]
+DEFAULT_SEAL_THRESHOLD = 100_000
+LOCK_DEADLINE = 60.0
+
+
+def chain_hash(prev_hash: str, values: Sequence[Any]) -> str:
+    """The hash of a row: its predecessor's hash and its values, canonically encoded."""
+    payload = json.dumps(list(values), separators=(",", ":"), ensure_ascii=False,
+                         allow_nan=False)
+    return hashlib.sha256(f"{prev_hash}|{payload}".encode()).hexdigest()
+
+
+def _stored(column: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if column in REAL_COLUMNS:
+        return float(value)
+    if isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def now_us() -> int:
+    return time.time_ns() // 1000
+
+
+@dataclass(frozen=True)
+class Verification:
+    """What ``verify()`` found: ``ok``, rows checked, and the first problem if any."""
+
+    ok: bool
+    rows_checked: int
+    segments_checked: int
+    problem: str | None = None
+
+    def __str__(self) -> str:
+        if self.ok:
+            return (f"ledger verified: {self.rows_checked} rows and {self.segments_checked} "
+                    "segments, chain intact")
+        return f"ledger verification FAILED: {self.problem}"
+
+
+class Ledger:
+    """One ledger file: append events, learn token fingerprints, seal, verify.
+
+    Safe to share between threads; open one per process (several processes may append to
+    the same file at once).
+    """
+
+    def __init__(self, path: str | Path, *, durability: Durability = "normal",
+                 seal_threshold: int | None = DEFAULT_SEAL_THRESHOLD,
+                 busy_timeout: float = 30.0) -> None:
+        if durability not in ("normal", "full"):
+            raise ValueError("durability is 'normal' or 'full'")
+        self.path = Path(path).expanduser().resolve()
+        self.durability: Durability = durability
+        self.seal_threshold = seal_threshold
+        self.segments_dir = self.path.with_name(self.path.name + ".segments")
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._key = self._load_key()
+            self._conn = sqlite3.connect(self.path, timeout=busy_timeout,
+                                         isolation_level=None, check_same_thread=False)
+            self._conn.execute("PRAGMA journal_mode = WAL")
+            self._conn.execute(f"PRAGMA synchronous = {durability.upper()}")
+            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            self._retrying(lambda: migrate(self._conn))
+        except (OSError, sqlite3.Error) as exc:
+            raise LedgerError(f"cannot open the ledger at {self.path}: {exc}") from None
+        self._fingerprints: dict[str, tuple[str, str]] = {}
+
+    def __repr__(self) -> str:
+        return f"Ledger({str(self.path)!r}, durability={self.durability!r})"
+
+    # -- keys and fingerprints ----------------------------------------------------------
+    def _load_key(self) -> bytes:
+        key_file = self.path.with_name(self.path.name + ".key")
+        if not key_file.exists():
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(secrets.token_hex(32))
+        return bytes.fromhex(key_file.read_text().strip())
+
+    def fingerprint(self, secret: str) -> str:
+        """A keyed fingerprint of a token secret: stable in this ledger, useless elsewhere."""
+        return hmac.new(self._key, secret.encode(), hashlib.sha256).hexdigest()[:32]
+
+    def learn_token(self, secret: str, token_id: str, portfolio_id: str) -> None:
+        """Remember which token a secret is (the client learns it when it mints)."""
+        fp = self.fingerprint(secret)
+        self._write(lambda: self._conn.execute(
+            "INSERT OR IGNORE INTO token_fingerprints (fingerprint, token_id, portfolio_id, "
+            "ts_us) VALUES (?, ?, ?, ?)", (fp, token_id, portfolio_id, now_us())))
+        self._fingerprints[fp] = (token_id, portfolio_id)
+
+    def token_for(self, fingerprint: str) -> tuple[str, str] | None:
+        """(token id, portfolio id) of a fingerprint, if the ledger learnt it."""
+        if fingerprint not in self._fingerprints:
+            with self._lock:
+                row = self._conn.execute(
+                    "SELECT token_id, portfolio_id FROM token_fingerprints WHERE fingerprint = ?",
+                    (fingerprint,)).fetchone()
+            if row is None:
+                return None
+            self._fingerprints[fingerprint] = (row[0], row[1])
+        return self._fingerprints[fingerprint]
+
+    # -- appending ----------------------------------------------------------------------
+    def append_usage(self, **values: Any) -> int:
+        """Append one usage event (intent or outcome); returns its sequence number."""
+        return self._append("usage_events", values)
+
+    def append_lifecycle(self, **values: Any) -> int:
+        for key in ("scopes", "ips_whitelist", "detail"):
+            if values.get(key) is not None and not isinstance(values[key], str):
+                values[key] = json.dumps(values[key], sort_keys=True)
+        return self._append("lifecycle_events", values)
+
+    def _append(self, table: str, values: dict[str, Any]) -> int:
+        values.setdefault("ts_us", now_us())
+        unknown = set(values) - set(CHAINED[table])
+        if unknown:
+            raise ValueError(f"unknown {table} columns: {', '.join(sorted(unknown))}")
+        seq: int = self._write(lambda: self._insert_chained(table, values))
+        if (self.seal_threshold is not None and table in SEALABLE
+                and seq % 1000 == 0 and self.live_count(table) >= self.seal_threshold):
+            self.seal(table)
+        return seq
+
+    def _insert_chained(self, table: str, values: dict[str, Any]) -> int:
+        seq, prev = self._head(table)
+        columns = CHAINED[table]
+        # Values are hashed exactly as SQLite will give them back (REAL stays float).
+        row = [seq + 1, *(_stored(c, values.get(c)) for c in columns[1:])]
+        digest = chain_hash(prev, row)
+        placeholders = ", ".join("?" * (len(columns) + 2))
+        self._conn.execute(
+            f"INSERT INTO {table} ({', '.join(columns)}, prev_hash, row_hash) "
+            f"VALUES ({placeholders})", (*row, prev, digest))
+        return seq + 1
+
+    def _head(self, table: str) -> tuple[int, str]:
+        row = self._conn.execute(
+            f"SELECT seq, row_hash FROM {table} ORDER BY seq DESC LIMIT 1").fetchone()
+        if row is not None:
+            return int(row[0]), str(row[1])
+        if table in SEALABLE:
+            seg = self._conn.execute(
+                "SELECT last_seq, last_hash FROM segments WHERE table_name = ? "
+                "ORDER BY seq DESC LIMIT 1", (table,)).fetchone()
+            if seg is not None:
+                return int(seg[0]), str(seg[1])
+        return 0, GENESIS
+
+    def _write(self, work: Any) -> Any:
+        """Run ``work`` in one immediate transaction, waiting out other writers."""
+        def attempt() -> Any:
+            with self._lock:
+                self._conn.execute("BEGIN IMMEDIATE")
+                try:
+                    result = work()
+                except BaseException:
+                    self._conn.execute("ROLLBACK")
+                    raise
+                self._conn.execute("COMMIT")
+                return result
+        try:
+            return self._retrying(attempt)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot write the ledger at {self.path}: {exc}") from None
+
+    def _retrying(self, fn: Any) -> Any:
+        deadline = time.monotonic() + LOCK_DEADLINE
+        delay = 0.001
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                busy = "locked" in str(exc) or "busy" in str(exc)
+                if not busy or time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)  # another writer holds the lock: back off and retry
+                delay = min(delay * 2, 0.05)
+
+    # -- reading ------------------------------------------------------------------------
+    def live_count(self, table: str) -> int:
+        with self._lock:
+            return int(self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A consistent read of segments and live rows (a seal can't slip in between)."""
+        with self._lock:
+            self._conn.execute("BEGIN")
+            try:
+                yield self._conn
+            finally:
+                self._conn.execute("COMMIT")
+
+    def segments(self, table: str | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            cur = self._conn.execute(
+                "SELECT * FROM segments" + (" WHERE table_name = ?" if table else "") +
+                " ORDER BY seq", (table,) if table else ())
+            names = [d[0] for d in cur.description]
+            return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- sealing and verifying live in their own modules -----------------------------------
+    def seal(self, table: str = "usage_events") -> dict[str, Any] | None:
+        """Move the table's rows into an immutable Parquet segment (see ``sealing``)."""
+        from etoro_nb.ledger.sealing import seal
+
+        return seal(self, table)
+
+    def verify(self) -> Verification:
+        """Recompute the whole chain; report the first bad row or segment (see ``verify``)."""
+        from etoro_nb.ledger.verify import verify
+
+        return verify(self)

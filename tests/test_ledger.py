@@ -1,0 +1,203 @@
+"""The ledger: append-only, chained, concurrent, durable, fail-closed, secret-free."""
+
+from __future__ import annotations
+
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from etoro_nb import errors
+from etoro_nb.client import Client
+from etoro_nb.ledger import Ledger
+from etoro_nb.ledger import core as ledger_core
+from etoro_nb.sandbox import SandboxServer
+from tests.helpers import ALL_SCOPES, DEMO_READ
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _usage(ledger: Ledger, request_id: str, **extra: object) -> int:
+    return ledger.append_usage(phase="intent", request_id=request_id, attempt=1,
+                               principal="owner", environment="sandbox", method="GET",
+                               route="/api/v1/me", operation_id="getAuthenticatedUserProfile",
+                               **extra)
+
+
+def _writer(path: Path, count: int, tag: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "tests.ledger_writer", str(path), str(count),
+                             tag], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+
+
+def _request_ids(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return [r[0] for r in conn.execute("SELECT request_id FROM usage_events ORDER BY seq")]
+
+
+def test_migrations_are_recorded_once(tmp_path: Path) -> None:
+    Ledger(tmp_path / "l.sqlite").close()
+    Ledger(tmp_path / "l.sqlite").close()
+    with sqlite3.connect(tmp_path / "l.sqlite") as conn:
+        names = [r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY name")]
+    assert names == ["0001_events", "0002_append_only"]
+
+
+def test_the_database_refuses_updates_and_deletes(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite")
+    _usage(ledger, "r1")
+    ledger.append_lifecycle(kind="token_revoked", token_id="t1")
+    ledger.learn_token("a-secret", "t1", "p1")
+    with sqlite3.connect(tmp_path / "l.sqlite") as conn:
+        for sql in ("UPDATE usage_events SET status = 200", "DELETE FROM usage_events",
+                    "UPDATE lifecycle_events SET kind = 'token_minted'",
+                    "DELETE FROM lifecycle_events", "DELETE FROM token_fingerprints"):
+            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
+                conn.execute(sql)
+    assert ledger.verify().ok
+
+
+def test_tampering_with_one_byte_of_a_row_is_detected(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    ledger = Ledger(path, seal_threshold=None)
+    for i in range(50):
+        _usage(ledger, f"request-{i:04d}")
+    ledger.close()
+    with sqlite3.connect(path) as conn:  # fold the WAL in, so the bytes are in the main file
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    raw = bytearray(path.read_bytes())
+    # One byte of row 32's route (an unindexed column): /api/v1/me -> /api/v1/mf
+    record = raw.index(b"request-0031owner")  # in the table's record, not in the index
+    at = raw.index(b"/api/v1/me", record)
+    raw[at + len("/api/v1/m")] = ord("f")
+    path.write_bytes(bytes(raw))
+    result = Ledger(path, seal_threshold=None).verify()
+    assert not result.ok
+    assert "usage_events row 32" in str(result.problem) and "altered" in str(result.problem)
+
+
+def test_tampering_with_one_byte_of_a_segment_is_detected(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite", seal_threshold=None)
+    for i in range(200):
+        _usage(ledger, f"r{i}", status=200, latency_ms=1.5)
+    segment = ledger.seal()
+    assert segment is not None and segment["rows"] == 200
+    for i in range(10):
+        _usage(ledger, f"later{i}")
+    assert ledger.verify().ok and ledger.verify().segments_checked == 1
+    file = ledger.segments_dir / segment["file"]
+    raw = bytearray(file.read_bytes())
+    raw[len(raw) // 2] ^= 0x01
+    file.write_bytes(bytes(raw))
+    result = ledger.verify()
+    assert not result.ok and segment["file"] in str(result.problem)
+    assert "SHA-256" in str(result.problem)
+
+
+def test_a_sealed_ledger_verifies_and_continues_its_chain(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite", seal_threshold=1000)
+    for i in range(2500):
+        _usage(ledger, f"r{i}")
+    assert [s["rows"] for s in ledger.segments("usage_events")] == [1000, 1000]
+    assert ledger.live_count("usage_events") == 500
+    result = ledger.verify()
+    assert result.ok and result.rows_checked == 2500 + 2 and result.segments_checked == 2
+
+
+def test_four_processes_append_40000_rows_gapless(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    Ledger(path).close()
+    writers = [_writer(path, 10_000, f"w{i}") for i in range(4)]
+    outputs = [w.communicate(timeout=600) for w in writers]
+    assert [w.returncode for w in writers] == [0, 0, 0, 0], [o[1][-500:] for o in outputs]
+    assert all("locked" not in err for _, err in outputs)
+    with sqlite3.connect(path) as conn:
+        seqs = [r[0] for r in conn.execute("SELECT seq FROM usage_events ORDER BY seq")]
+    assert seqs == list(range(1, 40_001))
+    assert len(set(_request_ids(path))) == 40_000
+    assert Ledger(path).verify().ok
+
+
+def test_sigkill_loses_no_acknowledged_event(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    Ledger(path).close()
+    rng = random.Random(20261127)
+    acknowledged: list[str] = []
+    for round_ in range(12):
+        steady = _writer(path, 400, f"steady{round_}")
+        victim = _writer(path, 100_000, f"victim{round_}")
+        assert victim.stdout is not None
+        # Kill after a random number of acknowledgements: a random moment in its work.
+        for _ in range(rng.randint(1, 300)):
+            acknowledged.append(victim.stdout.readline().strip())
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        victim.stdout.close()
+        assert victim.stderr is not None
+        victim.stderr.close()
+        out, _ = steady.communicate(timeout=120)
+        acknowledged += out.split()
+        stored = set(_request_ids(path))
+        assert not [r for r in acknowledged if r not in stored]
+        with sqlite3.connect(path) as conn:
+            assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert Ledger(path).verify().ok
+
+
+def test_an_unwritable_ledger_stops_the_request(
+    server: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "l.sqlite"
+    ledger = Ledger(path, busy_timeout=0.05)
+    creds = server.credentials
+    client = Client(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
+                    environment="sandbox", ledger=ledger)
+    monkeypatch.setattr(ledger_core, "LOCK_DEADLINE", 0.2)
+    blocker = sqlite3.connect(path, isolation_level=None)
+    blocker.execute("BEGIN EXCLUSIVE")  # another process holds the file: no write can land
+    with pytest.raises(errors.LedgerError, match="cannot write the ledger"):
+        client.agent_portfolios.create("agent01", 500, scopes=[DEMO_READ])
+    blocker.execute("ROLLBACK")
+    blocker.close()
+    owner = Client(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
+                   environment="sandbox")
+    assert owner.agent_portfolios.list() == []  # nothing reached the server
+    client.close()
+    owner.close()
+
+
+def test_canary_secret_appears_in_no_ledger_file(
+    server: SandboxServer, tmp_path: Path, make_client: Callable[..., Client]
+) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite", seal_threshold=None)
+    client = make_client(server, ledger=ledger)
+    created = client.agent_portfolios.create("canary", 1000, scopes=ALL_SCOPES)
+    canary = created.token.secret.get_secret_value()
+    agent = client.as_agent(created.token)
+    agent.trading("demo").open_order(1001, amount=100)
+    agent.me()
+    client.agent_portfolios.update_token(created.portfolio.id, created.token.id,
+                                         scopes=[DEMO_READ])
+    with pytest.raises(errors.ScopeError):
+        agent.trading("demo").open_order(1001, amount=100)
+    rotation = client.agent_portfolios.rotate_token(created.portfolio.id, created.token.id)
+    rotation.confirm()
+    with pytest.raises(errors.AuthenticationError):
+        agent.me()
+    ledger.seal("usage_events")
+    ledger.seal("lifecycle_events")
+    _usage(ledger, "after-seal")
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".parquet" for p in files)
+    assert any(p.name.endswith("-wal") for p in files)
+    for file in files:
+        data = file.read_bytes()
+        for secret in (canary, rotation.new.secret.get_secret_value(), server.credentials.user_key,
+                       server.credentials.api_key):
+            assert secret.encode() not in data, file.name
+    assert ledger.verify().ok
