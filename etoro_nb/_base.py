@@ -16,11 +16,12 @@ an ambiguous failure is handed to its flow, which reconciles.
 from __future__ import annotations
 
 import hashlib
+import math
 import random
 import time
 import uuid
 from collections.abc import Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
@@ -45,6 +46,7 @@ DEFAULT_TIMEOUT = httpx.Timeout(30.0, connect=10.0)
 RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # Answers that prove the server did nothing, so even a non-idempotent call may be resent.
 NOTHING_HAPPENED = frozenset({429, 503})
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 
 T = TypeVar("T")
 
@@ -70,8 +72,8 @@ class Call:
 @dataclass(frozen=True)
 class Answer:
     status: int
-    body: Any
-    headers: httpx.Headers
+    body: Any = field(repr=False)  # may hold a minted secret
+    headers: httpx.Headers = field(repr=False)
     request_id: str
     attempts: int
     ambiguous_before: bool = False  # an earlier attempt may have taken effect
@@ -130,9 +132,10 @@ def parse_retry_after(headers: httpx.Headers) -> float | None:
     if raw is None:
         return None
     try:
-        return float(raw)
+        value = float(raw)
     except ValueError:
         return None
+    return value if math.isfinite(value) else None
 
 
 def parse_body(response: httpx.Response) -> Any:
@@ -190,8 +193,11 @@ class Core:
                            started: float) -> float:
         """The delay before retrying after no answer, or raise if we must not retry."""
         self._record(call, attempts, started, None, type(exc).__name__)
-        attempts.ambiguous = True
-        if self.policy.retry_connection(call, attempts.number):
+        # A request that never connected did nothing: safe to resend even if not idempotent.
+        unsent = isinstance(exc, NEVER_SENT)
+        attempts.ambiguous = attempts.ambiguous or not unsent
+        if (unsent and attempts.number <= self.policy.max_retries) or \
+                self.policy.retry_connection(call, attempts.number):
             return self.policy.backoff(attempts.number)
         cls = APITimeoutError if isinstance(exc, httpx.TimeoutException) else APIConnectionError
         raise cls(f"no answer after {attempts.number} attempt(s): {type(exc).__name__}",
@@ -205,7 +211,7 @@ class Core:
         body = parse_body(response)
         self._record(call, attempts, started, status,
                      body.get("errorCode") if isinstance(body, dict) else None)
-        if status < 400:
+        if 200 <= status < 300:
             return Answer(status, body, response.headers, attempts.request_id, attempts.number,
                           attempts.ambiguous)
         retry_after = parse_retry_after(response.headers)

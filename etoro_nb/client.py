@@ -24,7 +24,7 @@ from etoro_nb.config import (
     real_trading_allowed,
     resolve_credentials,
 )
-from etoro_nb.errors import EtoroError
+from etoro_nb.errors import ConfigurationError, EtoroError
 from etoro_nb.ledger import Ledger
 from etoro_nb.ledger.recorder import UsageRecorder
 from etoro_nb.models import Me, MintedToken, UserToken
@@ -39,12 +39,19 @@ T = TypeVar("T")
 Secret = str | SecretStr | MintedToken
 
 
-def _reveal(value: Secret) -> str:
+def _reveal(value: Secret, name: str = "user_key") -> str:
+    """The plain key, checked: printable ASCII with no spaces (as HTTP headers need)."""
     if isinstance(value, MintedToken):
-        return value.secret.get_secret_value()
-    if isinstance(value, SecretStr):
-        return value.get_secret_value()
-    return value
+        key = value.secret.get_secret_value()
+    elif isinstance(value, SecretStr):
+        key = value.get_secret_value()
+    else:
+        key = value
+    if not isinstance(key, str) or not key or not key.isascii() or not key.isprintable() \
+            or any(c.isspace() for c in key):
+        # Never echo the value: it is a secret.
+        raise ConfigurationError(f"{name} must be non-empty printable ASCII with no spaces")
+    return key
 
 
 def me_flow() -> Generator[Call, Answer, Me]:
@@ -65,14 +72,14 @@ class _ClientBase:
         self.allow_real = allow_real
         self.principal = principal
         self.base_url = base_url.rstrip("/")
-        self._api_key = SecretStr(_reveal(api_key))
+        self._api_key = SecretStr(_reveal(api_key, "api_key"))
         self._timeout = timeout
         self._limiter = limiter or RateLimiter(quota)
         self._retry = retry or RetryPolicy()
         self.ledger = ledger
         recorder = None if ledger is None else UsageRecorder(
             ledger, principal=principal, environment=environment, user_key=_reveal(user_key))
-        self._core = Core(base_url=self.base_url, api_key=_reveal(api_key),
+        self._core = Core(base_url=self.base_url, api_key=_reveal(api_key, "api_key"),
                           user_key=_reveal(user_key), limiter=self._limiter, policy=self._retry,
                           recorder=recorder)
         self._scope_cache: list[str] = []
@@ -167,10 +174,15 @@ class Client(_ClientBase):
                 self._sleep(wait)
             request = core.build(self._http, call, attempts)
             started = core.before_send(call, attempts)
+            failure: httpx.TransportError | None = None
             try:
                 response = self._http.send(request)
             except httpx.TransportError as exc:
-                delay = core.on_transport_error(call, attempts, exc, started)
+                failure = exc
+            # Decided outside the except block, so no error we raise carries the request
+            # (and its key headers) as its context.
+            if failure is not None:
+                delay = core.on_transport_error(call, attempts, failure, started)
             else:
                 outcome = core.on_response(call, attempts, response, started)
                 if isinstance(outcome, Answer):
@@ -240,10 +252,15 @@ class AsyncClient(_ClientBase):
                 await self._sleep(wait)
             request = core.build(self._http, call, attempts)
             started = core.before_send(call, attempts)
+            failure: httpx.TransportError | None = None
             try:
                 response = await self._http.send(request)
             except httpx.TransportError as exc:
-                delay = core.on_transport_error(call, attempts, exc, started)
+                failure = exc
+            # Decided outside the except block, so no error we raise carries the request
+            # (and its key headers) as its context.
+            if failure is not None:
+                delay = core.on_transport_error(call, attempts, failure, started)
             else:
                 outcome = core.on_response(call, attempts, response, started)
                 if isinstance(outcome, Answer):

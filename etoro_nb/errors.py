@@ -6,6 +6,7 @@ EtoroError
 ├── ValidationError             bad input caught before sending (names field and rule)
 ├── RealMoneyNotAllowedError    a real-trading call on a live connection without opt-in
 ├── LedgerError                 the ledger can't be written: the request was not sent
+├── ResponseFormatError         an answer of an unexpected shape (values never echoed)
 ├── APIConnectionError          no answer: connection refused, dropped, timed out
 │   └── APITimeoutError
 └── APIError                    an answer: status, error_code, error_message, request_id
@@ -57,6 +58,10 @@ class RealMoneyNotAllowedError(EtoroError):
 
 class LedgerError(EtoroError):
     """The usage ledger could not be written; the request it was about was not sent."""
+
+
+class ResponseFormatError(EtoroError):
+    """An answer did not have the shape the contract gives it."""
 
 
 class APIConnectionError(EtoroError):

@@ -9,13 +9,30 @@ revealed only by ``token.secret.get_secret_value()``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import ValidationError as PydanticValidationError
+
+from etoro_nb.errors import ResponseFormatError
 
 
 class Model(BaseModel):
     model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
+
+
+M = TypeVar("M", bound=Model)
+
+
+def parse(model: type[M], data: Any) -> M:
+    """Validate an answer; an unexpected shape is a ResponseFormatError that names the
+    fields but never echoes their values (an answer may hold a secret)."""
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
+                             for e in exc.errors(include_input=False, include_url=False))
+    raise ResponseFormatError(f"unexpected {model.__name__} answer: {problems}")
 
 
 # -- delegation ---------------------------------------------------------------------------

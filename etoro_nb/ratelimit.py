@@ -11,7 +11,6 @@ clock reports it in its own time.
 
 from __future__ import annotations
 
-import bisect
 import threading
 import time
 from collections import deque
@@ -59,10 +58,12 @@ class RateLimiter:
         with self._lock:
             now = self._clock()
             slots = self._forget(key, now)
-            in_window = len(slots) - bisect.bisect_right(slots, now - self.quota.window)
             limit = self._limit(key)
-            at = now if in_window < limit else max(
-                now, slots[-limit] + self.quota.window + WINDOW_MARGIN)
+            # First come, first served: never before a slot already booked, and at least a
+            # window after the slot ``limit`` places back, so no window holds more.
+            at = max(now, slots[-1]) if slots else now
+            if len(slots) >= limit:
+                at = max(at, slots[-limit] + self.quota.window + WINDOW_MARGIN)
             slots.append(at)
             return at - now
 

@@ -10,6 +10,7 @@ import ipaddress
 import math
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
+from urllib.parse import quote
 
 from etoro_nb.errors import ValidationError
 
@@ -84,6 +85,14 @@ def expiry(value: datetime | timedelta | None, now: datetime) -> str | None:
     if at <= now:
         raise ValidationError("expires_at", f"must be in the future (now is {now.isoformat()})")
     return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def path_id(value: object, field: str) -> str:
+    """An id for a URL path: non-empty, quoted so it can't change the path."""
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not text.strip():
+        raise ValidationError(field, f"must be a non-empty id, got {value!r}")
+    return quote(text, safe="")
 
 
 def order_size(amount: float | None, units: float | None) -> tuple[float | None, float | None]:

@@ -6,6 +6,8 @@ import threading
 from collections.abc import Callable
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from etoro_nb.client import Client
 from etoro_nb.ratelimit import WINDOW_MARGIN, Quota, RateLimiter
@@ -86,3 +88,17 @@ def test_a_long_load_meets_no_429(
     for _ in range(35):
         client.me()
     assert len(slept) == 3 and sum(slept) == pytest.approx(3 * (60 + WINDOW_MARGIN))
+
+
+@given(limit=st.integers(1, 6),
+       gaps=st.lists(st.sampled_from([0.0, 0.001, 0.5, 3.0, 9.99, 10.0, 25.0]), min_size=1,
+                     max_size=60))
+def test_no_window_ever_holds_more_than_the_limit(limit: int, gaps: list[float]) -> None:
+    clock = FakeClock()
+    limiter = RateLimiter(Quota(read_limit=limit, window=10), clock=clock)
+    sends = []
+    for gap in gaps:
+        clock.t += gap
+        sends.append(clock.t + limiter.reserve("k", "read"))
+    assert sends == sorted(sends)  # first come, first served
+    assert all(sends[i + limit] - sends[i] >= 10 for i in range(len(sends) - limit))

@@ -30,7 +30,7 @@ from etoro_nb.errors import (
     ServerError,
     ValidationError,
 )
-from etoro_nb.models import AgentPortfolio, CreatedPortfolio, MintedToken, UserToken
+from etoro_nb.models import AgentPortfolio, CreatedPortfolio, MintedToken, UserToken, parse
 
 if TYPE_CHECKING:
     from etoro_nb.client import AsyncClient, Client
@@ -52,8 +52,10 @@ class TokenRequest:
 
     def body(self, now: datetime, allowed: Iterable[str]) -> dict[str, Any]:
         out: dict[str, Any] = {"userTokenName": self.name,
-                               "scopeNames": rules.scopes(self.scopes, allowed),
-                               "expiresAt": rules.expiry(self.expires_at, now)}
+                               "scopeNames": rules.scopes(self.scopes, allowed)}
+        expires = rules.expiry(self.expires_at, now)
+        if expires is not None:  # the create and mint schemas don't allow null: never = absent
+            out["expiresAt"] = expires
         if self.ips_whitelist is not None:
             out["ipsWhitelist"] = list(self.ips_whitelist)
         return out
@@ -101,9 +103,9 @@ def _local_not_found(message: str) -> NotFoundError:
 
 
 def revoke_flow(portfolio_id: str, token_id: str) -> Flow[None]:
+    pid, tid = rules.path_id(portfolio_id, "portfolio_id"), rules.path_id(token_id, "token_id")
     try:
-        yield Call("deleteAgentPortfolioUserToken", "DELETE",
-                   f"{V1}/{portfolio_id}/user-tokens/{token_id}")
+        yield Call("deleteAgentPortfolioUserToken", "DELETE", f"{V1}/{pid}/user-tokens/{tid}")
     except NotFoundError as exc:
         if not exc.ambiguous_before:  # else an earlier attempt did revoke it
             raise
@@ -111,16 +113,20 @@ def revoke_flow(portfolio_id: str, token_id: str) -> Flow[None]:
 
 def mint_flow(portfolio_id: str, grant: TokenRequest, environment: str, cache: list[str],
               request_id: str | None = None) -> Flow[MintedToken]:
+    pid = rules.path_id(portfolio_id, "portfolio_id")
     allowed = yield from allowed_scopes_flow(cache)
     now = yield from now_flow(environment)
-    call = Call("createAgentPortfolioUserTokenV2", "POST", f"{V2}/{portfolio_id}/user-tokens",
+    call = Call("createAgentPortfolioUserTokenV2", "POST", f"{V2}/{pid}/user-tokens",
                 json=grant.body(now, allowed), request_id=request_id, idempotent=False)
+    # What existed before: only a token that appears after the call started can be ours.
+    before = {t.id for t in (yield from find_flow(portfolio_id)).tokens}
     for _ in range(3):
         try:
             answer = yield call
         except Ambiguous as exc:
             portfolio = yield from find_flow(portfolio_id)
-            orphan = portfolio.token(grant.name)
+            orphan = next((t for t in portfolio.tokens
+                           if t.name == grant.name and t.id not in before), None)
             if orphan is not None:
                 yield from revoke_flow(portfolio_id, orphan.id)
                 log.warning("mint of token %r on %s had no answer (%s); the token it made "
@@ -128,7 +134,7 @@ def mint_flow(portfolio_id: str, grant: TokenRequest, environment: str, cache: l
                             grant.name, portfolio_id, type(exc).__name__, orphan.id)
             call = replace(call, request_id=None)
             continue
-        return MintedToken.model_validate({**answer.body, "portfolio_id": portfolio_id})
+        return parse(MintedToken, {**answer.body, "portfolio_id": portfolio_id})
     raise APIConnectionError(f"minting token {grant.name!r} kept failing",
                              request_id=call.request_id or "-", operation=call.operation)
 
@@ -152,12 +158,14 @@ def create_flow(req: PortfolioRequest, environment: str, cache: list[str],
         body["agentPortfolioDescription"] = req.description
     call = Call("createAgentPortfolioV2", "POST", V2, json=body, request_id=request_id,
                 idempotent=False)
+    # What existed before: only a portfolio that appears after the call started can be ours.
+    before = {p.id for p in (yield from list_flow())}
     for _ in range(3):
         try:
             answer = yield call
         except Ambiguous:
             existing = next((p for p in (yield from list_flow())
-                             if p.name.lower() == req.name.lower()), None)
+                             if p.name.lower() == req.name.lower() and p.id not in before), None)
             if existing is None:
                 call = replace(call, request_id=None)
                 continue
@@ -179,7 +187,7 @@ def create_flow(req: PortfolioRequest, environment: str, cache: list[str],
                 request_id=answer.request_id, operation=call.operation, body=answer.body)
         created = answer.body
         token_body = created["userTokens"][0]
-        token = MintedToken.model_validate({
+        token = parse(MintedToken, {
             **token_body, "scopeNames": [s["name"] for s in token_body.get("scopes", [])],
             "portfolio_id": created["agentPortfolioId"]})
         public = {k: v for k, v in token_body.items() if k not in ("userToken", "scopes")}
@@ -193,7 +201,8 @@ def create_flow(req: PortfolioRequest, environment: str, cache: list[str],
 
 def delete_flow(portfolio_id: str) -> Flow[None]:
     try:
-        yield Call("deleteAgentPortfolio", "DELETE", f"{V1}/{portfolio_id}")
+        yield Call("deleteAgentPortfolio", "DELETE",
+                   f"{V1}/{rules.path_id(portfolio_id, 'portfolio_id')}")
     except NotFoundError as exc:
         if not exc.ambiguous_before:
             raise
@@ -212,9 +221,10 @@ def update_flow(portfolio_id: str, token_id: str, changes: dict[str, Any],
     if not body:
         raise ValidationError("changes", "give at least one of scopes, ips_whitelist, "
                                                "expires_at")
+    pid, tid = rules.path_id(portfolio_id, "portfolio_id"), rules.path_id(token_id, "token_id")
     try:
-        yield Call("updateAgentPortfolioUserTokenV2", "PATCH",
-                   f"{V2}/{portfolio_id}/user-tokens/{token_id}", json=body)
+        yield Call("updateAgentPortfolioUserTokenV2", "PATCH", f"{V2}/{pid}/user-tokens/{tid}",
+                   json=body)
     except BadRequestError as exc:
         if not (exc.ambiguous_before and exc.error_code == "NoChangesDetected"):
             raise

@@ -117,13 +117,15 @@ def close_flow(p: Paths, position_id: int, instrument_id: int, units: float | No
     body: dict[str, Any] = {p.close_instrument_field: instrument_id}
     if units is not None:
         body["UnitsToDeduct"] = rules.positive(units, "units")
-    answer = yield Call(p.ops["close"], "POST", f"{p.close}/{position_id}", json=body,
+    answer = yield Call(p.ops["close"], "POST",
+                        f"{p.close}/{rules.path_id(position_id, 'position_id')}", json=body,
                         request_id=request_id, real_money=p.mode == "real")
     return ClosedOrder.model_validate(answer.body["orderForClose"])
 
 
 def cancel_flow(p: Paths, order_id: int) -> Flow[None]:
-    yield Call(p.ops["cancel"], "DELETE", f"{p.orders}/{order_id}", real_money=p.mode == "real")
+    yield Call(p.ops["cancel"], "DELETE", f"{p.orders}/{rules.path_id(order_id, 'order_id')}",
+               real_money=p.mode == "real")
 
 
 def lookup_flow(p: Paths, order_id: int | None, reference_id: str | None) -> Flow[OrderInfo]:

@@ -195,9 +195,12 @@ def admin_routes(sb: Sandbox) -> list[Route]:
             if request.method == "POST":
                 body = json.loads(await request.body() or b"{}")
                 seconds = opt_number(body if isinstance(body, dict) else {}, "seconds")
-                if seconds is None or seconds < 0:
+                if seconds is None:
                     raise validation("seconds must be a number >= 0")
-                sb.clock.advance(seconds)
+                try:
+                    sb.clock.advance(seconds)
+                except ValueError as exc:
+                    raise validation(str(exc)) from None
         except ApiError as exc:
             return error_response(exc, problem=False)
         except ValueError:
@@ -268,5 +271,7 @@ def create_app(source: Sandbox | SandboxConfig | None = None) -> Starlette:
     routes += admin_routes(sb)
     routes += [Route("/openapi.json", _openapi), Route("/", _root)]
     app = Starlette(routes=routes, exception_handlers={HTTPException: _http_error})
+    # A trailing slash is another path (404), not a redirect a client might follow.
+    app.router.redirect_slashes = False
     app.state.sandbox = sb
     return app

@@ -5,6 +5,9 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+LATEST = datetime(2999, 12, 31, tzinfo=UTC)
+MAX_ADVANCE = 1000 * 365 * 86400.0
+
 
 class Clock:
     """UTC time for prices, expiry and quota windows.
@@ -31,8 +34,13 @@ class Clock:
 
     def advance(self, seconds: float) -> datetime:
         """Move the clock forward; time never goes backwards."""
-        if seconds < 0:
-            raise ValueError("seconds must be >= 0: the clock never goes backwards")
+        if not 0 <= seconds <= MAX_ADVANCE:
+            raise ValueError(f"seconds must be between 0 and {MAX_ADVANCE:g}: the clock never "
+                             "goes backwards, nor past the year 2999")
         with self._lock:
-            self._offset += timedelta(seconds=seconds)
+            offset = self._offset + timedelta(seconds=seconds)
+            base = self._fixed if self._fixed is not None else datetime.now(UTC)
+            if base + offset > LATEST:
+                raise ValueError("the clock would pass the year 2999")
+            self._offset = offset
         return self.now()

@@ -140,7 +140,10 @@ def parse_datetime(value: object, name: str) -> datetime:
         raise validation(f"{name} must be an ISO 8601 date-time, got {value!r}") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:
+        raise validation(f"{name} is outside the representable range, got {value!r}") from None
 
 
 def parse_date(value: str, name: str) -> date:
