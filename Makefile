@@ -24,5 +24,8 @@ test: setup
 
 # Benchmarks: each compares against a baseline in the same run and prints its ratio.
 bench: setup
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/client_overhead.py
 	$(BIN)/python bench/quota_efficiency.py
+	$(BIN)/python bench/ledger_recording.py
+	$(BIN)/python bench/ledger_load.py

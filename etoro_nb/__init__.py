@@ -4,8 +4,9 @@
 sandbox (``etoro_nb.sandbox``).
 """
 
-from etoro_nb import errors, sandbox
+from etoro_nb import errors, frames, sandbox
 from etoro_nb.client import AsyncClient, Client, connect, connect_async
+from etoro_nb.ledger import Ledger
 from etoro_nb.ratelimit import Quota
 
 __version__ = "0.1.0"
@@ -13,10 +14,12 @@ __version__ = "0.1.0"
 __all__ = [
     "AsyncClient",
     "Client",
+    "Ledger",
     "Quota",
     "__version__",
     "connect",
     "connect_async",
     "errors",
+    "frames",
     "sandbox",
 ]

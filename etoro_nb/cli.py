@@ -54,6 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--fail-rate", type=_rate, default=0.0)
     serve.add_argument("--drop-after-commit-rate", type=_rate, default=0.0)
     serve.add_argument("--partial-create-rate", type=_rate, default=0.0)
+
+    ledger = commands.add_parser("ledger", help="the usage ledger")
+    ledger_cmds = ledger.add_subparsers(dest="ledger_command", required=True)
+    synth = ledger_cmds.add_parser("synth", help="write a deterministic synthetic ledger")
+    synth.add_argument("--events", type=int, required=True, help="usage events to write")
+    synth.add_argument("--out", required=True, help="ledger file to create")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--portfolios", type=int, default=20)
+    synth.add_argument("--days", type=int, default=90)
+    verify = ledger_cmds.add_parser("verify", help="check a ledger's hash chain end to end")
+    verify.add_argument("path")
+    seal = ledger_cmds.add_parser("seal", help="move live history into Parquet segments")
+    seal.add_argument("path")
     return parser
 
 
@@ -88,10 +101,48 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def ledger_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from etoro_nb.errors import LedgerError
+    from etoro_nb.ledger import Ledger
+    from etoro_nb.ledger.synth import synthesize
+
+    try:
+        if args.ledger_command == "synth":
+            if Path(args.out).exists():
+                print(f"etoro-nb ledger synth: {args.out} exists; choose a new path",
+                      file=sys.stderr)
+                return 2
+            ledger = synthesize(args.out, events=args.events, seed=args.seed,
+                                portfolios=args.portfolios, days=args.days)
+            print(f"wrote {args.events} usage events to {args.out} "
+                  f"({len(ledger.segments())} sealed segments)")
+            ledger.close()
+            return 0
+        if not Path(args.path).is_file():
+            print(f"etoro-nb ledger: no ledger at {args.path}", file=sys.stderr)
+            return 2
+        with Ledger(args.path) as ledger:
+            if args.ledger_command == "seal":
+                made = [s for s in (ledger.seal(t) for t in ("usage_events",
+                                                            "lifecycle_events")) if s]
+                print(f"sealed {sum(s['rows'] for s in made)} rows into {len(made)} segments")
+                return 0
+            result = ledger.verify()
+            print(result)
+            return 0 if result.ok else 1
+    except (LedgerError, ValueError) as exc:
+        print(f"etoro-nb ledger: {exc}", file=sys.stderr)
+        return 2
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "sandbox" and args.sandbox_command == "serve":
         return serve(args)
+    if args.command == "ledger":
+        return ledger_command(args)
     return 2  # pragma: no cover - argparse rejects anything else
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Generator
-from datetime import datetime
+from collections.abc import Callable, Generator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -67,7 +67,8 @@ class _ClientBase:
                  principal: Literal["owner", "agent"] = "owner",
                  quota: Quota | None = None, limiter: RateLimiter | None = None,
                  retry: RetryPolicy | None = None, timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-                 sandbox: SandboxServer | None = None, ledger: Ledger | None = None) -> None:
+                 sandbox: SandboxServer | None = None, ledger: Ledger | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.environment: Environment = environment
         self.allow_real = allow_real
         self.principal = principal
@@ -77,8 +78,12 @@ class _ClientBase:
         self._limiter = limiter or RateLimiter(quota)
         self._retry = retry or RetryPolicy()
         self.ledger = ledger
+        # The ledger's timeline: an embedded sandbox's (possibly simulated) clock, else UTC now.
+        self._clock = clock or (sandbox.sandbox.clock.now if sandbox is not None
+                                else lambda: datetime.now(UTC))
         recorder = None if ledger is None else UsageRecorder(
-            ledger, principal=principal, environment=environment, user_key=_reveal(user_key))
+            ledger, principal=principal, environment=environment, user_key=_reveal(user_key),
+            clock=self._clock)
         self._core = Core(base_url=self.base_url, api_key=_reveal(api_key, "api_key"),
                           user_key=_reveal(user_key), limiter=self._limiter, policy=self._retry,
                           recorder=recorder)
@@ -98,10 +103,11 @@ class _ClientBase:
         return dict(base_url=self.base_url, api_key=self._api_key, user_key=_reveal(token),
                     environment=self.environment, allow_real=self.allow_real,
                     principal="agent", limiter=self._limiter, retry=self._retry,
-                    timeout=self._timeout, ledger=self.ledger)
+                    timeout=self._timeout, ledger=self.ledger, clock=self._clock)
 
     def _lifecycle(self, kind: str, *, request_id: str | None = None,
-                   token: UserToken | None = None, portfolio_id: str | None = None,
+                   token: UserToken | None = None, token_id: str | None = None,
+                   portfolio_id: str | None = None,
                    detail: dict[str, Any] | None = None) -> None:
         """Record a delegation change in the ledger (and learn a minted token's secret's
         fingerprint, so the agent's later requests are attributed to its token)."""
@@ -111,13 +117,17 @@ class _ClientBase:
             self.ledger.learn_token(token.secret.get_secret_value(), token.id,
                                     token.portfolio_id or portfolio_id or "")
         fields: dict[str, Any] = {"kind": kind, "request_id": request_id,
-                                  "portfolio_id": portfolio_id, "detail": detail}
+                                  "portfolio_id": portfolio_id, "token_id": token_id,
+                                  "detail": detail, "ts_us": self._now_us()}
         if token is not None:
             fields.update(token_id=token.id, token_name=token.name, scopes=list(token.scopes),
                           ips_whitelist=list(token.ips_whitelist),
                           expires_at_us=(int(token.expires_at.timestamp() * 1_000_000)
                                          if token.expires_at else None))
         self.ledger.append_lifecycle(**fields)
+
+    def _now_us(self) -> int:
+        return int(self._clock().timestamp() * 1_000_000)
 
 
 class Client(_ClientBase):

@@ -196,6 +196,7 @@ class Trade(Model):
     investment: float = 0.0
     order_id: int | None = Field(default=None, alias="orderId")
     parent_position_id: int = Field(default=0, alias="parentPositionId")
+    social_trade_id: int = Field(default=0, alias="socialTradeId")
 
 
 # -- market data --------------------------------------------------------------------------

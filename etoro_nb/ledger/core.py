@@ -40,7 +40,7 @@ from etoro_nb.errors import LedgerError
 from etoro_nb.ledger.schema import CHAINED, GENESIS, REAL_COLUMNS, SEALABLE, migrate
 
 Durability = Literal["normal", "full"]
-DEFAULT_SEAL_THRESHOLD = 100_000
+DEFAULT_SEAL_THRESHOLD = 20_000
 LOCK_DEADLINE = 60.0
 
 
@@ -151,6 +151,33 @@ class Ledger:
     def append_usage(self, **values: Any) -> int:
         """Append one usage event (intent or outcome); returns its sequence number."""
         return self._append("usage_events", values)
+
+    def extend_usage(self, rows: Sequence[dict[str, Any]]) -> int:
+        """Append many usage events in one transaction (bulk loads such as ``synth``);
+        returns the last sequence number. Seals first if the live part is past the
+        threshold."""
+        table = "usage_events"
+        columns = CHAINED[table]
+
+        def work() -> int:
+            seq, prev = self._head(table)
+            batch = []
+            for values in rows:
+                seq += 1
+                row = [seq, *(_stored(c, values.get(c)) for c in columns[1:])]
+                digest = chain_hash(prev, row)
+                batch.append((*row, prev, digest))
+                prev = digest
+            placeholders = ", ".join("?" * (len(columns) + 2))
+            self._conn.executemany(
+                f"INSERT INTO {table} ({', '.join(columns)}, prev_hash, row_hash) "
+                f"VALUES ({placeholders})", batch)
+            return seq
+
+        last: int = self._write(work)
+        if self.seal_threshold is not None and self.live_count(table) >= self.seal_threshold:
+            self.seal(table)
+        return last
 
     def append_lifecycle(self, **values: Any) -> int:
         for key in ("scopes", "ips_whitelist", "detail"):

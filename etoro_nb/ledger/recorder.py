@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from datetime import datetime
 from typing import Literal
 
 from etoro_nb.errors import LedgerError
@@ -16,8 +18,10 @@ class UsageRecorder:
     """Records a client's requests: who (owner, or agent by token), what, and the answer."""
 
     def __init__(self, ledger: Ledger, *, principal: Literal["owner", "agent"],
-                 environment: str, user_key: str) -> None:
+                 environment: str, user_key: str,
+                 clock: Callable[[], datetime] | None = None) -> None:
         self.ledger = ledger
+        self.clock = clock
         self.principal = principal
         self.environment = environment
         # An agent is known by its token; the owner's key is not a token and not recorded.
@@ -30,7 +34,8 @@ class UsageRecorder:
              attempt: int) -> dict[str, object]:
         info = describe(operation_id, method, path)
         token = self.ledger.token_for(self.fingerprint) if self.fingerprint else None
-        return dict(request_id=request_id, attempt=attempt, principal=self.principal,
+        ts = {} if self.clock is None else {"ts_us": int(self.clock().timestamp() * 1_000_000)}
+        return dict(**ts, request_id=request_id, attempt=attempt, principal=self.principal,
                     portfolio_id=token[1] if token else None,
                     token_id=token[0] if token else None,
                     token_fingerprint=self.fingerprint, environment=self.environment,

@@ -319,12 +319,13 @@ class AgentPortfolios:
         _check_changes(changes)
         c = self._client
         c._run(update_flow(portfolio_id, token_id, changes, c.environment, c._scope_cache))
-        c._lifecycle("token_updated", portfolio_id=portfolio_id, detail=_changed(token_id, changes))
+        c._lifecycle("token_updated", portfolio_id=portfolio_id, token_id=token_id,
+                     detail=_changed(token_id, changes))
 
     def revoke_token(self, portfolio_id: str, token_id: str) -> None:
         self._client._run(revoke_flow(portfolio_id, token_id))
         self._client._lifecycle("token_revoked", portfolio_id=portfolio_id,
-                                detail={"token_id": token_id})
+                                token_id=token_id)
 
     def rotate_token(self, portfolio_id: str, token_id: str, *,
                      new_name: str | None = None) -> Rotation:
@@ -396,12 +397,13 @@ class AsyncAgentPortfolios:
         _check_changes(changes)
         c = self._client
         await c._run(update_flow(portfolio_id, token_id, changes, c.environment, c._scope_cache))
-        c._lifecycle("token_updated", portfolio_id=portfolio_id, detail=_changed(token_id, changes))
+        c._lifecycle("token_updated", portfolio_id=portfolio_id, token_id=token_id,
+                     detail=_changed(token_id, changes))
 
     async def revoke_token(self, portfolio_id: str, token_id: str) -> None:
         await self._client._run(revoke_flow(portfolio_id, token_id))
         self._client._lifecycle("token_revoked", portfolio_id=portfolio_id,
-                                detail={"token_id": token_id})
+                                token_id=token_id)
 
     async def rotate_token(self, portfolio_id: str, token_id: str, *,
                            new_name: str | None = None) -> Rotation:

@@ -445,7 +445,7 @@ def trade(row: sqlite3.Row) -> dict[str, Any]:
         "takeProfitRate": row["take_profit"],
         "trailingStopLoss": bool(row["is_tsl"]),
         "orderId": row["order_id"],
-        "socialTradeId": 0,
+        "socialTradeId": row["mirror_id"],  # copies name their mirror; own trades 0
         "parentPositionId": row["parent_position_id"],
         "investment": round(row["investment"], 2),
         "initialInvestment": round(row["initial_investment"], 2),

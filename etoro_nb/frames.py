@@ -1,0 +1,414 @@
+"""polars loaders: portfolios, tokens, scope grants, usage, lifecycle, least privilege,
+trades, positions and per-portfolio accounting.
+
+Every loader has keyword-only options and a declared schema (``*_SCHEMA`` below):
+datetimes are ``Datetime("us", "UTC")``, scopes and whitelists ``List(String)``. Loaders
+that take a client call the API; loaders that take a ledger read it (live SQLite rows
+and sealed Parquet segments as one lazy frame) and never touch the network.
+
+Examples
+--------
+>>> import etoro_nb as enb
+>>> client = enb.connect()                                   # doctest: +SKIP
+>>> enb.frames.tokens(client).filter(status="expiring")      # doctest: +SKIP
+>>> enb.frames.usage(client.ledger, since=datetime(2026, 3, 1, tzinfo=UTC))  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal
+
+import polars as pl
+
+from etoro_nb.ledger import Ledger
+from etoro_nb.ledger.schema import LIFECYCLE_COLUMNS, USAGE_COLUMNS
+from etoro_nb.ledger.sealing import STORED
+from etoro_nb.progress import Progress
+
+if TYPE_CHECKING:
+    from etoro_nb.client import Client
+    from etoro_nb.models import Position
+
+UTC_US = pl.Datetime("us", "UTC")
+
+
+def _declare(columns: dict[str, Any]) -> pl.Schema:
+    return pl.Schema(columns)
+
+
+SCOPES = pl.List(pl.String)
+
+PORTFOLIOS_SCHEMA = _declare({
+    "portfolio_id": pl.String, "name": pl.String, "gcid": pl.Int64,
+    "virtual_balance": pl.Float64, "mirror_id": pl.Int64, "created_at": UTC_US,
+    "token_count": pl.Int64, "investment_usd": pl.Float64, "mirror_available_usd": pl.Float64,
+})
+TOKENS_SCHEMA = _declare({
+    "portfolio_id": pl.String, "portfolio_name": pl.String, "token_id": pl.String,
+    "token_name": pl.String, "application": pl.String, "client_id": pl.String,
+    "scopes": SCOPES, "ips_whitelist": SCOPES, "created_at": UTC_US, "expires_at": UTC_US,
+    "revoked_at": UTC_US, "status": pl.String, "days_to_expiry": pl.Float64,
+})
+GRANTS_SCHEMA = _declare({
+    "portfolio_id": pl.String, "portfolio_name": pl.String, "token_id": pl.String,
+    "token_name": pl.String, "scope": pl.String, "status": pl.String,
+})
+USAGE_SCHEMA = _declare({
+    "seq": pl.Int64, "ts": UTC_US, "phase": pl.String, "request_id": pl.String,
+    "attempt": pl.Int64, "principal": pl.String, "portfolio_id": pl.String,
+    "token_id": pl.String, "token_fingerprint": pl.String, "environment": pl.String,
+    "method": pl.String, "route": pl.String, "operation_id": pl.String,
+    "scope_required": pl.String, "status": pl.Int64, "error_code": pl.String,
+    "latency_ms": pl.Float64,
+})
+LIFECYCLE_SCHEMA = _declare({
+    "seq": pl.Int64, "ts": UTC_US, "request_id": pl.String, "kind": pl.String,
+    "portfolio_id": pl.String, "token_id": pl.String, "token_name": pl.String,
+    "scopes": SCOPES, "ips_whitelist": SCOPES, "expires_at": UTC_US, "detail": pl.String,
+})
+LEAST_PRIVILEGE_SCHEMA = _declare({
+    "portfolio_id": pl.String, "token_id": pl.String, "token_name": pl.String,
+    "scope": pl.String, "granted": pl.Boolean, "used": pl.Int64, "refused": pl.Int64,
+    "verdict": pl.String, "suggested_scopes": SCOPES,
+})
+TRADES_SCHEMA = _declare({
+    "position_id": pl.Int64, "instrument_id": pl.Int64, "is_buy": pl.Boolean,
+    "leverage": pl.Int64, "units": pl.Float64, "open_rate": pl.Float64,
+    "close_rate": pl.Float64, "opened_at": UTC_US, "closed_at": UTC_US,
+    "net_profit": pl.Float64, "investment": pl.Float64, "order_id": pl.Int64,
+    "parent_position_id": pl.Int64, "mirror_id": pl.Int64,
+})
+POSITIONS_SCHEMA = _declare({
+    "position_id": pl.Int64, "instrument_id": pl.Int64, "is_buy": pl.Boolean,
+    "leverage": pl.Int64, "units": pl.Float64, "amount": pl.Float64,
+    "open_rate": pl.Float64, "opened_at": UTC_US, "stop_loss_rate": pl.Float64,
+    "take_profit_rate": pl.Float64, "unrealized_pnl": pl.Float64, "mirror_id": pl.Int64,
+    "parent_position_id": pl.Int64,
+})
+ACCOUNTING_SCHEMA = _declare({
+    "portfolio_id": pl.String, "name": pl.String, "mirror_id": pl.Int64,
+    "investment_usd": pl.Float64, "mirror_value_usd": pl.Float64,
+    "realized_pnl_usd": pl.Float64, "unrealized_pnl_usd": pl.Float64,
+    "open_positions": pl.Int64, "trade_count": pl.Int64,
+})
+
+
+def _schema(base: pl.Schema, overrides: Mapping[str, Any] | None) -> pl.Schema:
+    return pl.Schema({**dict(base), **dict(overrides or {})})
+
+
+def _frame(rows: list[dict[str, Any]], schema: pl.Schema,
+           overrides: Mapping[str, Any] | None) -> pl.DataFrame:
+    full = _schema(schema, overrides)
+    return pl.DataFrame(rows, schema=full, orient="row") if rows else pl.DataFrame(schema=full)
+
+
+def _utc(value: datetime | date | None) -> datetime | None:
+    if value is None:
+        return None
+    if not isinstance(value, datetime):
+        return datetime(value.year, value.month, value.day, tzinfo=UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+# -- from the API -------------------------------------------------------------------------
+def portfolios(client: Client, *, schema_overrides: Mapping[str, Any] | None = None
+               ) -> pl.DataFrame:
+    """One row per agent portfolio, with the owner's investment and mirror cash."""
+    mirrors = {m.mirror_id: m for m in client.trading("real").portfolio().mirrors}
+    rows = []
+    for p in client.agent_portfolios.list():
+        mirror = mirrors.get(p.mirror_id)
+        rows.append({"portfolio_id": p.id, "name": p.name, "gcid": p.gcid,
+                     "virtual_balance": p.virtual_balance, "mirror_id": p.mirror_id,
+                     "created_at": p.created_at, "token_count": len(p.tokens),
+                     "investment_usd": mirror.initial_investment if mirror else None,
+                     "mirror_available_usd": mirror.available_amount if mirror else None})
+    return _frame(rows, PORTFOLIOS_SCHEMA, schema_overrides)
+
+
+def tokens(client: Client, *, now: datetime | None = None,
+           expiring_within: timedelta = timedelta(days=7),
+           schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """One row per token: live ones from the API, revoked ones from the client's ledger.
+
+    ``status`` is ``active``, ``expiring`` (within ``expiring_within``), ``expired`` or
+    ``revoked``; ``days_to_expiry`` is null for tokens that never expire.
+    """
+    now = _utc(now) or client.now()
+    rows: list[dict[str, Any]] = []
+    live_ids = set()
+    for p in client.agent_portfolios.list():
+        for t in p.tokens:
+            live_ids.add(t.id)
+            rows.append(_token_row(p.id, p.name, t.id, t.name, t.application, t.client_id,
+                                   list(t.scopes), list(t.ips_whitelist), t.created_at,
+                                   t.expires_at, None, now, expiring_within))
+    if client.ledger is not None:
+        events = lifecycle(client.ledger, now=now)
+        revoked = events.filter(pl.col("kind").is_in(["token_revoked", "portfolio_deleted"]))
+        names = {r["portfolio_id"]: r["detail"] for r in events.filter(
+            kind="portfolio_created").iter_rows(named=True)}
+        for minted in events.filter(kind="token_minted").iter_rows(named=True):
+            if minted["token_id"] in live_ids:
+                continue
+            ends = revoked.filter((pl.col("token_id") == minted["token_id"]) | (
+                (pl.col("kind") == "portfolio_deleted")
+                & (pl.col("portfolio_id") == minted["portfolio_id"])))
+            if ends.is_empty():
+                continue  # not seen revoked: gone for another reason (another client)
+            detail = json.loads(names.get(minted["portfolio_id"]) or "{}")
+            rows.append(_token_row(minted["portfolio_id"], detail.get("name"),
+                                   minted["token_id"], minted["token_name"], None, None,
+                                   minted["scopes"], minted["ips_whitelist"], minted["ts"],
+                                   minted["expires_at"], ends["ts"].min(), now,
+                                   expiring_within))
+    return _frame(rows, TOKENS_SCHEMA, schema_overrides)
+
+
+def _token_row(portfolio_id: str, portfolio_name: str | None, token_id: str, name: str,
+               application: str | None, client_id: str | None, scopes: list[str],
+               ips: list[str], created: datetime | None, expires: datetime | None,
+               revoked: Any, now: datetime, expiring_within: timedelta) -> dict[str, Any]:
+    if revoked is not None:
+        status = "revoked"
+    elif expires is not None and expires <= now:
+        status = "expired"
+    elif expires is not None and expires - now <= expiring_within:
+        status = "expiring"
+    else:
+        status = "active"
+    days = None if expires is None else (expires - now).total_seconds() / 86400
+    return {"portfolio_id": portfolio_id, "portfolio_name": portfolio_name,
+            "token_id": token_id, "token_name": name, "application": application,
+            "client_id": client_id, "scopes": scopes, "ips_whitelist": ips,
+            "created_at": created, "expires_at": expires, "revoked_at": revoked,
+            "status": status, "days_to_expiry": days}
+
+
+def scope_grants(client: Client, *, schema_overrides: Mapping[str, Any] | None = None
+                 ) -> pl.DataFrame:
+    """One row per token and granted scope (revoked tokens included, with their status)."""
+    frame = tokens(client)
+    grants = (frame.select("portfolio_id", "portfolio_name", "token_id", "token_name",
+                           "scopes", "status")
+              .explode("scopes").rename({"scopes": "scope"})
+              .drop_nulls("scope"))
+    return grants.select(list(GRANTS_SCHEMA)).cast(_schema(GRANTS_SCHEMA, schema_overrides))
+
+
+def trades(agent: Client, *, mode: Literal["demo", "real"] = "real",
+           since: date | datetime = date(2000, 1, 1),
+           progress: bool | Progress | None = None,
+           schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """Every closed trade of the account (all pages, with progress)."""
+    rows = [{"position_id": t.position_id, "instrument_id": t.instrument_id,
+             "is_buy": t.is_buy, "leverage": t.leverage, "units": t.units,
+             "open_rate": t.open_rate, "close_rate": t.close_rate, "opened_at": t.opened_at,
+             "closed_at": t.closed_at, "net_profit": t.net_profit, "investment": t.investment,
+             "order_id": t.order_id, "parent_position_id": t.parent_position_id,
+             "mirror_id": t.social_trade_id}
+            for t in agent.trading(mode).history(since, progress=progress)]
+    return _frame(rows, TRADES_SCHEMA, schema_overrides)
+
+
+def _position_rows(positions: tuple[Position, ...]) -> list[dict[str, Any]]:
+    return [{"position_id": p.position_id, "instrument_id": p.instrument_id,
+             "is_buy": p.is_buy, "leverage": p.leverage, "units": p.units, "amount": p.amount,
+             "open_rate": p.open_rate, "opened_at": p.opened_at,
+             "stop_loss_rate": p.stop_loss_rate, "take_profit_rate": p.take_profit_rate,
+             "unrealized_pnl": p.unrealized.pnl if p.unrealized else None,
+             "mirror_id": p.mirror_id, "parent_position_id": p.parent_position_id}
+            for p in positions]
+
+
+def positions(agent: Client, *, mode: Literal["demo", "real"] = "real",
+              schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """Open positions with unrealised P&L (an owner's copies included, by mirror)."""
+    book = agent.trading(mode).pnl()
+    rows = _position_rows(book.positions)
+    for mirror in book.mirrors:
+        rows += _position_rows(mirror.positions)
+    return _frame(rows, POSITIONS_SCHEMA, schema_overrides)
+
+
+def accounting(client: Client, *, since: date | datetime = date(2000, 1, 1),
+               schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """Per agent portfolio, from the owner's side: investment, the mirror's current value,
+    realised and unrealised P&L, open copied positions and closed copied trades."""
+    book = client.trading("real").pnl()
+    closed = trades(client, mode="real", since=since)
+    counts = dict(closed.group_by("mirror_id").len().iter_rows())
+    mirrors = {m.mirror_id: m for m in book.mirrors}
+    rows = []
+    for p in client.agent_portfolios.list():
+        m = mirrors.get(p.mirror_id)
+        if m is None:
+            continue
+        unrealized = sum(x.unrealized.pnl for x in m.positions if x.unrealized)
+        value = m.available_amount + sum(x.amount for x in m.positions) + unrealized
+        rows.append({"portfolio_id": p.id, "name": p.name, "mirror_id": p.mirror_id,
+                     "investment_usd": m.initial_investment, "mirror_value_usd": value,
+                     "realized_pnl_usd": m.closed_positions_net_profit,
+                     "unrealized_pnl_usd": unrealized, "open_positions": len(m.positions),
+                     "trade_count": counts.get(p.mirror_id, 0)})
+    return _frame(rows, ACCOUNTING_SCHEMA, schema_overrides)
+
+
+# -- from the ledger ----------------------------------------------------------------------
+def _scan(ledger: Ledger, table: str) -> pl.LazyFrame:
+    """Sealed segments and live rows of a ledger table as one lazy frame."""
+    stored = STORED[table]
+    columns = USAGE_COLUMNS if table == "usage_events" else LIFECYCLE_COLUMNS
+    with ledger.snapshot() as conn:
+        files = [ledger.segments_dir / row[0] for row in conn.execute(
+            "SELECT file FROM segments WHERE table_name = ? ORDER BY seq", (table,))]
+        live = conn.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY seq").fetchall()
+    schema = {c: stored[c] for c in columns}
+    parts = [pl.scan_parquet(files).select(list(columns))] if files else []
+    parts.append(pl.DataFrame(live, schema=schema, orient="row").lazy())
+    return pl.concat(parts, how="vertical")
+
+
+def _us_to_utc(column: str, name: str) -> pl.Expr:
+    return pl.col(column).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(name)
+
+
+def usage(ledger: Ledger, *, since: datetime | date | None = None,
+          until: datetime | date | None = None, portfolio: str | None = None,
+          token: str | None = None, phase: Literal["intent", "outcome"] | None = None,
+          lazy: bool = False,
+          schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame | pl.LazyFrame:
+    """The usage events, in ledger order: for every request attempt an ``intent`` row
+    (written before it was sent) and an ``outcome`` row (status, error code, latency);
+    an intent without an outcome is a request whose answer was never recorded.
+
+    Filters: ``since`` (inclusive) and ``until`` (exclusive) on the timestamp, ``portfolio``
+    and ``token`` ids, ``phase``. ``lazy=True`` returns the LazyFrame unevaluated.
+    See ``requests()`` for one row per attempt.
+    """
+    frame = _scan(ledger, "usage_events")
+    start, end = _utc(since), _utc(until)
+    if start is not None:
+        frame = frame.filter(pl.col("ts_us") >= int(start.timestamp() * 1_000_000))
+    if end is not None:
+        frame = frame.filter(pl.col("ts_us") < int(end.timestamp() * 1_000_000))
+    if portfolio is not None:
+        frame = frame.filter(pl.col("portfolio_id") == portfolio)
+    if token is not None:
+        frame = frame.filter(pl.col("token_id") == token)
+    if phase is not None:
+        frame = frame.filter(pl.col("phase") == phase)
+    result = (frame.with_columns(_us_to_utc("ts_us", "ts")).select(list(USAGE_SCHEMA))
+              .cast(_schema(USAGE_SCHEMA, schema_overrides)))
+    return result if lazy else result.collect()
+
+
+def requests(ledger: Ledger, **filters: Any) -> pl.DataFrame:
+    """One row per request attempt: its outcome, or its intent when no outcome was recorded
+    (``status`` null: the process died, or the answer never came). Takes ``usage()``'s
+    filters."""
+    events = usage(ledger, lazy=True, **filters)
+    assert isinstance(events, pl.LazyFrame)
+    outcomes = events.filter(pl.col("phase") == "outcome")
+    unanswered = events.filter(pl.col("phase") == "intent").join(
+        outcomes.select("request_id", "attempt"), on=["request_id", "attempt"], how="anti")
+    return pl.concat([outcomes, unanswered]).sort("seq").collect()
+
+
+def lifecycle(ledger: Ledger, *, now: datetime | None = None,
+              schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """Delegation events, with ``token_expired`` derived for each token whose latest expiry
+    has passed (at ``now``, default the current UTC time) without an earlier revocation."""
+    now = _utc(now) or datetime.now(UTC)
+    frame = (_scan(ledger, "lifecycle_events").collect()
+             .with_columns(_us_to_utc("ts_us", "ts"), _us_to_utc("expires_at_us", "expires_at"),
+                           pl.col("scopes").str.json_decode(SCOPES),
+                           pl.col("ips_whitelist").str.json_decode(SCOPES))
+             .select(list(LIFECYCLE_SCHEMA)))
+    derived = _expirations(frame, now)
+    out = pl.concat([frame, derived]) if not derived.is_empty() else frame
+    return out.sort("ts", "seq", nulls_last=True).cast(_schema(LIFECYCLE_SCHEMA,
+                                                                schema_overrides))
+
+
+def _expirations(events: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    expiry: dict[str, tuple[datetime | None, dict[str, Any]]] = {}
+    ended: set[str] = set()
+    deleted: set[str] = set()
+    for e in events.iter_rows(named=True):
+        detail = json.loads(e["detail"]) if e["detail"] else {}
+        if e["kind"] == "token_minted":
+            expiry[e["token_id"]] = (e["expires_at"], e)
+        elif e["kind"] == "token_updated" and "expires_at" in detail:
+            token_id = e["token_id"]
+            if token_id in expiry:
+                expiry[token_id] = (_absolute(detail["expires_at"], e["ts"]), expiry[token_id][1])
+        elif e["kind"] == "token_revoked":
+            ended.add(e["token_id"])
+        elif e["kind"] == "portfolio_deleted":
+            deleted.add(e["portfolio_id"])
+    rows = []
+    for token_id, (at, minted) in expiry.items():
+        if at is None or at > now or token_id in ended or minted["portfolio_id"] in deleted:
+            continue
+        rows.append({**{k: None for k in LIFECYCLE_SCHEMA}, "ts": at, "kind": "token_expired",
+                     "portfolio_id": minted["portfolio_id"], "token_id": token_id,
+                     "token_name": minted["token_name"], "scopes": minted["scopes"],
+                     "ips_whitelist": minted["ips_whitelist"], "expires_at": at,
+                     "detail": json.dumps({"derived": True})})
+    return _frame(rows, LIFECYCLE_SCHEMA, None)
+
+
+def _absolute(value: str | None, at: datetime) -> datetime | None:
+    if value is None:
+        return None
+    if value.startswith("+") and value.endswith("s"):
+        return at + timedelta(seconds=float(value[1:-1]))
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def least_privilege(grants: pl.DataFrame, usage_frame: pl.DataFrame, *,
+                    since: datetime | date | None = None,
+                    until: datetime | date | None = None) -> pl.DataFrame:
+    """Per token and scope over a window: granted, used (answered 2xx), refused (403), and
+    a verdict: ``needed`` (used), ``unused`` (granted, never used: narrow the grant) or
+    ``missing`` (refused without the grant). ``suggested_scopes`` is the narrower grant
+    that would have sufficed: the scopes the token used."""
+    frame = usage_frame.filter(pl.col("phase") == "outcome", pl.col("principal") == "agent",
+                               pl.col("token_id").is_not_null(),
+                               pl.col("scope_required").str.starts_with("etoro-public:"))
+    start, end = _utc(since), _utc(until)
+    if start is not None:
+        frame = frame.filter(pl.col("ts") >= start)
+    if end is not None:
+        frame = frame.filter(pl.col("ts") < end)
+    counted = (frame.group_by("token_id", "scope_required")
+               .agg(used=(pl.col("status").is_between(200, 299)).sum().cast(pl.Int64),
+                    refused=(pl.col("status") == 403).sum().cast(pl.Int64))
+               .rename({"scope_required": "scope"}))
+    granted = grants.select("portfolio_id", "token_id", "token_name", "scope").with_columns(
+        granted=pl.lit(True))
+    joined = granted.join(counted, on=["token_id", "scope"], how="full", coalesce=True)
+    names = grants.select("portfolio_id", "token_id", "token_name").unique("token_id")
+    joined = (joined.drop("portfolio_id", "token_name").join(names, on="token_id", how="left")
+              .with_columns(pl.col("granted").fill_null(False), pl.col("used").fill_null(0),
+                            pl.col("refused").fill_null(0)))
+    joined = joined.with_columns(
+        verdict=pl.when(pl.col("used") > 0).then(pl.lit("needed"))
+        .when(pl.col("granted")).then(pl.lit("unused"))
+        .otherwise(pl.lit("missing")))
+    suggested = (joined.filter(pl.col("used") > 0).group_by("token_id")
+                 .agg(suggested_scopes=pl.col("scope").sort()))
+    out = joined.join(suggested, on="token_id", how="left").with_columns(
+        pl.col("suggested_scopes").fill_null(pl.lit([], dtype=SCOPES)))
+    return (out.select(list(LEAST_PRIVILEGE_SCHEMA)).cast(LEAST_PRIVILEGE_SCHEMA)
+            .sort("token_id", "scope"))
+
+
+__all__ = ["accounting", "least_privilege", "lifecycle", "portfolios", "positions",
+           "requests", "scope_grants", "tokens", "trades", "usage"]
