@@ -61,6 +61,21 @@ def _stored(column: str, value: Any) -> Any:
     return value
 
 
+def _chained_row(columns: Sequence[str], seq: int, prev: str,
+                 values: dict[str, Any]) -> tuple[Any, ...]:
+    """A row ready to insert: its values (hashed exactly as SQLite will give them back,
+    REAL stays float), its predecessor's hash and its own."""
+    row = [seq, *(_stored(c, values.get(c)) for c in columns[1:])]
+    return (*row, prev, chain_hash(prev, row))
+
+
+def _insert_sql(table: str) -> str:
+    columns = CHAINED[table]
+    placeholders = ", ".join("?" * (len(columns) + 2))
+    return (f"INSERT INTO {table} ({', '.join(columns)}, prev_hash, row_hash) "
+            f"VALUES ({placeholders})")
+
+
 def now_us() -> int:
     return time.time_ns() // 1000
 
@@ -164,14 +179,9 @@ class Ledger:
             batch = []
             for values in rows:
                 seq += 1
-                row = [seq, *(_stored(c, values.get(c)) for c in columns[1:])]
-                digest = chain_hash(prev, row)
-                batch.append((*row, prev, digest))
-                prev = digest
-            placeholders = ", ".join("?" * (len(columns) + 2))
-            self._conn.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}, prev_hash, row_hash) "
-                f"VALUES ({placeholders})", batch)
+                batch.append(_chained_row(columns, seq, prev, values))
+                prev = batch[-1][-1]
+            self._conn.executemany(_insert_sql(table), batch)
             return seq
 
         last: int = self._write(work)
@@ -198,14 +208,7 @@ class Ledger:
 
     def _insert_chained(self, table: str, values: dict[str, Any]) -> int:
         seq, prev = self._head(table)
-        columns = CHAINED[table]
-        # Values are hashed exactly as SQLite will give them back (REAL stays float).
-        row = [seq + 1, *(_stored(c, values.get(c)) for c in columns[1:])]
-        digest = chain_hash(prev, row)
-        placeholders = ", ".join("?" * (len(columns) + 2))
-        self._conn.execute(
-            f"INSERT INTO {table} ({', '.join(columns)}, prev_hash, row_hash) "
-            f"VALUES ({placeholders})", (*row, prev, digest))
+        self._conn.execute(_insert_sql(table), _chained_row(CHAINED[table], seq + 1, prev, values))
         return seq + 1
 
     def _head(self, table: str) -> tuple[int, str]:
