@@ -18,7 +18,7 @@ sandbox: setup
 
 # Lint and strict type checks first: a cheap failure beats a slow one.
 test: setup
-	$(BIN)/ruff check etoro_nb tests
+	$(BIN)/ruff check etoro_nb widgets tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 

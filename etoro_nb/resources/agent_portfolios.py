@@ -279,9 +279,10 @@ class AgentPortfolios:
                token_name: str = "agent", description: str | None = None,
                ips_whitelist: Iterable[str] | None = None,
                expires_at: datetime | timedelta | None = None,
-               request_id: str | None = None) -> CreatedPortfolio:
+               request_id: str | None = None, consent: str | None = None) -> CreatedPortfolio:
         """A new agent portfolio funded with ``investment_usd`` of the owner's real balance,
-        and its first token (the secret is in ``.token.secret``, shown only here)."""
+        and its first token (the secret is in ``.token.secret``, shown only here).
+        ``consent`` is the confirmation the owner gave, recorded with the lifecycle event."""
         req = PortfolioRequest(rules.portfolio_name(name),
                                rules.positive(investment_usd, "investment_usd"), description,
                                token_request(token_name, scopes, ips_whitelist, expires_at))
@@ -289,13 +290,13 @@ class AgentPortfolios:
         try:
             created = c._run(create_flow(req, c.environment, c._scope_cache, request_id))
         except PartialCreateError as exc:
-            _record_created(c, exc.portfolio, None, req)
+            _record_created(c, exc.portfolio, None, req, consent)
             portfolio_id = exc.portfolio.id
             raise exc.bind(lambda: self.mint_token(portfolio_id, req.token.name,
                                                    scopes=req.token.scopes,
                                                    ips_whitelist=req.token.ips_whitelist,
                                                    expires_at=req.token.expires_at)) from None
-        _record_created(c, created.portfolio, created.token, req)
+        _record_created(c, created.portfolio, created.token, req, consent)
         return created
 
     def delete(self, portfolio_id: str) -> None:
@@ -306,21 +307,23 @@ class AgentPortfolios:
     def mint_token(self, portfolio_id: str, name: str, *, scopes: Iterable[str],
                    ips_whitelist: Iterable[str] | None = None,
                    expires_at: datetime | timedelta | None = None,
-                   request_id: str | None = None) -> MintedToken:
+                   request_id: str | None = None, consent: str | None = None) -> MintedToken:
         c = self._client
         grant = token_request(name, scopes, ips_whitelist, expires_at)
         token = c._run(mint_flow(portfolio_id, grant, c.environment, c._scope_cache, request_id))
-        c._lifecycle("token_minted", token=token, portfolio_id=portfolio_id)
+        c._lifecycle("token_minted", token=token, portfolio_id=portfolio_id,
+                     detail=_consent(consent) or None)
         return token
 
-    def update_token(self, portfolio_id: str, token_id: str, **changes: Any) -> None:
+    def update_token(self, portfolio_id: str, token_id: str, *, consent: str | None = None,
+                     **changes: Any) -> None:
         """Change ``scopes``, ``ips_whitelist`` (``[]`` clears it) or ``expires_at``
         (``None`` removes the expiry); only the names given are sent."""
         _check_changes(changes)
         c = self._client
         c._run(update_flow(portfolio_id, token_id, changes, c.environment, c._scope_cache))
         c._lifecycle("token_updated", portfolio_id=portfolio_id, token_id=token_id,
-                     detail=_changed(token_id, changes))
+                     detail={**_changed(token_id, changes), **_consent(consent)})
 
     def revoke_token(self, portfolio_id: str, token_id: str) -> None:
         self._client._run(revoke_flow(portfolio_id, token_id))
@@ -358,7 +361,8 @@ class AsyncAgentPortfolios:
                      token_name: str = "agent", description: str | None = None,
                      ips_whitelist: Iterable[str] | None = None,
                      expires_at: datetime | timedelta | None = None,
-                     request_id: str | None = None) -> CreatedPortfolio:
+                     request_id: str | None = None,
+                     consent: str | None = None) -> CreatedPortfolio:
         req = PortfolioRequest(rules.portfolio_name(name),
                                rules.positive(investment_usd, "investment_usd"), description,
                                token_request(token_name, scopes, ips_whitelist, expires_at))
@@ -366,7 +370,7 @@ class AsyncAgentPortfolios:
         try:
             created = await c._run(create_flow(req, c.environment, c._scope_cache, request_id))
         except PartialCreateError as exc:
-            _record_created(c, exc.portfolio, None, req)
+            _record_created(c, exc.portfolio, None, req, consent)
             portfolio_id = exc.portfolio.id
 
             def mint() -> Awaitable[MintedToken]:
@@ -375,7 +379,7 @@ class AsyncAgentPortfolios:
                                        ips_whitelist=req.token.ips_whitelist,
                                        expires_at=req.token.expires_at)
             raise exc.bind(mint) from None
-        _record_created(c, created.portfolio, created.token, req)
+        _record_created(c, created.portfolio, created.token, req, consent)
         return created
 
     async def delete(self, portfolio_id: str) -> None:
@@ -385,20 +389,23 @@ class AsyncAgentPortfolios:
     async def mint_token(self, portfolio_id: str, name: str, *, scopes: Iterable[str],
                          ips_whitelist: Iterable[str] | None = None,
                          expires_at: datetime | timedelta | None = None,
-                         request_id: str | None = None) -> MintedToken:
+                         request_id: str | None = None,
+                         consent: str | None = None) -> MintedToken:
         c = self._client
         grant = token_request(name, scopes, ips_whitelist, expires_at)
         token = await c._run(mint_flow(portfolio_id, grant, c.environment, c._scope_cache,
                                        request_id))
-        c._lifecycle("token_minted", token=token, portfolio_id=portfolio_id)
+        c._lifecycle("token_minted", token=token, portfolio_id=portfolio_id,
+                     detail=_consent(consent) or None)
         return token
 
-    async def update_token(self, portfolio_id: str, token_id: str, **changes: Any) -> None:
+    async def update_token(self, portfolio_id: str, token_id: str, *,
+                           consent: str | None = None, **changes: Any) -> None:
         _check_changes(changes)
         c = self._client
         await c._run(update_flow(portfolio_id, token_id, changes, c.environment, c._scope_cache))
         c._lifecycle("token_updated", portfolio_id=portfolio_id, token_id=token_id,
-                     detail=_changed(token_id, changes))
+                     detail={**_changed(token_id, changes), **_consent(consent)})
 
     async def revoke_token(self, portfolio_id: str, token_id: str) -> None:
         await self._client._run(revoke_flow(portfolio_id, token_id))
@@ -419,13 +426,20 @@ _CHANGES = {"scopes", "ips_whitelist", "expires_at"}
 
 
 def _record_created(client: Client | AsyncClient, portfolio: AgentPortfolio,
-                    token: MintedToken | None, req: PortfolioRequest) -> None:
+                    token: MintedToken | None, req: PortfolioRequest,
+                    consent: str | None) -> None:
     client._lifecycle("portfolio_created", portfolio_id=portfolio.id,
                       detail={"name": portfolio.name, "investment_usd": req.investment_usd,
                               "mirror_id": portfolio.mirror_id,
-                              "first_token_created": token is not None})
+                              "first_token_created": token is not None,
+                              **_consent(consent)})
     if token is not None:
-        client._lifecycle("token_minted", token=token, portfolio_id=portfolio.id)
+        client._lifecycle("token_minted", token=token, portfolio_id=portfolio.id,
+                          detail=_consent(consent) or None)
+
+
+def _consent(consent: str | None) -> dict[str, str]:
+    return {} if consent is None else {"consent": consent}
 
 
 def _changed(token_id: str, changes: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,130 @@
+"""Panels driven headless through widget values and .click(), checked against the sandbox."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from etoro_nb import frames
+from etoro_nb.client import Client
+from etoro_nb.ledger import Ledger
+from etoro_nb.sandbox import SandboxServer
+from tests.helpers import DEMO_READ, DEMO_WRITE, REAL_WRITE
+from widgets import DelegationPanel, PortfolioPanel
+from widgets._common import walk
+
+
+@pytest.fixture
+def owner_client(server: SandboxServer, tmp_path: Path,
+                 make_client: Callable[..., Client]) -> Client:
+    return make_client(server, ledger=Ledger(tmp_path / "l.sqlite"),
+                       clock=server.sandbox.clock.now)
+
+
+def _state(panel: object) -> str:
+    return json.dumps([w.get_state() for w in walk(panel)], default=str)
+
+
+def test_portfolio_panel_creates_with_consent_then_deletes(owner_client: Client) -> None:
+    panel = PortfolioPanel(owner_client)
+    assert "SANDBOX" in panel.badge.value
+    panel.name.value = "abc"
+    assert "6 to 10" in panel.name_hint.value  # live validation, before anything is sent
+    panel.create_button.click()
+    assert "name" in panel.form_hint.value and owner_client.agent_portfolios.list() == []
+    panel.name.value = "alpha01"
+    panel.investment.value = 2500
+    panel.scopes[DEMO_READ].value = True
+    panel.scopes[REAL_WRITE].value = True
+    panel.ips.value = "127.0.0.1"
+    panel.create_button.click()
+    # Trading authority needs a confirmation in plain words first.
+    assert panel.confirm.pending and "real money" not in panel.confirm.message.value
+    assert "open and close positions on its real account" in panel.confirm.message.value
+    assert "2,500.00 USD" in panel.confirm.message.value
+    assert owner_client.agent_portfolios.list() == []
+    panel.confirm.confirm.click()
+    created = owner_client.agent_portfolios.list()
+    assert [p.name for p in created] == ["alpha01"]
+    token = created[0].tokens[0]
+    assert token.scopes == (DEMO_READ, REAL_WRITE) and token.ips_whitelist == ("127.0.0.1",)
+    assert "alpha01" in panel.table.value
+    secret = panel.secret.secret.value
+    assert secret.startswith("etnb_") and owner_client.as_agent(secret).trading(
+        "demo").portfolio().credit == 10_000
+    panel.secret.dismiss.click()
+    assert secret not in _state(panel)
+    # The consent was recorded with the lifecycle event.
+    assert owner_client.ledger is not None
+    events = frames.lifecycle(owner_client.ledger)
+    minted = events.filter(kind="token_minted")["detail"].item()
+    assert "real account" in json.loads(minted)["consent"]
+    # Delete, behind a confirmation that says what will happen.
+    panel.delete_choice.value = created[0].id
+    panel.delete_button.click()
+    message = panel.confirm.message.value
+    assert "revokes its 1 token" in message and "credits its value" in message
+    assert owner_client.agent_portfolios.list() != []
+    panel.confirm.confirm.click()
+    assert owner_client.agent_portfolios.list() == []
+    assert "Deleted alpha01" in panel.feedback.value
+
+
+def test_portfolio_panel_shows_api_errors_inline(owner_client: Client) -> None:
+    owner_client.agent_portfolios.create("alpha01", 500, scopes=[DEMO_READ])
+    panel = PortfolioPanel(owner_client)
+    panel.name.value = "ALPHA01"
+    panel.scopes[DEMO_READ].value = True
+    panel.create_button.click()  # read-only grant: no consent step
+    assert "400 ValidationFailed" in panel.feedback.value
+    assert "request id" in panel.feedback.value and "Traceback" not in panel.feedback.value
+
+
+def test_delegation_panel_mints_edits_and_revokes(owner_client: Client,
+                                                  server: SandboxServer) -> None:
+    created = owner_client.agent_portfolios.create("alpha01", 1000, scopes=[DEMO_READ],
+                                                   token_name="first")
+    panel = DelegationPanel(owner_client)
+    assert panel.portfolio.value == created.portfolio.id
+    assert "first" in panel.table.value
+    panel.mint_name.value = "trader"
+    panel.mint_scopes[DEMO_READ].value = True
+    panel.mint_scopes[DEMO_WRITE].value = True
+    panel.mint_button.click()
+    assert panel.confirm.pending and "demo practice account" in panel.confirm.message.value
+    panel.confirm.confirm.click()
+    minted = owner_client.agent_portfolios.get(created.portfolio.id).token("trader")
+    assert minted is not None and minted.scopes == (DEMO_READ, DEMO_WRITE)
+    secret = panel.secret.secret.value
+    assert owner_client.as_agent(secret).me().username == "alpha01"
+    panel.secret.dismiss.click()
+    assert secret not in _state(panel)
+    # Widening to real:write needs consent; narrowing does not.
+    panel.token.value = minted.id
+    panel.edit_scopes[REAL_WRITE].value = True
+    panel.update_button.click()
+    assert panel.confirm.pending
+    panel.confirm.confirm.click()
+    after = owner_client.agent_portfolios.get(created.portfolio.id).token("trader")
+    assert after is not None and REAL_WRITE in after.scopes
+    panel.token.value = minted.id
+    panel.edit_scopes[REAL_WRITE].value = False
+    panel.update_button.click()
+    assert not panel.confirm.pending
+    after = owner_client.agent_portfolios.get(created.portfolio.id).token("trader")
+    assert after is not None and after.scopes == (DEMO_READ, DEMO_WRITE)
+    # The first token never used its scope: over-privileged badge.
+    assert "over-privileged" in panel.table.value
+    # Revoke behind a confirmation.
+    panel.token.value = created.token.id
+    panel.revoke_button.click()
+    assert "very next request" in panel.confirm.message.value
+    panel.confirm.confirm.click()
+    assert owner_client.agent_portfolios.get(created.portfolio.id).token("first") is None
+    statuses = frames.tokens(owner_client)
+    assert statuses.filter(pl.col("token_name") == "first")["status"].item() == "revoked"
+    assert "revoked" in panel.table.value

@@ -1,0 +1,150 @@
+"""Pieces every panel shares: the environment badge, inline feedback, the consent step,
+and the one-time secret display."""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import ipywidgets as w
+
+from etoro_nb.client import Client
+from etoro_nb.errors import APIError, EtoroError, ValidationError
+from etoro_nb.models import MintedToken
+
+DEMO_WRITE = "etoro-public:trade.demo:write"
+REAL_WRITE = "etoro-public:trade.real:write"
+
+
+def environment_badge(client: Client, *, real: bool = True) -> w.HTML:
+    """SANDBOX, LIVE demo or LIVE real, unmistakably, at the top of every panel."""
+    if client.environment == "sandbox":
+        text, colour = "SANDBOX · simulated money", "#1b7f3b"
+    elif real:
+        text, colour = "LIVE real · real money", "#b00020"
+    else:
+        text, colour = "LIVE demo · practice account", "#b26a00"
+    return w.HTML(f'<span class="etoro-nb-env" style="background:{colour};color:white;'
+                  f'padding:2px 8px;border-radius:4px;font-weight:bold">{text}</span>')
+
+
+class Feedback(w.HTML):
+    """Where a panel says what happened: API errors with code and request id, never a
+    traceback."""
+
+    def show_error(self, exc: EtoroError) -> None:
+        if isinstance(exc, APIError):
+            text = (f"<b>{exc.status} {html.escape(exc.error_code or '')}</b>: "
+                    f"{html.escape(exc.error_message or '')} "
+                    f"<small>(request id {html.escape(exc.request_id)})</small>")
+        else:
+            text = html.escape(str(exc))
+        self.value = f'<div class="etoro-nb-error" style="color:#b00020">{text}</div>'
+
+    def show_ok(self, message: str) -> None:
+        self.value = f'<div class="etoro-nb-ok" style="color:#1b7f3b">{html.escape(message)}</div>'
+
+    def clear(self) -> None:
+        self.value = ""
+
+
+def consent_text(scopes: Iterable[str], *, environment: str,
+                 investment_usd: float | None = None) -> str | None:
+    """Plain words for what a grant lets an agent do, when it lets it trade; else None."""
+    scopes = set(scopes)
+    parts = []
+    if DEMO_WRITE in scopes:
+        parts.append("open and close positions on its demo practice account (no real money)")
+    if REAL_WRITE in scopes:
+        money = ("up to the invested amount" if investment_usd is None
+                 else f"up to the invested {investment_usd:,.2f} USD")
+        where = ("simulated in this sandbox" if environment == "sandbox"
+                 else "REAL money on your live eToro account")
+        parts.append(f"open and close positions on its real account; each trade is copied "
+                     f"into your mirror, moving {money} of your money ({where})")
+    if not parts:
+        return None
+    return "The agent holding this token will be able to " + "; and ".join(parts) + "."
+
+
+class ConfirmBox(w.VBox):
+    """A confirmation step: a message and Confirm / Cancel. Hidden until asked."""
+
+    def __init__(self) -> None:
+        self.message = w.HTML()
+        self.confirm = w.Button(description="Confirm", button_style="warning")
+        self.cancel = w.Button(description="Cancel")
+        self._action: Callable[[], None] | None = None
+        self.confirm.on_click(lambda _: self._run())
+        self.cancel.on_click(lambda _: self.close_step())
+        super().__init__([self.message, w.HBox([self.confirm, self.cancel])])
+        self.layout.display = "none"
+
+    def ask(self, message: str, action: Callable[[], None]) -> None:
+        self.message.value = ('<div class="etoro-nb-consent"><b>Please confirm.</b> '
+                              f"{html.escape(message)}</div>")
+        self._action = action
+        self.layout.display = ""
+
+    @property
+    def pending(self) -> bool:
+        return self._action is not None
+
+    def _run(self) -> None:
+        action = self._action
+        self.close_step()
+        if action is not None:
+            action()
+
+    def close_step(self) -> None:
+        self._action = None
+        self.message.value = ""
+        self.layout.display = "none"
+
+
+class SecretReveal(w.VBox):
+    """Shows a minted token's secret once, to copy; Dismiss wipes it from the widget state."""
+
+    def __init__(self) -> None:
+        self.warning = w.HTML()
+        self.secret = w.Text(description="Token", layout=w.Layout(width="100%"))
+        self.dismiss = w.Button(description="I have copied it: dismiss")
+        self.dismiss.on_click(lambda _: self.clear())
+        super().__init__([self.warning, self.secret, self.dismiss])
+        self.layout.display = "none"
+
+    def show(self, token: MintedToken) -> None:
+        self.warning.value = (
+            f'<div class="etoro-nb-secret" style="color:#b26a00"><b>Copy this secret now for '
+            f'token {html.escape(token.name)}.</b> It is shown once and never again; give it '
+            f'only to the agent that will use it.</div>')
+        self.secret.value = token.secret.get_secret_value()
+        self.layout.display = ""
+
+    def clear(self) -> None:
+        self.secret.value = ""
+        self.warning.value = ""
+        self.layout.display = "none"
+
+
+def parse_ips(text: str) -> list[str] | None:
+    """Comma- or space-separated IPv4 addresses; empty means no whitelist."""
+    parts = [p for p in text.replace(",", " ").split() if p]
+    return parts or None
+
+
+def walk(widget: Any) -> Iterator[w.Widget]:
+    """Every widget in a panel's tree (for tests and for wiping state)."""
+    if isinstance(widget, w.Widget):
+        yield widget
+        for child in getattr(widget, "children", ()):
+            yield from walk(child)
+
+
+def field_error(exc: ValidationError) -> str:
+    return f"{exc.field}: {exc.rule}"
+
+
+EXPIRY_CHOICES: list[tuple[str, int | None]] = [
+    ("never", None), ("1 day", 1), ("7 days", 7), ("30 days", 30), ("90 days", 90)]
