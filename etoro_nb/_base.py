@@ -221,17 +221,18 @@ class Core:
             if status not in NOTHING_HAPPENED:
                 attempts.ambiguous = True
             return self.policy.delay(attempts.number, retry_after)
-        raise self.error(call, attempts, status, body, retry_after)
+        raise self.error(call, attempts, status, body, retry_after, response.headers)
 
     def error(self, call: Call, attempts: Attempts, status: int, body: Any,
-              retry_after: float | None) -> APIError:
+              retry_after: float | None, headers: httpx.Headers | None = None) -> APIError:
         code = body.get("errorCode") if isinstance(body, dict) else None
         message = body.get("errorMessage") if isinstance(body, dict) else None
         cls = error_class(status, code)
         kw: dict[str, Any] = dict(status=status, error_code=code, error_message=message,
                                   request_id=attempts.request_id, operation=call.operation,
                                   body=body, attempts=attempts.number,
-                                  ambiguous_before=attempts.ambiguous)
+                                  ambiguous_before=attempts.ambiguous,
+                                  headers=dict(headers or {}))
         if cls is RateLimitError:
             return RateLimitError(retry_after=retry_after, **kw)
         return cls(**kw)

@@ -8,8 +8,9 @@ credentials, ``connect()`` starts the embedded sandbox and says so.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -17,6 +18,7 @@ from typing import Any, Literal, TypeVar
 import httpx
 from pydantic import SecretStr
 
+from etoro_nb import rules
 from etoro_nb._base import DEFAULT_TIMEOUT, Answer, Call, Core, RetryPolicy
 from etoro_nb.config import (
     Environment,
@@ -24,10 +26,16 @@ from etoro_nb.config import (
     real_trading_allowed,
     resolve_credentials,
 )
-from etoro_nb.errors import ConfigurationError, EtoroError
+from etoro_nb.errors import (
+    ConfigurationError,
+    EtoroError,
+    RealMoneyNotAllowedError,
+    ValidationError,
+)
 from etoro_nb.ledger import Ledger
 from etoro_nb.ledger.recorder import UsageRecorder
 from etoro_nb.models import Me, MintedToken, UserToken
+from etoro_nb.operations import catalogue
 from etoro_nb.ratelimit import Quota, RateLimiter
 from etoro_nb.resources.agent_portfolios import AgentPortfolios, AsyncAgentPortfolios, now_flow
 from etoro_nb.resources.market import AsyncMarket, Market
@@ -52,6 +60,33 @@ def _reveal(value: Secret, name: str = "user_key") -> str:
         # Never echo the value: it is a secret.
         raise ConfigurationError(f"{name} must be non-empty printable ASCII with no spaces")
     return key
+
+
+NOT_IDEMPOTENT = frozenset({"createAgentPortfolio", "createAgentPortfolioV2",
+                            "createAgentPortfolioUserToken", "createAgentPortfolioUserTokenV2"})
+
+
+def operation_call(operation_id: str, path_params: Mapping[str, object] | None,
+                   query: Mapping[str, object] | None, body: Any,
+                   request_id: str | None) -> Call:
+    """A call to any operation of the contract by id, its path filled in (ids quoted)."""
+    info = catalogue().get(operation_id)
+    if info is None:
+        raise ValidationError("operation_id", f"{operation_id!r} is not an operation of the "
+                                              "contract")
+    path = info.route
+    for name in re.findall(r"{(\w+)}", info.route):
+        if path_params is None or name not in path_params:
+            raise ValidationError(name, "this path parameter is required")
+        path = path.replace("{" + name + "}", rules.path_id(path_params[name], name))
+    return Call(operation_id, info.method, path, json=body,
+                params=dict(query) if query else None, request_id=request_id,
+                idempotent=operation_id not in NOT_IDEMPOTENT,
+                real_money="/trading/execution/" in info.route and "/demo/" not in info.route)
+
+
+def _answer_flow(call: Call) -> Generator[Call, Answer, Answer]:
+    return (yield call)
 
 
 def me_flow() -> Generator[Call, Answer, Me]:
@@ -98,6 +133,12 @@ class _ClientBase:
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(environment={self.environment!r}, "
                 f"principal={self.principal!r}, base_url={self.base_url!r})")
+
+    def _guard(self, call: Call) -> None:
+        if call.real_money and self.environment == "live" and not self.allow_real:
+            raise RealMoneyNotAllowedError(
+                "the real trading endpoints move real money on this live connection; opt in "
+                "with connect(..., allow_real=True) or ETORO_NB_ALLOW_REAL=1")
 
     def _agent_settings(self, token: Secret) -> dict[str, Any]:
         return dict(base_url=self.base_url, api_key=self._api_key, user_key=_reveal(token),
@@ -151,6 +192,16 @@ class Client(_ClientBase):
     def now(self) -> datetime:
         """The server's now (a sandbox's simulated clock, or UTC now on live)."""
         return self._run(now_flow(self.environment))
+
+    def call(self, operation_id: str, *, path_params: Mapping[str, object] | None = None,
+             query: Mapping[str, object] | None = None, body: Any = None,
+             request_id: str | None = None) -> Answer:
+        """Any operation of the contract by its id, answered raw (status, body, headers):
+        for exploring the API. Retries, quota, ledger and the real-money guard apply;
+        an error answer raises as usual (its ``headers`` and ``body`` are on the error)."""
+        call = operation_call(operation_id, path_params, query, body, request_id)
+        self._guard(call)
+        return self._run(_answer_flow(call))
 
     def as_agent(self, token: Secret) -> Client:
         """A client acting with a delegated token (a ``MintedToken`` or its secret).
@@ -233,6 +284,13 @@ class AsyncClient(_ClientBase):
 
     async def now(self) -> datetime:
         return await self._run(now_flow(self.environment))
+
+    async def call(self, operation_id: str, *, path_params: Mapping[str, object] | None = None,
+                   query: Mapping[str, object] | None = None, body: Any = None,
+                   request_id: str | None = None) -> Answer:
+        call = operation_call(operation_id, path_params, query, body, request_id)
+        self._guard(call)
+        return await self._run(_answer_flow(call))
 
     def as_agent(self, token: Secret) -> AsyncClient:
         return AsyncClient(http=self._http, **self._agent_settings(token))

@@ -28,7 +28,7 @@ the request id and the operation.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -83,9 +83,11 @@ class APIError(EtoroError):
     def __init__(
         self, *, status: int, error_code: str | None, error_message: str | None,
         request_id: str, operation: str, body: Any = None, attempts: int = 1,
-        ambiguous_before: bool = False,
+        ambiguous_before: bool = False, headers: Mapping[str, str] | None = None,
     ) -> None:
         self.status = status
+        #: The answer's headers (X-RateLimit-*, Retry-After, x-request-id).
+        self.headers = dict(headers or {})
         self.attempts = attempts
         #: An earlier attempt of the same call got no answer and may have taken effect.
         self.ambiguous_before = ambiguous_before

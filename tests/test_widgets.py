@@ -14,7 +14,7 @@ from etoro_nb.client import Client
 from etoro_nb.ledger import Ledger
 from etoro_nb.sandbox import SandboxServer
 from tests.helpers import DEMO_READ, DEMO_WRITE, REAL_WRITE
-from widgets import DelegationPanel, PortfolioPanel
+from widgets import DelegationPanel, PlaygroundPanel, PortfolioPanel
 from widgets._common import walk
 
 
@@ -128,3 +128,43 @@ def test_delegation_panel_mints_edits_and_revokes(owner_client: Client,
     statuses = frames.tokens(owner_client)
     assert statuses.filter(pl.col("token_name") == "first")["status"].item() == "revoked"
     assert "revoked" in panel.table.value
+
+
+def test_playground_sends_any_operation_and_records_it(owner_client: Client) -> None:
+    panel = PlaygroundPanel(owner_client)
+    assert len(panel.operation.options) == 34
+    panel.operation.value = "createAgentPortfolioV2"
+    body = json.loads(panel.body.value)  # prefilled from the document's example
+    assert {"agentPortfolioName", "investmentAmountInUsd", "userTokenName"} <= set(body)
+    body.update(agentPortfolioName="play001", scopeNames=[DEMO_READ])
+    body.pop("ipsWhitelist", None)
+    body.pop("expiresAt", None)
+    panel.body.value = json.dumps(body)
+    panel.send_button.click()
+    assert "HTTP 201" in panel.status.value
+    assert "x-ratelimit-remaining" in panel.headers.value
+    created = json.loads(panel.response.value)
+    assert [p.name for p in owner_client.agent_portfolios.list()] == ["play001"]
+    secret = created["userTokens"][0]["userToken"]
+    assert secret not in panel.curl.value and "$ETORO_USER_KEY" in panel.curl.value
+    assert panel.curl.value.startswith("curl -X POST")
+    # As the agent: management is refused, shown inline with code and request id.
+    panel.operation.value = "getAgentPortfolios"
+    panel.as_agent.value = True
+    panel.agent_token.value = secret
+    panel.send_button.click()
+    assert "HTTP 403" in panel.status.value and "request id" in panel.feedback.value
+    # A path parameter filled in the form.
+    panel.as_agent.value = False
+    panel.operation.value = "deleteAgentPortfolio"
+    panel._fields["agentPortfolioId"][1].value = created["agentPortfolioId"]
+    panel.send_button.click()
+    assert "HTTP 204" in panel.status.value and owner_client.agent_portfolios.list() == []
+    # Every call landed in the ledger, as owner and as agent.
+    assert owner_client.ledger is not None
+    usage = frames.usage(owner_client.ledger, phase="outcome")
+    assert isinstance(usage, pl.DataFrame)
+    ops = usage.select("principal", "operation_id", "status").rows()
+    assert ("owner", "createAgentPortfolioV2", 201) in ops
+    assert ("agent", "getAgentPortfolios", 403) in ops
+    assert ("owner", "deleteAgentPortfolio", 204) in ops

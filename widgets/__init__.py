@@ -1,11 +1,13 @@
 """ipywidgets panels over etoro_nb: each takes a client.
 
 ``PortfolioPanel`` lists, creates and deletes agent portfolios; ``DelegationPanel`` mints,
-edits and revokes their tokens. Every panel shows the environment it talks to, asks for
-explicit consent before granting trading authority, and shows a minted secret once.
+edits and revokes their tokens; ``PlaygroundPanel`` sends any operation of the contract.
+Every panel shows the environment it talks to, asks for explicit consent before granting
+trading authority, and shows a minted secret once.
 """
 
 from widgets.delegation_panel import DelegationPanel
+from widgets.playground_panel import PlaygroundPanel
 from widgets.portfolio_panel import PortfolioPanel
 
-__all__ = ["DelegationPanel", "PortfolioPanel"]
+__all__ = ["DelegationPanel", "PlaygroundPanel", "PortfolioPanel"]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from etoro_nb import rules
 from etoro_nb._base import Call, Flow
-from etoro_nb.errors import RealMoneyNotAllowedError, ValidationError
+from etoro_nb.errors import ValidationError
 from etoro_nb.models import ClosedOrder, OrderInfo, OrderPlaced, Portfolio, Trade
 from etoro_nb.progress import Progress, reporter
 
@@ -147,11 +147,7 @@ class _TradingBase:
         self._paths = Paths(self.mode)
 
     def _guard(self) -> None:
-        c = self._client
-        if self.mode == "real" and c.environment == "live" and not c.allow_real:
-            raise RealMoneyNotAllowedError(
-                "the real trading endpoints move real money on this live connection; opt in "
-                "with connect(..., allow_real=True) or ETORO_NB_ALLOW_REAL=1")
+        self._client._guard(Call("realTrading", "POST", "", real_money=self.mode == "real"))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(mode={self.mode!r}, environment={self._client.environment!r})"

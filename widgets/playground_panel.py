@@ -1,0 +1,169 @@
+"""PlaygroundPanel: eToro's REST playground in the notebook, for any operation of the
+contract, sent as the owner or as an agent token, and recorded like any other call."""
+
+from __future__ import annotations
+
+import html
+import json
+import shlex
+from typing import Any
+
+import ipywidgets as w
+
+from etoro_nb.client import Client, operation_call
+from etoro_nb.errors import APIError, EtoroError
+from etoro_nb.spec import load_subset
+from widgets._common import Feedback, environment_badge
+
+RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
+                "retry-after", "x-request-id")
+KEY_HEADERS = ("x-request-id", "x-api-key", "x-user-key")
+
+
+def operations() -> dict[str, tuple[str, str, dict[str, Any]]]:
+    """operationId -> (method, path, operation object), in the document's order."""
+    out = {}
+    for path, ops in load_subset()["paths"].items():
+        for method, op in ops.items():
+            if method in ("get", "post", "put", "patch", "delete"):
+                out[op["operationId"]] = (method.upper(), path, op)
+    return out
+
+
+def example_body(op: dict[str, Any], spec: dict[str, Any]) -> Any:
+    """A request body prefilled from the document: its example, else one built from the
+    schema's properties and their examples."""
+    content = (op.get("requestBody") or {}).get("content", {}).get("application/json")
+    if not content:
+        return None
+    if "example" in content:
+        return content["example"]
+    if content.get("examples"):
+        return next(iter(content["examples"].values())).get("value")
+    schema = content.get("schema", {})
+    if "$ref" in schema:
+        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
+    out: dict[str, Any] = {}
+    for name, prop in schema.get("properties", {}).items():
+        if prop.get("deprecated"):
+            continue
+        if "example" in prop:
+            out[name] = prop["example"]
+        elif name in schema.get("required", []):
+            out[name] = {"string": "", "integer": 0, "number": 0, "boolean": False,
+                         "array": []}.get(prop.get("type", "string"))
+    return out
+
+
+class PlaygroundPanel(w.VBox):
+    """Pick an operation, fill its form, send it, read the answer and the curl line."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._spec = load_subset()
+        self._ops = operations()
+        self.badge = environment_badge(client)
+        self.operation = w.Dropdown(
+            description="Operation",
+            options=[(f"{m} {p}  ({oid})", oid) for oid, (m, p, _) in self._ops.items()],
+            layout=w.Layout(width="95%"))
+        self.summary = w.HTML()
+        self.as_agent = w.ToggleButtons(options=[("as owner", False), ("as agent token", True)],
+                                        value=False)
+        self.agent_token = w.Password(description="Agent token",
+                                      placeholder="paste the agent's token secret")
+        self.params = w.VBox()
+        self.body = w.Textarea(description="Body", layout=w.Layout(width="95%", height="160px"))
+        self.send_button = w.Button(description="Send", button_style="primary")
+        self.status = w.HTML()
+        self.headers = w.HTML()
+        self.response = w.Textarea(description="Response",
+                                   layout=w.Layout(width="95%", height="220px"))
+        self.curl = w.Textarea(description="curl", layout=w.Layout(width="95%", height="80px"))
+        self.feedback = Feedback()
+        self._fields: dict[str, tuple[str, w.Text]] = {}
+        self.operation.observe(lambda _: self.load_operation(), "value")
+        self.send_button.on_click(lambda _: self.send())
+        super().__init__([self.badge, self.operation, self.summary,
+                          w.HBox([self.as_agent, self.agent_token]), self.params, self.body,
+                          self.send_button, self.status, self.headers, self.response,
+                          self.curl, self.feedback])
+        self.load_operation()
+
+    def load_operation(self) -> None:
+        """Build the form for the chosen operation, prefilled from the document."""
+        method, path, op = self._ops[self.operation.value]
+        self.summary.value = (f"<b>{method} {html.escape(path)}</b>: "
+                              f"{html.escape(op.get('summary') or '')}"
+                              + (" <i>(deprecated)</i>" if op.get("deprecated") else ""))
+        self._fields = {}
+        for param in op.get("parameters", []):
+            if param["in"] == "header":
+                continue  # the client sends the keys and the request id
+            example = param.get("example", param.get("schema", {}).get("example", ""))
+            label = param["name"] + (" *" if param.get("required") else "")
+            self._fields[param["name"]] = (param["in"], w.Text(value=str(example),
+                                                               description=label))
+        self.params.children = [field for _, field in self._fields.values()]
+        body = example_body(op, self._spec)
+        self.body.value = "" if body is None else json.dumps(body, indent=2)
+        self.body.layout.display = "none" if body is None else ""
+
+    def send(self) -> None:
+        """Send the form through the client (quota, retries and ledger apply)."""
+        self.feedback.clear()
+        try:
+            body = json.loads(self.body.value) if self.body.value.strip() else None
+        except ValueError as exc:
+            self.feedback.value = (f'<span style="color:#b00020">Body: not valid JSON '
+                                   f'({html.escape(str(exc))})</span>')
+            return
+        path_params = {n: f.value for n, (where, f) in self._fields.items() if where == "path"}
+        query = {n: f.value for n, (where, f) in self._fields.items()
+                 if where == "query" and f.value != ""}
+        caller = self.client
+        if self.as_agent.value:
+            if not self.agent_token.value:
+                self.feedback.value = '<span style="color:#b00020">Agent token: paste one</span>'
+                return
+            caller = self.client.as_agent(self.agent_token.value)
+        try:
+            call = operation_call(self.operation.value, path_params, query, body, None)
+            answer = caller.call(self.operation.value, path_params=path_params, query=query,
+                                 body=body)
+        except APIError as exc:
+            self._show(exc.status, exc.headers, exc.body, call)
+            self.feedback.show_error(exc)
+            return
+        except EtoroError as exc:
+            self.feedback.show_error(exc)
+            return
+        self._show(answer.status, dict(answer.headers), answer.body, call)
+
+    def _show(self, status: int, headers: dict[str, str], body: Any, call: Any) -> None:
+        colour = "#1b7f3b" if 200 <= status < 300 else "#b00020"
+        self.status.value = f'<b style="color:{colour}">HTTP {status}</b>'
+        shown = {k: v for k, v in ((k.lower(), v) for k, v in headers.items())
+                 if k in RATE_HEADERS}
+        self.headers.value = "<br>".join(f"<code>{html.escape(k)}: {html.escape(v)}</code>"
+                                         for k, v in sorted(shown.items()))
+        self.response.value = "" if body is None else json.dumps(body, indent=2)
+        self.curl.value = curl_line(self.client.base_url + call.path, call.method, call.params,
+                                    call.json, shown.get("x-request-id", "<uuid>"))
+
+
+def curl_line(url: str, method: str, params: dict[str, Any] | None, body: Any,
+              request_id: str) -> str:
+    """The equivalent curl command, with both keys masked."""
+    if params:
+        from urllib.parse import urlencode
+
+        url += "?" + urlencode(params)
+    parts = ["curl", "-X", method, shlex.quote(url),
+             "-H", shlex.quote("x-api-key: $ETORO_API_KEY"),
+             "-H", shlex.quote("x-user-key: $ETORO_USER_KEY"),
+             "-H", shlex.quote(f"x-request-id: {request_id}")]
+    if body is not None:
+        parts += ["-H", shlex.quote("content-type: application/json"),
+                  "-d", shlex.quote(json.dumps(body))]
+    return " ".join(parts)
