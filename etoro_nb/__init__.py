@@ -4,7 +4,7 @@
 sandbox (``etoro_nb.sandbox``).
 """
 
-from etoro_nb import errors, frames, sandbox
+from etoro_nb import charts, errors, frames, sandbox
 from etoro_nb.client import AsyncClient, Client, connect, connect_async
 from etoro_nb.ledger import Ledger
 from etoro_nb.ratelimit import Quota
@@ -17,6 +17,7 @@ __all__ = [
     "Ledger",
     "Quota",
     "__version__",
+    "charts",
     "connect",
     "connect_async",
     "errors",
