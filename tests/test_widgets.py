@@ -14,7 +14,7 @@ from etoro_nb.client import Client
 from etoro_nb.ledger import Ledger
 from etoro_nb.sandbox import SandboxServer
 from tests.helpers import DEMO_READ, DEMO_WRITE, REAL_WRITE
-from widgets import DelegationPanel, PlaygroundPanel, PortfolioPanel
+from widgets import ActivityPanel, DelegationPanel, PlaygroundPanel, PortfolioPanel
 from widgets._common import walk
 
 
@@ -168,3 +168,31 @@ def test_playground_sends_any_operation_and_records_it(owner_client: Client) -> 
     assert ("owner", "createAgentPortfolioV2", 201) in ops
     assert ("agent", "getAgentPortfolios", 403) in ops
     assert ("owner", "deleteAgentPortfolio", 204) in ops
+
+
+def test_activity_panel_filters_and_updates_charts_in_place(
+    owner_client: Client, server: SandboxServer
+) -> None:
+    alpha = owner_client.agent_portfolios.create("alpha01", 1000, scopes=[DEMO_READ, DEMO_WRITE])
+    beta = owner_client.agent_portfolios.create("beta0001", 1000, scopes=[DEMO_READ])
+    agent = owner_client.as_agent(alpha.token)
+    agent.trading("demo").open_order(1001, amount=100)
+    agent.trading("demo").portfolio()
+    panel = ActivityPanel(owner_client)
+    assert "SANDBOX" in panel.badge.value
+    figures = (panel.activity, panel.scope_usage, panel.lifetimes)
+    assert all(len(f.data) > 0 for f in figures)
+    names = {t.name for t in panel.activity.data}
+    assert {"createDemoOrder", "getPortfolioDemo"} <= names
+    assert panel.progress.value == 4 and panel.progress.layout.visibility == "hidden"
+    # Filter to beta, which did nothing: the same widgets now say so.
+    panel.portfolio.value = beta.portfolio.id
+    panel.refresh_button.click()
+    assert (panel.activity, panel.scope_usage, panel.lifetimes) == figures
+    assert all(t.name != "createDemoOrder" for t in panel.activity.data)
+    # Back to all, and a new agent action appears on refresh.
+    panel.portfolio.value = ""
+    owner_client.as_agent(beta.token).trading("demo").portfolio()
+    panel.refresh_button.click()
+    assert "getPortfolioDemo" in {t.name for t in panel.activity.data}
+    assert [t["token_name"] for t in panel._tokens.iter_rows(named=True)]
