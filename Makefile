@@ -29,3 +29,4 @@ bench: setup
 	$(BIN)/python bench/quota_efficiency.py
 	$(BIN)/python bench/ledger_recording.py
 	$(BIN)/python bench/ledger_load.py
+	$(BIN)/python bench/panels.py

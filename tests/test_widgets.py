@@ -196,3 +196,19 @@ def test_activity_panel_filters_and_updates_charts_in_place(
     panel.refresh_button.click()
     assert "getPortfolioDemo" in {t.name for t in panel.activity.data}
     assert [t["token_name"] for t in panel._tokens.iter_rows(named=True)]
+
+
+def test_activity_panel_charts_the_most_active_portfolios_when_there_are_many(
+    owner_client: Client,
+) -> None:
+    made = [owner_client.agent_portfolios.create(f"many{i:04d}", 300, scopes=[DEMO_READ])
+            for i in range(8)]
+    for i, created in enumerate(made):
+        agent = owner_client.as_agent(created.token)
+        for _ in range(i + 1):  # portfolio i makes i + 1 calls
+            agent.trading("demo").portfolio()
+    panel = ActivityPanel(owner_client)
+    titles = [a.text for a in panel.activity.layout.annotations]
+    shown = {n for n in (c.portfolio.name for c in made) if any(n in t for t in titles)}
+    assert shown == {f"many{i:04d}" for i in range(2, 8)}  # the six busiest
+    assert "6 most active of 8" in panel.feedback.value

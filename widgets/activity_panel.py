@@ -15,6 +15,7 @@ from etoro_nb.errors import EtoroError
 from widgets._common import Feedback, environment_badge
 
 ALL = ""
+MAX_ROWS = 6  # portfolios charted at once: more rows would be slow and unreadable
 
 
 class ActivityPanel(w.VBox):
@@ -91,7 +92,7 @@ class ActivityPanel(w.VBox):
             tokens = self._tokens
             if self.portfolio.value:
                 tokens = tokens.filter(pl.col("portfolio_id") == self.portfolio.value)
-            _replace(self.activity, charts.activity(usage, freq=self.freq,
+            _replace(self.activity, charts.activity(self._most_active(usage), freq=self.freq,
                                                     portfolio_names=names))
             _replace(self.scope_usage, charts.scope_usage(least))
             _replace(self.lifetimes, charts.token_lifetimes(tokens, now=self.client.now()))
@@ -100,6 +101,18 @@ class ActivityPanel(w.VBox):
             self.feedback.show_error(exc)
         finally:
             self.progress.layout.visibility = "hidden"
+
+
+    def _most_active(self, usage: pl.DataFrame) -> pl.DataFrame:
+        """All of it, or the MAX_ROWS most active portfolios (saying so) when there are more."""
+        counts = (usage.filter(pl.col("portfolio_id").is_not_null()).group_by("portfolio_id")
+                  .len().sort(["len", "portfolio_id"], descending=[True, False]))
+        if counts.height <= MAX_ROWS:
+            return usage
+        keep = counts.head(MAX_ROWS)["portfolio_id"]
+        self.feedback.show_ok(f"Activity shows the {MAX_ROWS} most active of {counts.height} "
+                              "portfolios in this window; choose a portfolio to see another.")
+        return usage.filter(pl.col("portfolio_id").is_in(keep.implode()))
 
 
 def _replace(widget: go.FigureWidget, figure: go.Figure) -> None:
