@@ -212,3 +212,16 @@ def test_activity_panel_charts_the_most_active_portfolios_when_there_are_many(
     shown = {n for n in (c.portfolio.name for c in made) if any(n in t for t in titles)}
     assert shown == {f"many{i:04d}" for i in range(2, 8)}  # the six busiest
     assert "6 most active of 8" in panel.feedback.value
+
+
+def test_playground_asks_before_touching_the_real_account(owner_client: Client) -> None:
+    panel = PlaygroundPanel(owner_client)
+    panel.operation.value = "createRealOrder"
+    panel.body.value = json.dumps({"action": "open", "transaction": "buy", "instrumentId": 1001,
+                                   "amount": 100})
+    panel.send_button.click()
+    assert panel.confirm.pending and "real account" in panel.confirm.message.value
+    assert owner_client.trading("real").portfolio().positions == ()
+    panel.confirm.confirm.click()
+    assert "HTTP 200" in panel.status.value
+    assert len(owner_client.trading("real").portfolio().positions) == 1

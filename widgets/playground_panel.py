@@ -13,7 +13,7 @@ import ipywidgets as w
 from etoro_nb.client import Client, operation_call
 from etoro_nb.errors import APIError, EtoroError
 from etoro_nb.spec import load_subset
-from widgets._common import Feedback, environment_badge
+from widgets._common import ConfirmBox, Feedback, environment_badge
 
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
                 "retry-after", "x-request-id")
@@ -81,13 +81,14 @@ class PlaygroundPanel(w.VBox):
                                    layout=w.Layout(width="95%", height="220px"))
         self.curl = w.Textarea(description="curl", layout=w.Layout(width="95%", height="80px"))
         self.feedback = Feedback()
+        self.confirm = ConfirmBox()
         self._fields: dict[str, tuple[str, w.Text]] = {}
         self.operation.observe(lambda _: self.load_operation(), "value")
         self.send_button.on_click(lambda _: self.send())
         super().__init__([self.badge, self.operation, self.summary,
                           w.HBox([self.as_agent, self.agent_token]), self.params, self.body,
-                          self.send_button, self.status, self.headers, self.response,
-                          self.curl, self.feedback])
+                          self.send_button, self.confirm, self.status, self.headers,
+                          self.response, self.curl, self.feedback])
         self.load_operation()
 
     def load_operation(self) -> None:
@@ -129,8 +130,25 @@ class PlaygroundPanel(w.VBox):
             caller = self.client.as_agent(self.agent_token.value)
         try:
             call = operation_call(self.operation.value, path_params, query, body, None)
-            answer = caller.call(self.operation.value, path_params=path_params, query=query,
-                                 body=body)
+        except EtoroError as exc:
+            self.feedback.show_error(exc)
+            return
+
+        def send() -> None:
+            self._send(caller, call, path_params)
+
+        if call.real_money:
+            where = ("simulated in this sandbox" if self.client.environment == "sandbox"
+                     else "with REAL money on your live eToro account")
+            self.confirm.ask(f"{call.method} {call.path} trades on the real account ({where}); "
+                             "its copies move the owner's money in the mirror.", send)
+            return
+        send()
+
+    def _send(self, caller: Client, call: Any, path_params: dict[str, str]) -> None:
+        try:
+            answer = caller.call(call.operation, path_params=path_params, query=call.params,
+                                 body=call.json)
         except APIError as exc:
             self._show(exc.status, exc.headers, exc.body, call)
             self.feedback.show_error(exc)
