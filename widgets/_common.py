@@ -109,7 +109,8 @@ class SecretReveal(w.VBox):
     def __init__(self) -> None:
         self.warning = w.HTML()
         self.secret = w.Text(description="Token", layout=w.Layout(width="100%"))
-        self.dismiss = w.Button(description="I have copied it: dismiss")
+        self.dismiss = w.Button(description="I have copied it: dismiss",
+                                layout=w.Layout(width="auto"))
         self.dismiss.on_click(lambda _: self.clear())
         super().__init__([self.warning, self.secret, self.dismiss])
         self.layout.display = "none"

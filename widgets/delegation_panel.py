@@ -121,7 +121,8 @@ class DelegationPanel(w.VBox):
         self._load_token()
 
     def _unused_scopes(self) -> dict[str, list[str]]:
-        """Granted scopes a token never used, from the ledger (empty without one)."""
+        """Granted scopes a token never used while using others, from the ledger (empty
+        without one). A token not used at all yet is not flagged: it may be brand new."""
         ledger = self.client.ledger
         if ledger is None or self._tokens.is_empty():
             return {}
@@ -130,9 +131,11 @@ class DelegationPanel(w.VBox):
         usage = frames.usage(ledger, phase="outcome")
         assert isinstance(usage, pl.DataFrame)
         verdicts = frames.least_privilege(grants.drop_nulls("scope"), usage)
+        active = set(verdicts.filter(verdict="needed")["token_id"])
         out: dict[str, list[str]] = {}
         for r in verdicts.filter(verdict="unused").iter_rows(named=True):
-            out.setdefault(r["token_id"], []).append(r["scope"])
+            if r["token_id"] in active:
+                out.setdefault(r["token_id"], []).append(r["scope"])
         return out
 
     def _selected(self) -> dict[str, Any] | None:

@@ -138,6 +138,7 @@ class PortfolioPanel(w.VBox):
         """Ask for confirmation, saying what will happen, then delete."""
         portfolio_id = self.delete_choice.value
         if not portfolio_id:
+            self.feedback.show_ok("Choose the portfolio to delete first.")
             return
         try:
             row = frames.accounting(self.client).filter(portfolio_id=portfolio_id).row(
