@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify.add_argument("path")
     seal = ledger_cmds.add_parser("seal", help="move live history into Parquet segments")
     seal.add_argument("path")
+
+    report = commands.add_parser("report", help="run a template with parameters, render HTML")
+    report.add_argument("notebook")
+    report.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
+                        metavar=("NAME", "VALUE"), help="a parameter (JSON value, else text)")
+    report.add_argument("-o", "--output", required=True, help="the HTML report to write")
+    report.add_argument("--kernel", default="python3")
     return parser
 
 
@@ -137,8 +144,27 @@ def ledger_command(args: argparse.Namespace) -> int:
         return 2
 
 
+def report_command(args: argparse.Namespace) -> int:
+    from etoro_nb.report import parse_value, run_report
+
+    parameters = {name: parse_value(value) for name, value in args.parameter}
+    try:
+        html_path, executed = run_report(args.notebook, args.output, parameters=parameters,
+                                         kernel=args.kernel)
+    except FileNotFoundError as exc:
+        print(f"etoro-nb report: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # papermill's PapermillExecutionError names the failing cell
+        print(f"etoro-nb report: the notebook failed: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {html_path} (executed notebook: {executed})")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "report":
+        return report_command(args)
     if args.command == "sandbox" and args.sandbox_command == "serve":
         return serve(args)
     if args.command == "ledger":

@@ -1,0 +1,48 @@
+"""Running an analysis template with parameters and rendering it to HTML (for scheduling).
+
+The template runs with papermill in its own folder, against whichever environment its
+``connect()`` finds: the sandbox by default, live when ``ETORO_API_KEY`` / ``ETORO_USER_KEY``
+are set for the process. The executed notebook is kept beside the HTML as evidence.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+
+def parse_value(text: str) -> Any:
+    """A parameter value from the command line: JSON when it parses (numbers, booleans,
+    lists), else the text itself."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def run_report(notebook: str | Path, out_html: str | Path, *,
+               parameters: Mapping[str, Any] | None = None,
+               kernel: str = "python3") -> tuple[Path, Path]:
+    """Execute ``notebook`` with ``parameters`` and write ``out_html`` (and the executed
+    ``.ipynb`` beside it). Returns both paths; a failing cell raises papermill's error
+    after the partial notebook and HTML are written, so the failure can be read."""
+    import nbformat
+    import papermill
+    from nbconvert import HTMLExporter
+
+    source, html_path = Path(notebook).resolve(), Path(out_html).resolve()
+    if not source.is_file():
+        raise FileNotFoundError(f"no notebook at {source}")
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    executed = html_path.with_suffix(".ipynb")
+    try:
+        papermill.execute_notebook(str(source), str(executed), parameters=dict(parameters or {}),
+                                   kernel_name=kernel, cwd=str(source.parent),
+                                   progress_bar=False)
+    finally:
+        if executed.exists():
+            body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+            html_path.write_text(body, encoding="utf-8")
+    return html_path, executed

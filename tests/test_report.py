@@ -1,0 +1,38 @@
+"""`etoro-nb report`: a template run with parameters against the sandbox, rendered to HTML."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _report(*args: str, env_extra: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("ETORO_API_KEY", "ETORO_USER_KEY", "ETORO_BASE_URL")}
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "etoro_nb.cli", "report", *args],
+                          capture_output=True, text=True, timeout=240, env=env, cwd=ROOT)
+
+
+def test_report_runs_the_quickstart_with_parameters(tmp_path: Path) -> None:
+    out = tmp_path / "reports" / "quickstart.html"
+    done = _report("notebooks/01-quickstart.ipynb", "-p", "PORTFOLIO_NAME", "beta0001",
+                   "-p", "INVESTMENT_USD", "3000", "-o", str(out))
+    assert done.returncode == 0, done.stderr[-2000:]
+    html = out.read_text()
+    assert "beta0001 mirror" in html and "sandbox" in html
+    assert "3000.0" in html or "3,000.00" in html  # the investment parameter was used
+    assert out.with_suffix(".ipynb").exists()
+
+
+def test_report_errors_are_clear(tmp_path: Path) -> None:
+    missing = _report("notebooks/none.ipynb", "-o", str(tmp_path / "x.html"))
+    assert missing.returncode == 2 and "no notebook" in missing.stderr
+    failing = _report("notebooks/01-quickstart.ipynb", "-p", "PORTFOLIO_NAME", "bad",
+                      "-o", str(tmp_path / "bad.html"))
+    assert failing.returncode == 1 and "failed" in failing.stderr
+    assert (tmp_path / "bad.html").exists()  # the partial run is there to read
