@@ -103,13 +103,22 @@ class _ClientBase:
                  quota: Quota | None = None, limiter: RateLimiter | None = None,
                  retry: RetryPolicy | None = None, timeout: httpx.Timeout = DEFAULT_TIMEOUT,
                  sandbox: SandboxServer | None = None, ledger: Ledger | None = None,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None,
+                 simulated_time: bool = False) -> None:
         self.environment: Environment = environment
         self.allow_real = allow_real
         self.principal = principal
         self.base_url = base_url.rstrip("/")
         self._api_key = SecretStr(_reveal(api_key, "api_key"))
         self._timeout = timeout
+        # On an embedded sandbox with a simulated clock, quota windows pass in simulated
+        # time (as the sandbox counts them) and waiting in real time would achieve nothing.
+        self._simulated_time = simulated_time or (
+            sandbox is not None and sandbox.sandbox.clock.simulated)
+        if limiter is None and self._simulated_time:
+            assert sandbox is not None
+            sim_clock = sandbox.sandbox.clock
+            limiter = RateLimiter(quota, clock=lambda: sim_clock.now().timestamp())
         self._limiter = limiter or RateLimiter(quota)
         self._retry = retry or RetryPolicy()
         self.ledger = ledger
@@ -144,7 +153,8 @@ class _ClientBase:
         return dict(base_url=self.base_url, api_key=self._api_key, user_key=_reveal(token),
                     environment=self.environment, allow_real=self.allow_real,
                     principal="agent", limiter=self._limiter, retry=self._retry,
-                    timeout=self._timeout, ledger=self.ledger, clock=self._clock)
+                    timeout=self._timeout, ledger=self.ledger, clock=self._clock,
+                    simulated_time=self._simulated_time)
 
     def _lifecycle(self, kind: str, *, request_id: str | None = None,
                    token: UserToken | None = None, token_id: str | None = None,
@@ -223,7 +233,8 @@ class Client(_ClientBase):
         self.close()
 
     def _sleep(self, seconds: float) -> None:
-        time.sleep(seconds)
+        if not self._simulated_time:
+            time.sleep(seconds)
 
     def _send(self, call: Call) -> Answer:
         core = self._core
@@ -308,7 +319,8 @@ class AsyncClient(_ClientBase):
         await self.aclose()
 
     async def _sleep(self, seconds: float) -> None:
-        await asyncio.sleep(seconds)
+        if not self._simulated_time:
+            await asyncio.sleep(seconds)
 
     async def _send(self, call: Call) -> Answer:
         core = self._core

@@ -102,3 +102,19 @@ def test_no_window_ever_holds_more_than_the_limit(limit: int, gaps: list[float])
         sends.append(clock.t + limiter.reserve("k", "read"))
     assert sends == sorted(sends)  # first come, first served
     assert all(sends[i + limit] - sends[i] >= 10 for i in range(len(sends) - limit))
+
+
+def test_on_a_simulated_clock_the_quota_follows_simulated_time() -> None:
+    import etoro_nb as enb
+    from etoro_nb import errors
+    from etoro_nb.sandbox import SandboxConfig
+    from tests.conftest import START
+
+    with enb.connect(sandbox=SandboxConfig(clock=START, read_limit=3)) as client:
+        assert [client.me().username for _ in range(3)] == ["sandbox.owner"] * 3
+        # Real waiting can't move a simulated clock: the refusal comes at once.
+        with pytest.raises(errors.RateLimitError):
+            client.me()
+        assert client.sandbox is not None
+        client.sandbox.sandbox.clock.advance(61)  # the window passes in simulated time
+        assert client.me().username == "sandbox.owner"
