@@ -143,8 +143,9 @@ class _ClientBase:
         return (f"{type(self).__name__}(environment={self.environment!r}, "
                 f"principal={self.principal!r}, base_url={self.base_url!r})")
 
-    def _guard(self, call: Call) -> None:
-        if call.real_money and self.environment == "live" and not self.allow_real:
+    def _guard(self, real_money: bool) -> None:
+        """Refuse a real-money call on a live connection without the explicit opt-in."""
+        if real_money and self.environment == "live" and not self.allow_real:
             raise RealMoneyNotAllowedError(
                 "the real trading endpoints move real money on this live connection; opt in "
                 "with connect(..., allow_real=True) or ETORO_NB_ALLOW_REAL=1")
@@ -210,7 +211,7 @@ class Client(_ClientBase):
         for exploring the API. Retries, quota, ledger and the real-money guard apply;
         an error answer raises as usual (its ``headers`` and ``body`` are on the error)."""
         call = operation_call(operation_id, path_params, query, body, request_id)
-        self._guard(call)
+        self._guard(call.real_money)
         return self._run(_answer_flow(call))
 
     def as_agent(self, token: Secret) -> Client:
@@ -300,7 +301,7 @@ class AsyncClient(_ClientBase):
                    query: Mapping[str, object] | None = None, body: Any = None,
                    request_id: str | None = None) -> Answer:
         call = operation_call(operation_id, path_params, query, body, request_id)
-        self._guard(call)
+        self._guard(call.real_money)
         return await self._run(_answer_flow(call))
 
     def as_agent(self, token: Secret) -> AsyncClient:

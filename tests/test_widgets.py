@@ -157,6 +157,10 @@ def test_playground_sends_any_operation_and_records_it(owner_client: Client) -> 
     panel.agent_token.value = secret
     panel.send_button.click()
     assert "HTTP 403" in panel.status.value and "request id" in panel.feedback.value
+    assert secret not in _state(panel)  # taken out of the widget, kept for the session
+    panel.operation.value = "getAuthenticatedUserProfile"
+    panel.send_button.click()
+    assert "HTTP 200" in panel.status.value and "play001" in panel.response.value
     # A path parameter filled in the form.
     panel.as_agent.value = False
     panel.operation.value = "deleteAgentPortfolio"

@@ -10,7 +10,7 @@ from typing import Any
 import ipywidgets as w
 
 from etoro_nb.client import Client
-from etoro_nb.errors import APIError, EtoroError, ValidationError
+from etoro_nb.errors import APIError, EtoroError
 from etoro_nb.models import MintedToken
 
 DEMO_WRITE = "etoro-public:trade.demo:write"
@@ -141,10 +141,6 @@ def walk(widget: Any) -> Iterator[w.Widget]:
         yield widget
         for child in getattr(widget, "children", ()):
             yield from walk(child)
-
-
-def field_error(exc: ValidationError) -> str:
-    return f"{exc.field}: {exc.rule}"
 
 
 EXPIRY_CHOICES: list[tuple[str, int | None]] = [

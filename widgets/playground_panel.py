@@ -82,6 +82,9 @@ class PlaygroundPanel(w.VBox):
         self.curl = w.Textarea(description="curl", layout=w.Layout(width="95%", height="80px"))
         self.feedback = Feedback()
         self.confirm = ConfirmBox()
+        # A pasted agent token is taken out of the widget (whose state reaches the browser
+        # and a saved notebook) into this client, and the field is cleared.
+        self._agent: Client | None = None
         self._fields: dict[str, tuple[str, w.Text]] = {}
         self.operation.observe(lambda _: self.load_operation(), "value")
         self.send_button.on_click(lambda _: self.send())
@@ -124,10 +127,19 @@ class PlaygroundPanel(w.VBox):
                  if where == "query" and f.value != ""}
         caller = self.client
         if self.as_agent.value:
-            if not self.agent_token.value:
+            if self.agent_token.value:
+                try:
+                    self._agent = self.client.as_agent(self.agent_token.value)
+                except EtoroError as exc:
+                    self.feedback.show_error(exc)
+                    return
+                finally:
+                    self.agent_token.value = ""
+                self.agent_token.placeholder = "token held for this session; paste to replace"
+            if self._agent is None:
                 self.feedback.value = '<span style="color:#b00020">Agent token: paste one</span>'
                 return
-            caller = self.client.as_agent(self.agent_token.value)
+            caller = self._agent
         try:
             call = operation_call(self.operation.value, path_params, query, body, None)
         except EtoroError as exc:

@@ -147,7 +147,7 @@ class _TradingBase:
         self._paths = Paths(self.mode)
 
     def _guard(self) -> None:
-        self._client._guard(Call("realTrading", "POST", "", real_money=self.mode == "real"))
+        self._client._guard(self.mode == "real")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(mode={self.mode!r}, environment={self._client.environment!r})"

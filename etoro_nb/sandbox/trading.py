@@ -23,7 +23,7 @@ from etoro_nb.sandbox.delegation import Delegation
 from etoro_nb.sandbox.errors import ApiError, not_found, validation
 from etoro_nb.sandbox.market import BY_ID, CURRENCY, Instrument, PriceSimulator
 from etoro_nb.sandbox.store import Store
-from etoro_nb.sandbox.validation import from_iso, iso
+from etoro_nb.sandbox.validation import iso
 
 Mode = Literal["real", "demo"]
 MIN_ORDER_AMOUNT = 10.0
@@ -414,10 +414,6 @@ class Trading:
         for pos in self.positions(mirror["cid"], mirror_id=mirror["mirror_id"]):
             total += pos["amount"] + self.unrealized(pos, now)[0]
         return float(total)
-
-
-def opened_at(row: sqlite3.Row) -> datetime:
-    return from_iso(row["opened_at"])
 
 
 def instrument_of(instrument_id: int) -> Instrument:
