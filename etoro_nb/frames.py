@@ -322,12 +322,16 @@ def requests(ledger: Ledger, **filters: Any) -> pl.DataFrame:
 def lifecycle(ledger: Ledger, *, now: datetime | None = None,
               schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
     """Delegation events, with ``token_expired`` derived for each token whose latest expiry
-    has passed (at ``now``, default the current UTC time) without an earlier revocation."""
+    has passed (at ``now``, default the current UTC time) without an earlier revocation.
+    Every event of a token carries the name it was minted with; an update's changes are in
+    ``detail``."""
     now = _utc(now) or datetime.now(UTC)
     frame = (_scan(ledger, "lifecycle_events").collect()
              .with_columns(_us_to_utc("ts_us", "ts"), _us_to_utc("expires_at_us", "expires_at"),
                            pl.col("scopes").str.json_decode(SCOPES),
                            pl.col("ips_whitelist").str.json_decode(SCOPES))
+             .with_columns(pl.col("token_name").fill_null(
+                 pl.col("token_name").drop_nulls().first().over("token_id")))
              .select(list(LIFECYCLE_SCHEMA)))
     derived = _expirations(frame, now)
     out = pl.concat([frame, derived]) if not derived.is_empty() else frame

@@ -138,6 +138,8 @@ def test_lifecycle_derives_expiry(run: dict[str, object]) -> None:
     kinds = events["kind"].to_list()
     assert kinds.count("portfolio_created") == 2 and kinds.count("token_minted") == 3
     assert kinds.count("token_revoked") == 1
+    revoked = events.filter(kind="token_revoked")
+    assert revoked["token_name"].to_list() == ["b1"]  # named after its mint, not left null
     expired = events.filter(kind="token_expired")
     assert expired["token_name"].to_list() == ["short"]
     short = run["short"]

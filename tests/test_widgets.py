@@ -56,6 +56,8 @@ def test_portfolio_panel_creates_with_consent_then_deletes(owner_client: Client)
     secret = panel.secret.secret.value
     assert secret.startswith("etnb_") and owner_client.as_agent(secret).trading(
         "demo").portfolio().credit == 10_000
+    # A notebook's text output of the panel, shown while the secret is up, holds no secret.
+    assert repr(panel) == "<PortfolioPanel · SANDBOX · simulated money · 1 agent portfolio(s)>"
     panel.secret.dismiss.click()
     assert secret not in _state(panel)
     # The consent was recorded with the lifecycle event.
@@ -103,6 +105,8 @@ def test_delegation_panel_mints_edits_and_revokes(owner_client: Client,
     assert minted is not None and minted.scopes == (DEMO_READ, DEMO_WRITE)
     secret = panel.secret.secret.value
     assert owner_client.as_agent(secret).me().username == "alpha01"
+    assert repr(panel) == ("<DelegationPanel · SANDBOX · simulated money · "
+                           "portfolio alpha01: 2 active>")
     panel.secret.dismiss.click()
     assert secret not in _state(panel)
     # Widening to real:write needs consent; narrowing does not.

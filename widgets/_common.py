@@ -17,14 +17,23 @@ DEMO_WRITE = "etoro-public:trade.demo:write"
 REAL_WRITE = "etoro-public:trade.real:write"
 
 
+def environment_label(client: Client, *, real: bool = True) -> str:
+    """SANDBOX, LIVE real or LIVE demo: what a panel talks to, in words."""
+    if client.environment == "sandbox":
+        return "SANDBOX · simulated money"
+    return "LIVE real · real money" if real else "LIVE demo · practice account"
+
+
+def panel_repr(panel: w.Widget, client: Client, detail: str) -> str:
+    """A panel's text form (a notebook's text/plain output, a log line): its class, the
+    environment and a summary. Never the widget tree, whose values may hold a secret."""
+    return f"<{type(panel).__name__} · {environment_label(client)} · {detail}>"
+
+
 def environment_badge(client: Client, *, real: bool = True) -> w.HTML:
     """SANDBOX, LIVE demo or LIVE real, unmistakably, at the top of every panel."""
-    if client.environment == "sandbox":
-        text, colour = "SANDBOX · simulated money", "#1b7f3b"
-    elif real:
-        text, colour = "LIVE real · real money", "#b00020"
-    else:
-        text, colour = "LIVE demo · practice account", "#b26a00"
+    text = environment_label(client, real=real)
+    colour = ("#1b7f3b" if client.environment == "sandbox" else "#b00020" if real else "#b26a00")
     return w.HTML(f'<span class="etoro-nb-env" style="background:{colour};color:white;'
                   f'padding:2px 8px;border-radius:4px;font-weight:bold">{text}</span>')
 

@@ -12,7 +12,7 @@ import polars as pl
 from etoro_nb import charts, frames
 from etoro_nb.client import Client
 from etoro_nb.errors import EtoroError
-from widgets._common import Feedback, environment_badge
+from widgets._common import Feedback, environment_badge, panel_repr
 
 ALL = ""
 MAX_ROWS = 6  # portfolios charted at once: more rows would be slow and unreadable
@@ -47,6 +47,11 @@ class ActivityPanel(w.VBox):
                           self.activity, self.scope_usage, self.lifetimes, self.feedback])
         self._tokens = pl.DataFrame(schema=frames.TOKENS_SCHEMA)
         self.refresh()
+
+    def __repr__(self) -> str:
+        portfolio = dict((v, k) for k, v in self.portfolio.options).get(self.portfolio.value)
+        return panel_repr(self, self.client, f"portfolio {portfolio}, {self.start.value} to "
+                                             f"{self.end.value}, every {self.freq}")
 
     def _window(self) -> tuple[datetime | None, datetime | None]:
         def at(day: date | None) -> datetime | None:

@@ -19,6 +19,7 @@ from widgets._common import (
     SecretReveal,
     consent_text,
     environment_badge,
+    panel_repr,
     parse_ips,
 )
 
@@ -69,6 +70,12 @@ class DelegationPanel(w.VBox):
                     w.HBox([self.update_button, self.revoke_button])]),
             self.confirm, self.secret, self.feedback])
         self.refresh()
+
+    def __repr__(self) -> str:
+        chosen = dict((v, k) for k, v in self.portfolio.options).get(self.portfolio.value)
+        counts = self._tokens.group_by("status").len().sort("status").iter_rows()
+        detail = ", ".join(f"{n} {status}" for status, n in counts) or "no tokens"
+        return panel_repr(self, self.client, f"portfolio {chosen or '(none)'}: {detail}")
 
     # -- state ----------------------------------------------------------------------------
     def refresh(self) -> None:

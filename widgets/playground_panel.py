@@ -13,7 +13,7 @@ import ipywidgets as w
 from etoro_nb.client import Client, operation_call
 from etoro_nb.errors import APIError, EtoroError
 from etoro_nb.spec import load_subset
-from widgets._common import ConfirmBox, Feedback, environment_badge
+from widgets._common import ConfirmBox, Feedback, environment_badge, panel_repr
 
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
                 "retry-after", "x-request-id")
@@ -93,6 +93,10 @@ class PlaygroundPanel(w.VBox):
                           self.send_button, self.confirm, self.status, self.headers,
                           self.response, self.curl, self.feedback])
         self.load_operation()
+
+    def __repr__(self) -> str:
+        who = "agent token" if self.as_agent.value else "owner"
+        return panel_repr(self, self.client, f"{self.operation.value} as {who}")
 
     def load_operation(self) -> None:
         """Build the form for the chosen operation, prefilled from the document."""

@@ -17,6 +17,7 @@ from widgets._common import (
     SecretReveal,
     consent_text,
     environment_badge,
+    panel_repr,
     parse_ips,
 )
 
@@ -58,6 +59,9 @@ class PortfolioPanel(w.VBox):
                           w.HBox([self.delete_choice, self.delete_button]),
                           self.confirm, self.secret, self.feedback])
         self.refresh()
+
+    def __repr__(self) -> str:
+        return panel_repr(self, self.client, f"{len(self.delete_choice.options)} agent portfolio(s)")
 
     # -- state ----------------------------------------------------------------------------
     def refresh(self) -> None:
