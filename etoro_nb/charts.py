@@ -25,16 +25,9 @@ import plotly.graph_objects as go  # type: ignore[import-untyped]
 import polars as pl
 from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
-UTC_US = pl.Datetime("us", "UTC")
+from etoro_nb.frames import VALUE_HISTORY_SCHEMA
 
-_VALUE_COLUMNS: dict[str, Any] = {
-    "ts": UTC_US, "name": pl.String, "agent_value_usd": pl.Float64,
-    "mirror_value_usd": pl.Float64, "pnl_usd": pl.Float64,
-}
-VALUE_HISTORY_SCHEMA = pl.Schema(_VALUE_COLUMNS)
-"""Input of ``portfolio_value``: one row per portfolio and snapshot time. ``agent_value_usd``
-is the agent account's value, ``mirror_value_usd`` the owner's copy of it, ``pnl_usd`` the
-P&L at that time (for instance sampled from ``frames.accounting`` at intervals)."""
+UTC_US = pl.Datetime("us", "UTC")
 
 TEMPLATE = "plotly_white"
 
@@ -510,15 +503,11 @@ def portfolio_value(history: pl.DataFrame) -> go.Figure:
 
     Examples
     --------
-    >>> snapshots = []                                              # doctest: +SKIP
-    >>> for _ in range(12):                                         # doctest: +SKIP
-    ...     acc = enb.frames.accounting(client)
-    ...     snapshots.append(acc.select(
-    ...         pl.lit(client.now()).alias("ts"), "name",
-    ...         (10_000 + pl.col("realized_pnl_usd") + pl.col("unrealized_pnl_usd"))
-    ...         .alias("agent_value_usd"), "mirror_value_usd",
-    ...         (pl.col("realized_pnl_usd") + pl.col("unrealized_pnl_usd")).alias("pnl_usd")))
-    >>> portfolio_value(pl.concat(snapshots).cast(VALUE_HISTORY_SCHEMA))  # doctest: +SKIP
+    >>> snapshots = []                                                  # doctest: +SKIP
+    >>> for _ in range(12):                                             # doctest: +SKIP
+    ...     snapshots.append(enb.frames.value_snapshot(client))
+    ...     client.sandbox.sandbox.clock.advance(3600)
+    >>> portfolio_value(pl.concat(snapshots))                           # doctest: +SKIP
     """
     _require(history, tuple(VALUE_HISTORY_SCHEMA), "history")
     title = "Agent portfolio value and P&L"

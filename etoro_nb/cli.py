@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 from etoro_nb.sandbox.config import DEFAULT_API_KEY, DEFAULT_USER_KEY, Faults, SandboxConfig
 from etoro_nb.sandbox.validation import parse_datetime
@@ -68,11 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     seal = ledger_cmds.add_parser("seal", help="move live history into Parquet segments")
     seal.add_argument("path")
 
-    report = commands.add_parser("report", help="run a template with parameters, render HTML")
-    report.add_argument("notebook")
+    report = commands.add_parser(
+        "report", help="run templates with parameters, render each to HTML",
+        description="Run one template into OUT.html, or several into the folder OUT (one "
+                    "NAME.html each). Parameters go to every template that runs.")
+    report.add_argument("notebook", nargs="+")
     report.add_argument("-p", "--parameter", nargs=2, action="append", default=[],
                         metavar=("NAME", "VALUE"), help="a parameter (JSON value, else text)")
-    report.add_argument("-o", "--output", required=True, help="the HTML report to write")
+    report.add_argument("-o", "--output", required=True,
+                        help="the HTML report to write; a folder when several notebooks run")
     report.add_argument("--kernel", default="python3")
     return parser
 
@@ -148,17 +154,25 @@ def report_command(args: argparse.Namespace) -> int:
     from etoro_nb.report import parse_value, run_report
 
     parameters = {name: parse_value(value) for name, value in args.parameter}
-    try:
-        html_path, executed = run_report(args.notebook, args.output, parameters=parameters,
-                                         kernel=args.kernel)
-    except FileNotFoundError as exc:
-        print(f"etoro-nb report: {exc}", file=sys.stderr)
+    missing = [n for n in args.notebook if not Path(n).is_file()]
+    if missing:
+        print(f"etoro-nb report: no notebook at {', '.join(missing)}", file=sys.stderr)
         return 2
-    except Exception as exc:  # papermill's PapermillExecutionError names the failing cell
-        print(f"etoro-nb report: the notebook failed: {exc}", file=sys.stderr)
-        return 1
-    print(f"wrote {html_path} (executed notebook: {executed})")
-    return 0
+    several = len(args.notebook) > 1 or Path(args.output).is_dir()
+    failed = 0
+    for notebook in args.notebook:
+        out = Path(args.output) / f"{Path(notebook).stem}.html" if several else Path(args.output)
+        started = time.perf_counter()
+        try:
+            html_path, executed = run_report(notebook, out, parameters=parameters,
+                                             kernel=args.kernel)
+        except Exception as exc:  # papermill's PapermillExecutionError names the failing cell
+            print(f"etoro-nb report: {notebook} failed: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"wrote {html_path} in {time.perf_counter() - started:.1f} s "
+              f"(executed notebook: {executed})")
+    return 1 if failed else 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

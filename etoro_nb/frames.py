@@ -30,7 +30,7 @@ from etoro_nb.progress import Progress
 
 if TYPE_CHECKING:
     from etoro_nb.client import Client
-    from etoro_nb.models import Position
+    from etoro_nb.models import Mirror, Position
 
 UTC_US = pl.Datetime("us", "UTC")
 
@@ -81,6 +81,12 @@ TRADES_SCHEMA = _declare({
     "net_profit": pl.Float64, "investment": pl.Float64, "order_id": pl.Int64,
     "parent_position_id": pl.Int64, "mirror_id": pl.Int64,
 })
+VALUE_HISTORY_SCHEMA = _declare({
+    "ts": UTC_US, "name": pl.String, "agent_value_usd": pl.Float64,
+    "mirror_value_usd": pl.Float64, "pnl_usd": pl.Float64,
+})
+"""One row per agent portfolio (by its unique name) and snapshot time: ``value_snapshot``
+rows, the input of ``charts.portfolio_value``."""
 POSITIONS_SCHEMA = _declare({
     "position_id": pl.Int64, "instrument_id": pl.Int64, "is_buy": pl.Boolean,
     "leverage": pl.Int64, "units": pl.Float64, "amount": pl.Float64,
@@ -235,6 +241,12 @@ def positions(agent: Client, *, mode: Literal["demo", "real"] = "real",
     return _frame(rows, POSITIONS_SCHEMA, schema_overrides)
 
 
+def _mirror_value(m: Mirror) -> tuple[float, float]:
+    """A copy mirror's value now, and its unrealised P&L: cash plus open copies at market."""
+    unrealized = sum(x.unrealized.pnl for x in m.positions if x.unrealized)
+    return m.available_amount + sum(x.amount for x in m.positions) + unrealized, unrealized
+
+
 def accounting(client: Client, *, since: date | datetime = date(2000, 1, 1),
                schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
     """Per agent portfolio, from the owner's side: investment, the mirror's current value,
@@ -248,14 +260,47 @@ def accounting(client: Client, *, since: date | datetime = date(2000, 1, 1),
         m = mirrors.get(p.mirror_id)
         if m is None:
             continue
-        unrealized = sum(x.unrealized.pnl for x in m.positions if x.unrealized)
-        value = m.available_amount + sum(x.amount for x in m.positions) + unrealized
+        value, unrealized = _mirror_value(m)
         rows.append({"portfolio_id": p.id, "name": p.name, "mirror_id": p.mirror_id,
                      "investment_usd": m.initial_investment, "mirror_value_usd": value,
                      "realized_pnl_usd": m.closed_positions_net_profit,
                      "unrealized_pnl_usd": unrealized, "open_positions": len(m.positions),
                      "trade_count": counts.get(p.mirror_id, 0)})
     return _frame(rows, ACCOUNTING_SCHEMA, schema_overrides)
+
+
+def value_snapshot(client: Client, *, agents: Mapping[str, Client] | None = None,
+                   schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """Each agent portfolio's value at this moment (``client.now()``), one row each, in
+    ``VALUE_HISTORY_SCHEMA``: collect snapshots over time (or append each to a Parquet log)
+    and chart them with ``charts.portfolio_value``.
+
+    ``mirror_value_usd`` is the owner's copy mirror at market and ``pnl_usd`` its gain over
+    the investment, both from the owner's side. ``agent_value_usd`` is the agent account's
+    own value (credit plus open positions at market), read with that portfolio's agent
+    client when ``agents`` maps its portfolio id to one, else null: the owner cannot read
+    an agent's account without a token for it.
+    """
+    book = client.trading("real").pnl()
+    now = client.now()
+    mirrors = {m.mirror_id: m for m in book.mirrors}
+    rows = []
+    for p in client.agent_portfolios.list():
+        m = mirrors.get(p.mirror_id)
+        if m is None:
+            continue
+        value, _ = _mirror_value(m)
+        agent = (agents or {}).get(p.id)
+        rows.append({"ts": now, "name": p.name,
+                     "agent_value_usd": None if agent is None else _account_value(agent),
+                     "mirror_value_usd": value, "pnl_usd": value - m.initial_investment})
+    return _frame(rows, VALUE_HISTORY_SCHEMA, schema_overrides)
+
+
+def _account_value(agent: Client) -> float:
+    own = agent.trading("real").pnl()
+    return own.credit + sum(x.amount + (x.unrealized.pnl if x.unrealized else 0.0)
+                            for x in own.positions)
 
 
 # -- from the ledger ----------------------------------------------------------------------
@@ -414,5 +459,5 @@ def least_privilege(grants: pl.DataFrame, usage_frame: pl.DataFrame, *,
             .sort("token_id", "scope"))
 
 
-__all__ = ["accounting", "least_privilege", "lifecycle", "portfolios", "positions",
-           "requests", "scope_grants", "tokens", "trades", "usage"]
+__all__ = ["VALUE_HISTORY_SCHEMA", "accounting", "least_privilege", "lifecycle", "portfolios",
+           "positions", "requests", "scope_grants", "tokens", "trades", "usage", "value_snapshot"]

@@ -1,8 +1,10 @@
 """Running an analysis template with parameters and rendering it to HTML (for scheduling).
 
-The template runs with papermill in its own folder, against whichever environment its
-``connect()`` finds: the sandbox by default, live when ``ETORO_API_KEY`` / ``ETORO_USER_KEY``
-are set for the process. The executed notebook is kept beside the HTML as evidence.
+The template runs with papermill in the current folder (so a relative path given as a
+parameter means what it says where the command was typed), against whichever environment
+its ``connect()`` finds: the sandbox by default, live when ``ETORO_API_KEY`` /
+``ETORO_USER_KEY`` are set for the process. The executed notebook is kept beside the HTML
+as evidence; widget state is not stored in it (outputs and figures are).
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ def run_report(notebook: str | Path, out_html: str | Path, *,
     executed = html_path.with_suffix(".ipynb")
     try:
         papermill.execute_notebook(str(source), str(executed), parameters=dict(parameters or {}),
-                                   kernel_name=kernel, cwd=str(source.parent),
-                                   progress_bar=False)
+                                   kernel_name=kernel, cwd=str(Path.cwd()),
+                                   progress_bar=False, store_widget_state=False)
     finally:
         if executed.exists():
             body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))

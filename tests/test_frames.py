@@ -160,3 +160,22 @@ def test_accounting_isolates_each_agent(run: dict[str, object]) -> None:
     assert alpha["realized_pnl_usd"] == mirror.closed_positions_net_profit
     trades = frames.trades(client, since=date(2026, 1, 1))
     assert trades["mirror_id"].to_list() == [alpha["mirror_id"]]
+
+
+def test_value_snapshot_reads_mirror_and_agent_sides(run: dict[str, object]) -> None:
+    client, agent, alpha = run["client"], run["agent"], run["alpha"]
+    assert isinstance(client, Client) and isinstance(agent, Client)
+    portfolio_id = alpha.portfolio.id  # type: ignore[attr-defined]
+    snap = frames.value_snapshot(client, agents={portfolio_id: agent}).sort("name")
+    assert snap.schema == frames.VALUE_HISTORY_SCHEMA
+    assert snap["ts"].to_list() == [client.now(), client.now()]
+    a, b = snap.rows(named=True)
+    acc = frames.accounting(client).sort("name")
+    assert a["mirror_value_usd"] == acc["mirror_value_usd"][0]
+    assert a["pnl_usd"] == pytest.approx(a["mirror_value_usd"] - 2000)
+    # The mirror copies at investment / virtual balance: its P&L is the agent's, scaled.
+    assert a["agent_value_usd"] != 10_000
+    assert a["pnl_usd"] == pytest.approx((a["agent_value_usd"] - 10_000) * 2000 / 10_000, abs=0.05)
+    # No agent client given for beta: its account value is unknown to the owner, not guessed.
+    assert b["name"] == "beta0001" and b["agent_value_usd"] is None
+    assert b["mirror_value_usd"] == 1000 and b["pnl_usd"] == 0
