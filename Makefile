@@ -1,9 +1,10 @@
-# Two entry points for a fresh machine (see README): `make sandbox` and `make test`.
+# Two entry points for a fresh machine (see README): `make lab` (or headless, `make reports`)
+# and `make test`.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup sandbox test bench
+.PHONY: setup lab reports sandbox test bench
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -12,7 +13,15 @@ $(BIN)/python:
 setup: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 
-# The main job for now: the embedded sandbox, serving the agent-portfolio API on :8765.
+# The main job: JupyterLab on the templates, with the sandbox serving on :8765 beside it.
+lab: setup
+	$(BIN)/etoro-nb lab notebooks --port 8765 --seed 42
+
+# The same, headless: run every template on the sandbox, one HTML report each in reports/.
+reports: setup
+	$(BIN)/etoro-nb report notebooks/0*.ipynb -o reports
+
+# The sandbox alone, serving the agent-portfolio API on :8765.
 sandbox: setup
 	$(BIN)/etoro-nb sandbox serve --port 8765 --seed 42
 

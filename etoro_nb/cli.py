@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from etoro_nb.lab import connect_hint
 from etoro_nb.sandbox.config import DEFAULT_API_KEY, DEFAULT_USER_KEY, Faults, SandboxConfig
 from etoro_nb.sandbox.validation import parse_datetime
 
@@ -70,6 +71,14 @@ def build_parser() -> argparse.ArgumentParser:
     seal = ledger_cmds.add_parser("seal", help="move live history into Parquet segments")
     seal.add_argument("path")
 
+    lab = commands.add_parser(
+        "lab", help="JupyterLab on the templates, with the sandbox serving beside it",
+        description="Serve the sandbox on --port and open JupyterLab on the notebook folder; "
+                    "arguments after -- go to JupyterLab (e.g. -- --no-browser).")
+    lab.add_argument("notebooks", nargs="?", default="notebooks")
+    lab.add_argument("--port", type=int, default=8765, help="the sandbox's port")
+    lab.add_argument("--seed", type=int, default=d.seed)
+
     report = commands.add_parser(
         "report", help="run templates with parameters, render each to HTML",
         description="Run one template into OUT.html, or several into the folder OUT (one "
@@ -103,10 +112,7 @@ def serve(args: argparse.Namespace) -> int:
         return 2
     app = create_app(config)
     base_url = f"http://{args.host}:{args.port}"
-    print(f"etoro-nb SANDBOX (simulated money, not eToro) serving on {base_url}")
-    print(f"  ETORO_BASE_URL={base_url}")
-    print(f"  ETORO_API_KEY={config.api_key}")
-    print(f"  ETORO_USER_KEY={config.user_key}")
+    print(connect_hint(base_url, config))
     print(f"  contract: {base_url}/openapi.json   state: {config.db}   seed: {config.seed}")
     sys.stdout.flush()
     quiet_injected_drops()
@@ -150,6 +156,17 @@ def ledger_command(args: argparse.Namespace) -> int:
         return 2
 
 
+def lab_command(args: argparse.Namespace) -> int:
+    from etoro_nb.lab import run_lab
+
+    try:
+        return run_lab(Path(args.notebooks).resolve(), config=SandboxConfig(seed=args.seed),
+                       port=args.port, lab_args=args.lab_args)
+    except (FileNotFoundError, OSError) as exc:
+        print(f"etoro-nb lab: {exc}", file=sys.stderr)
+        return 2
+
+
 def report_command(args: argparse.Namespace) -> int:
     from etoro_nb.report import parse_value, run_report
 
@@ -176,9 +193,14 @@ def report_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    split = argv.index("--") if "--" in argv else len(argv)
+    args = build_parser().parse_args(argv[:split])
+    args.lab_args = argv[split + 1:]  # what follows -- goes to JupyterLab
     if args.command == "report":
         return report_command(args)
+    if args.command == "lab":
+        return lab_command(args)
     if args.command == "sandbox" and args.sandbox_command == "serve":
         return serve(args)
     if args.command == "ledger":

@@ -14,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+
 
 def parse_value(text: str) -> Any:
     """A parameter value from the command line: JSON when it parses (numbers, booleans,
@@ -45,6 +47,25 @@ def run_report(notebook: str | Path, out_html: str | Path, *,
                                    progress_bar=False, store_widget_state=False)
     finally:
         if executed.exists():
-            body, _ = HTMLExporter().from_notebook_node(nbformat.read(executed, as_version=4))
+            node = with_static_figures(nbformat.read(executed, as_version=4))
+            body, _ = HTMLExporter().from_notebook_node(node)
             html_path.write_text(body, encoding="utf-8")
     return html_path, executed
+
+
+def with_static_figures(nb: Any) -> Any:
+    """Give every plotly output an HTML form, so the report shows the charts (nbconvert
+    cannot render plotly's JSON). plotly.js is embedded once, with the first figure: the
+    report opens offline, as evidence must."""
+    import plotly.io as pio  # type: ignore[import-untyped]
+
+    embedded = False
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            figure = output.get("data", {}).get(PLOTLY_MIME)
+            if figure is None or "text/html" in output["data"]:
+                continue
+            output["data"]["text/html"] = pio.to_html(
+                figure, include_plotlyjs=not embedded, full_html=False, validate=False)
+            embedded = True
+    return nb

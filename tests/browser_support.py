@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -89,10 +89,12 @@ class Lab:
 
 
 @contextmanager
-def jupyterlab(root: Path, home: Path, *, timeout: float = 60.0) -> Iterator[Lab]:
-    """Run ``python -m jupyterlab`` headless on a free port, serving ``root``; yield once
-    ``/api/status`` answers; shut its kernels down and stop it afterwards, even on error.
-    Config, data, runtime, settings and workspaces live under ``home``."""
+def jupyterlab(root: Path, home: Path, *, timeout: float = 60.0,
+               launcher: Sequence[str] = (sys.executable, "-m", "jupyterlab")) -> Iterator[Lab]:
+    """Run JupyterLab (``launcher``: ``python -m jupyterlab`` or a command that starts it)
+    headless on a free port, serving ``root``; yield once ``/api/status`` answers; shut its
+    kernels down and stop it afterwards, even on error. Config, data, runtime, settings and
+    workspaces live under ``home``."""
     port, token = free_port(), os.urandom(16).hex()
     dirs = {name: home / name for name in ("config", "data", "runtime", "settings",
                                            "workspaces", "ipython")}
@@ -106,7 +108,7 @@ def jupyterlab(root: Path, home: Path, *, timeout: float = 60.0) -> Iterator[Lab
            "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
            "IPYTHONDIR": str(dirs["ipython"]), "JUPYTER_PLATFORM_DIRS": "1"}
     log = home / "jupyterlab.log"
-    cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ServerApp.ip=127.0.0.1",
+    cmd = [*launcher, "--no-browser", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
            "--ServerApp.open_browser=False", "--ServerApp.allow_root=True",

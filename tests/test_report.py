@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -58,7 +59,14 @@ def test_report_runs_several_templates_into_a_folder(tmp_path: Path) -> None:
     assert sorted(p.name for p in out.glob("*.html")) == ["01-quickstart.html",
                                                           "04-portfolio-activity.html"]
     assert done.stdout.count(" s (executed notebook") == 2  # each run's time is reported
-    assert "report on hedger01" in (out / "04-portfolio-activity.html").read_text()
+    page = (out / "04-portfolio-activity.html").read_text()
+    assert "report on hedger01" in page
+    # Every chart is drawn in the report, with plotly.js embedded once (it opens offline).
+    executed = json.loads((out / "04-portfolio-activity.ipynb").read_text())
+    figures = [o for c in executed["cells"] for o in c.get("outputs", [])
+               if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    assert len(figures) == 2 and page.count("Plotly.newPlot(") == len(figures)
+    assert len(re.findall(r"plotly\.js v\d", page)) == 1
     log = pl.read_parquet(tmp_path / "values.parquet")
     assert log.schema == frames.VALUE_HISTORY_SCHEMA
     assert sorted(set(log["name"])) == ["hedger01", "momentum"] and log.height == 56
