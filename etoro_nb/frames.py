@@ -459,5 +459,94 @@ def least_privilege(grants: pl.DataFrame, usage_frame: pl.DataFrame, *,
             .sort("token_id", "scope"))
 
 
-__all__ = ["VALUE_HISTORY_SCHEMA", "accounting", "least_privilege", "lifecycle", "portfolios",
-           "positions", "requests", "scope_grants", "tokens", "trades", "usage", "value_snapshot"]
+def tokens_from_ledger(ledger: Ledger, *, now: datetime | date | None = None,
+                       until: datetime | date | None = None,
+                       expiring_within: timedelta = timedelta(days=7),
+                       schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """One row per token the ledger saw minted, from its lifecycle events alone (no API
+    call): the same columns as ``tokens(client)``, for auditing any ledger file.
+
+    Each token's ``scopes``, ``ips_whitelist`` and ``expires_at`` are the last ones it was
+    given (minted, then each ``token_updated`` that changed them); ``revoked_at`` is its
+    revocation or its portfolio's deletion, whichever came first; ``portfolio_name`` comes
+    from the ``portfolio_created`` event (null if the ledger did not see it);
+    ``application`` and ``client_id`` are null (the ledger does not record them).
+
+    ``until`` (exclusive) ignores later events: the tokens as they stood then. ``status``
+    and ``days_to_expiry`` are taken at ``now`` (default: ``until``, else the current UTC
+    time), as in ``tokens()``. Tokens minted outside this ledger are not known to it.
+    """
+    end = _utc(until)
+    at = _utc(now) or end or datetime.now(UTC)
+    events = lifecycle(ledger, now=at).filter(pl.col("seq").is_not_null())  # stored rows only
+    if end is not None:
+        events = events.filter(pl.col("ts") < end)
+    names: dict[str, str | None] = {}
+    deleted: dict[str, datetime] = {}
+    found: dict[str, dict[str, Any]] = {}
+    for e in events.iter_rows(named=True):
+        kind, token_id = e["kind"], e["token_id"]
+        detail = json.loads(e["detail"]) if e["detail"] else {}
+        if kind == "portfolio_created":
+            names[e["portfolio_id"]] = detail.get("name")
+        elif kind == "portfolio_deleted":
+            deleted.setdefault(e["portfolio_id"], e["ts"])
+        elif kind == "token_minted":
+            found[token_id] = {"portfolio_id": e["portfolio_id"], "token_id": token_id,
+                               "name": e["token_name"], "scopes": e["scopes"] or [],
+                               "ips": e["ips_whitelist"] or [], "created": e["ts"],
+                               "expires": e["expires_at"], "revoked": None}
+        elif token_id not in found:
+            continue  # a token this ledger never saw minted
+        elif kind == "token_updated":
+            token = found[token_id]
+            if "scopes" in detail:
+                token["scopes"] = list(detail["scopes"] or [])
+            if "ips_whitelist" in detail:
+                token["ips"] = list(detail["ips_whitelist"] or [])
+            if "expires_at" in detail:
+                token["expires"] = _absolute(detail["expires_at"], e["ts"])
+        elif kind == "token_revoked":
+            found[token_id]["revoked"] = found[token_id]["revoked"] or e["ts"]
+        elif kind == "token_expired":  # recorded (not derived) expiry
+            expires = found[token_id]["expires"]
+            found[token_id]["expires"] = e["ts"] if expires is None else min(expires, e["ts"])
+    rows = []
+    for t in found.values():
+        ends = [d for d in (t["revoked"], deleted.get(t["portfolio_id"])) if d is not None]
+        rows.append(_token_row(t["portfolio_id"], names.get(t["portfolio_id"]), t["token_id"],
+                               t["name"], None, None, t["scopes"], t["ips"], t["created"],
+                               t["expires"], min(ends) if ends else None, at,
+                               expiring_within))
+    rows.sort(key=lambda r: (r["created_at"], r["token_id"]))
+    return _frame(rows, TOKENS_SCHEMA, schema_overrides)
+
+
+def grants_from_ledger(ledger: Ledger, *, now: datetime | date | None = None,
+                       until: datetime | date | None = None,
+                       expiring_within: timedelta = timedelta(days=7),
+                       schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """One row per token and granted scope, from the ledger's lifecycle alone: the
+    ``scope_grants(client)`` frame (``GRANTS_SCHEMA``) without calling the API, so
+    ``least_privilege(grants_from_ledger(ledger), usage(ledger))`` audits any ledger file.
+
+    The scopes are each token's last grant (minted or updated); revoked and expired tokens
+    are included with their ``status``. Takes ``tokens_from_ledger()``'s options.
+
+    Examples
+    --------
+    >>> ledger = Ledger("team-ledger.sqlite")                      # doctest: +SKIP
+    >>> least_privilege(grants_from_ledger(ledger), usage(ledger, phase="outcome"))
+    ...                                                            # doctest: +SKIP
+    """
+    frame = tokens_from_ledger(ledger, now=now, until=until, expiring_within=expiring_within)
+    grants = (frame.select("portfolio_id", "portfolio_name", "token_id", "token_name",
+                           "scopes", "status")
+              .explode("scopes").rename({"scopes": "scope"})
+              .drop_nulls("scope"))
+    return grants.select(list(GRANTS_SCHEMA)).cast(_schema(GRANTS_SCHEMA, schema_overrides))
+
+
+__all__ = ["VALUE_HISTORY_SCHEMA", "accounting", "grants_from_ledger", "least_privilege", "lifecycle",
+           "portfolios", "positions", "requests", "scope_grants", "tokens", "tokens_from_ledger", "trades",
+           "usage", "value_snapshot"]
