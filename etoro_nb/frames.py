@@ -153,26 +153,14 @@ def tokens(client: Client, *, now: datetime | None = None,
             rows.append(_token_row(p.id, p.name, t.id, t.name, t.application, t.client_id,
                                    list(t.scopes), list(t.ips_whitelist), t.created_at,
                                    t.expires_at, None, now, expiring_within))
-    if client.ledger is not None:
-        events = lifecycle(client.ledger, now=now)
-        revoked = events.filter(pl.col("kind").is_in(["token_revoked", "portfolio_deleted"]))
-        names = {r["portfolio_id"]: r["detail"] for r in events.filter(
-            kind="portfolio_created").iter_rows(named=True)}
-        for minted in events.filter(kind="token_minted").iter_rows(named=True):
-            if minted["token_id"] in live_ids:
-                continue
-            ends = revoked.filter((pl.col("token_id") == minted["token_id"]) | (
-                (pl.col("kind") == "portfolio_deleted")
-                & (pl.col("portfolio_id") == minted["portfolio_id"])))
-            if ends.is_empty():
-                continue  # not seen revoked: gone for another reason (another client)
-            detail = json.loads(names.get(minted["portfolio_id"]) or "{}")
-            rows.append(_token_row(minted["portfolio_id"], detail.get("name"),
-                                   minted["token_id"], minted["token_name"], None, None,
-                                   minted["scopes"], minted["ips_whitelist"], minted["ts"],
-                                   minted["expires_at"], ends["ts"].min(), now,
-                                   expiring_within))
-    return _frame(rows, TOKENS_SCHEMA, schema_overrides)
+    frame = _frame(rows, TOKENS_SCHEMA, schema_overrides)
+    if client.ledger is None:
+        return frame
+    # Revoked tokens are gone from the API: the ledger knows them, with their last grant.
+    gone = tokens_from_ledger(client.ledger, now=now, expiring_within=expiring_within,
+                              schema_overrides=schema_overrides).filter(
+        (pl.col("status") == "revoked") & ~pl.col("token_id").is_in(list(live_ids)))
+    return pl.concat([frame, gone])
 
 
 def _token_row(portfolio_id: str, portfolio_name: str | None, token_id: str, name: str,

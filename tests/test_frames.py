@@ -179,3 +179,16 @@ def test_value_snapshot_reads_mirror_and_agent_sides(run: dict[str, object]) -> 
     # No agent client given for beta: its account value is unknown to the owner, not guessed.
     assert b["name"] == "beta0001" and b["agent_value_usd"] is None
     assert b["mirror_value_usd"] == 1000 and b["pnl_usd"] == 0
+
+
+def test_revoked_token_keeps_its_last_grant(server: SandboxServer, tmp_path: Path,
+                                             make_client: Callable[..., Client]) -> None:
+    client = make_client(server, ledger=Ledger(tmp_path / "l.sqlite"),
+                         clock=server.sandbox.clock.now)
+    bot = client.agent_portfolios.create("alpha01", 1000, scopes=[DEMO_READ, DEMO_WRITE],
+                                         token_name="a1")
+    client.agent_portfolios.update_token(bot.portfolio.id, bot.token.id, scopes=[DEMO_READ])
+    client.agent_portfolios.revoke_token(bot.portfolio.id, bot.token.id)
+    row = frames.tokens(client).row(0, named=True)
+    assert row["status"] == "revoked" and row["scopes"] == [DEMO_READ]
+    assert row["portfolio_name"] == "alpha01" and row["revoked_at"] is not None
