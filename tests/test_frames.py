@@ -111,7 +111,10 @@ def test_usage_counts_match_what_the_sandbox_did(run: dict[str, object]) -> None
     assert frames.requests(ledger).height == every.filter(phase="outcome").height
     only_alpha = frames.usage(ledger, portfolio=alpha.portfolio.id)  # type: ignore[attr-defined]
     assert isinstance(only_alpha, pl.DataFrame)
-    assert set(only_alpha["token_id"]) == {a}
+    assert set(only_alpha.filter(principal="agent")["token_id"]) == {a}
+    # The owner's call on alpha (minting "short") belongs to alpha too.
+    owner_ops = set(only_alpha.filter(principal="owner")["operation_id"])
+    assert len(owner_ops) == 1 and "Token" in owner_ops.pop()
 
 
 def test_least_privilege(run: dict[str, object]) -> None:
@@ -192,3 +195,16 @@ def test_revoked_token_keeps_its_last_grant(server: SandboxServer, tmp_path: Pat
     row = frames.tokens(client).row(0, named=True)
     assert row["status"] == "revoked" and row["scopes"] == [DEMO_READ]
     assert row["portfolio_name"] == "alpha01" and row["revoked_at"] is not None
+
+
+def test_owner_calls_on_a_portfolio_name_it(run: dict[str, object]) -> None:
+    ledger, beta = run["ledger"], run["beta"]
+    assert isinstance(ledger, Ledger)
+    owner = frames.usage(ledger, phase="outcome").filter(principal="owner")
+    addressed = owner.filter(pl.col("route").str.contains("{agentPortfolioId}", literal=True))
+    assert not addressed.is_empty()
+    revoke = addressed.filter(pl.col("method") == "DELETE")
+    assert revoke["portfolio_id"].to_list() == [beta.portfolio.id]  # type: ignore[attr-defined]
+    # Calls that address no portfolio (listing, creating, /me) name none.
+    others = owner.filter(~pl.col("route").str.contains("{agentPortfolioId}", literal=True))
+    assert others["portfolio_id"].null_count() == others.height > 0

@@ -14,8 +14,22 @@ from etoro_nb.operations import describe
 log = logging.getLogger("etoro_nb.ledger")
 
 
+PORTFOLIO_PARAM = "{agentPortfolioId}"
+
+
+def _portfolio_in(route: str, path: str) -> str | None:
+    """The agent portfolio a call addresses by its path (the owner's management calls)."""
+    if PORTFOLIO_PARAM not in route:
+        return None
+    at = route.split("/").index(PORTFOLIO_PARAM)
+    parts = path.split("?")[0].split("/")
+    return parts[at] if at < len(parts) else None
+
+
 class UsageRecorder:
-    """Records a client's requests: who (owner, or agent by token), what, and the answer."""
+    """Records a client's requests: who (owner, or agent by token), what, and the answer.
+    An agent's row names its token and that token's portfolio; an owner's row names the
+    portfolio its path addresses (a token's update or revocation, a deletion), if any."""
 
     def __init__(self, ledger: Ledger, *, principal: Literal["owner", "agent"],
                  environment: str, user_key: str,
@@ -36,7 +50,7 @@ class UsageRecorder:
         token = self.ledger.token_for(self.fingerprint) if self.fingerprint else None
         ts = {} if self.clock is None else {"ts_us": int(self.clock().timestamp() * 1_000_000)}
         return dict(**ts, request_id=request_id, attempt=attempt, principal=self.principal,
-                    portfolio_id=token[1] if token else None,
+                    portfolio_id=token[1] if token else _portfolio_in(info.route, path),
                     token_id=token[0] if token else None,
                     token_fingerprint=self.fingerprint, environment=self.environment,
                     method=info.method, route=info.route, operation_id=operation_id,
