@@ -161,3 +161,38 @@ def test_least_privilege_of_a_synthetic_ledger_matches_its_generator(tmp_path: P
     assert lp["token_name"].null_count() == 0  # every used token is known from the ledger
     assert set(lp["verdict"]) <= {"needed", "unused", "missing"}
     assert lp.filter(verdict="missing").height > 0 and lp.filter(verdict="needed").height > 0
+
+
+def test_synthetic_agents_are_refused_after_their_grant_ends(tmp_path: Path) -> None:
+    """As on eToro: no request succeeds after its token's revocation or expiry; an expired
+    token is rotated (same scopes, a new token) and its agent carries on with that one."""
+    ledger = synthesize(tmp_path / "synth.sqlite", events=40_000, seed=11, portfolios=5,
+                        days=60)
+    last = frames.usage(ledger)["ts"].max()
+    assert isinstance(last, datetime)
+    tokens = frames.tokens_from_ledger(ledger, now=last)
+    ended = tokens.select("token_id", "token_name", "scopes",
+                          pl.coalesce("revoked_at", "expires_at").alias("ended_at"))
+    outcomes = frames.usage(ledger, phase="outcome")
+    assert isinstance(outcomes, pl.DataFrame)
+    after = outcomes.join(ended, on="token_id").filter(pl.col("ts") >= pl.col("ended_at"))
+    assert after.height > 0 and set(after["status"]) == {401}
+    rotated = tokens.filter(pl.col("token_name").str.contains("-r", literal=True))
+    assert rotated.height > 0
+    for row in rotated.iter_rows(named=True):
+        base = row["token_name"].split("-r")[0]
+        same_portfolio = tokens.filter((pl.col("portfolio_id") == row["portfolio_id"])
+                                       & (pl.col("token_name") == base))
+        assert same_portfolio["scopes"].to_list() == [row["scopes"]]
+
+
+def test_synthetic_owners_grant_too_much_and_too_little(tmp_path: Path) -> None:
+    """The synthetic ledger has what an audit looks for: grants never used, and calls
+    refused for scopes never granted, beside the grants in use."""
+    ledger = synthesize(tmp_path / "synth.sqlite", events=20_000, seed=3, portfolios=8)
+    outcomes = frames.usage(ledger, phase="outcome")
+    assert isinstance(outcomes, pl.DataFrame)
+    verdicts = frames.least_privilege(frames.grants_from_ledger(ledger), outcomes)
+    counts = dict(verdicts.group_by("verdict").len().iter_rows())
+    assert {"needed", "unused", "missing"} <= set(counts)
+    assert counts["needed"] > counts["unused"] > 0

@@ -1,10 +1,13 @@
 """A deterministic synthetic ledger for demos and benchmarks.
 
-Portfolios are created with one to four tokens of random scope subsets; agents make a
-realistic mix of reads and writes over a window of days, each request an intent row and
-an outcome row; some calls are refused for a missing scope (403), some tokens are revoked
-and then refused (401), some requests hit the quota (429) or a server error (503). The same
-seed gives the same ledger content (timestamps included).
+Portfolios are created with one to four tokens of random lifetimes. Each agent needs some
+scopes and calls only operations they cover (a realistic mix of reads and writes over a
+window of days, each request an intent row and an outcome row); its owner often grants
+more than it needs (granted, unused), sometimes less: those calls are refused (403). Some
+tokens are revoked and then refused (401), a token past its expiry is refused once (401)
+and then rotated (a new token with the same scopes: ``bot-1`` becomes ``bot-1-r1``), some
+requests hit the quota (429) or a server error (503). The same seed gives the same ledger
+content (timestamps included).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from pathlib import Path
 
 from etoro_nb.ledger.core import Ledger
@@ -39,7 +43,10 @@ class _Token:
     name: str
     scopes: tuple[str, ...]
     fingerprint: str
+    expires_at: datetime
+    needs: tuple[str, ...]  # the scopes its agent's calls need: granted or not
     revoked_at: datetime | None = None
+    rotations: int = 0
 
 
 @dataclass
@@ -70,30 +77,29 @@ def synthesize(path: str | Path, *, events: int, seed: int = 0, portfolios: int 
                                 ts_us=_us(t), detail={"name": name, "investment_usd":
                                                       rng.choice([500, 1000, 2000, 5000])})
         for k in range(rng.randint(1, 4)):
-            scopes = tuple(s for s in SCOPES if rng.random() < 0.6) or (SCOPES[0],)
-            token = _Token(_uuid(rng), pid, f"bot-{k}", scopes,
-                           f"{rng.getrandbits(128):032x}")
-            world.tokens.append(token)
-            expires = t + timedelta(days=rng.choice([7, 30, 60, 120]))
-            ledger.append_lifecycle(kind="token_minted", portfolio_id=pid,
-                                    token_id=token.token_id, token_name=token.name,
-                                    scopes=list(scopes), ips_whitelist=[], ts_us=_us(t),
-                                    expires_at_us=_us(expires))
+            needs = tuple(s for s in SCOPES if rng.random() < 0.5) or (rng.choice(SCOPES),)
+            _mint(ledger, world, pid, f"bot-{k}", _grant(rng, needs), t, needs)
             t += timedelta(seconds=rng.randint(1, 60))
     span = timedelta(days=days).total_seconds()
     step = span / (events / 2)
-    names, weights = zip(*AGENT_OPERATIONS, strict=True)
     rows: list[dict[str, object]] = []
     written = 0
     for n in range(events // 2):
         now = START + timedelta(seconds=n * step)
         token = rng.choice(world.tokens)
+        if now >= token.expires_at:  # its agent is refused once, and the owner rotates it
+            world.tokens.remove(token)
+            base = token.name.split("-r")[0]
+            new = _mint(ledger, world, token.portfolio_id, f"{base}-r{token.rotations + 1}",
+                        token.scopes, now + timedelta(seconds=1), token.needs)
+            new.rotations = token.rotations + 1
         if token.revoked_at is None and rng.random() < 0.00002:
             token.revoked_at = now
             ledger.append_lifecycle(kind="token_revoked", portfolio_id=token.portfolio_id,
                                     token_id=token.token_id, ts_us=_us(now))
+        names, weights = _repertoire(token.needs)
         op = ops[rng.choices(names, weights)[0]]
-        status, code = _answer(rng, token, op.scope_required)
+        status, code = _answer(rng, token, op.scope_required, now)
         common = dict(request_id=_uuid(rng), attempt=1, principal="agent",
                       portfolio_id=token.portfolio_id, token_id=token.token_id,
                       token_fingerprint=token.fingerprint, environment="sandbox",
@@ -117,8 +123,46 @@ def synthesize(path: str | Path, *, events: int, seed: int = 0, portfolios: int 
     return ledger
 
 
-def _answer(rng: random.Random, token: _Token, scope: str | None) -> tuple[int, str | None]:
-    if token.revoked_at is not None:
+def _grant(rng: random.Random, needs: tuple[str, ...]) -> tuple[str, ...]:
+    """What the owner grants an agent that needs ``needs``: often more (over-privileged),
+    sometimes less (its calls beyond the grant are refused), else exactly that."""
+    roll = rng.random()
+    if roll < 0.45 and len(needs) < len(SCOPES):
+        extra = rng.sample([s for s in SCOPES if s not in needs], rng.randint(1, 2)
+                           if len(SCOPES) - len(needs) > 1 else 1)
+        return tuple(s for s in SCOPES if s in needs or s in extra)
+    if roll < 0.6 and len(needs) > 1:
+        missing = rng.choice(needs)
+        return tuple(s for s in needs if s != missing)
+    return needs
+
+
+@cache
+def _repertoire(needs: tuple[str, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """The operations an agent needing ``needs`` calls, with their weights."""
+    ops = catalogue()
+    chosen = [(name, weight) for name, weight in AGENT_OPERATIONS
+              if ops[name].scope_required is None or ops[name].scope_required in needs]
+    names, weights = zip(*chosen, strict=True)
+    return names, weights
+
+
+def _mint(ledger: Ledger, world: _World, portfolio_id: str, name: str,
+          scopes: tuple[str, ...], at: datetime, needs: tuple[str, ...]) -> _Token:
+    rng = world.rng
+    token = _Token(_uuid(rng), portfolio_id, name, scopes, f"{rng.getrandbits(128):032x}",
+                   expires_at=at + timedelta(days=rng.choice([7, 30, 60, 120])), needs=needs)
+    world.tokens.append(token)
+    ledger.append_lifecycle(kind="token_minted", portfolio_id=portfolio_id,
+                            token_id=token.token_id, token_name=name, scopes=list(scopes),
+                            ips_whitelist=[], ts_us=_us(at),
+                            expires_at_us=_us(token.expires_at))
+    return token
+
+
+def _answer(rng: random.Random, token: _Token, scope: str | None,
+            now: datetime) -> tuple[int, str | None]:
+    if token.revoked_at is not None or now >= token.expires_at:
         return 401, "Unauthorized"
     if scope is not None and scope not in token.scopes:
         return 403, "InsufficientScope"
