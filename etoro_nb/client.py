@@ -143,6 +143,17 @@ class _ClientBase:
         return (f"{type(self).__name__}(environment={self.environment!r}, "
                 f"principal={self.principal!r}, base_url={self.base_url!r})")
 
+    def recorded_now(self) -> datetime:
+        """The time this client stamps its ledger rows with, read without a request: a
+        sandbox's simulated clock, else this machine's UTC clock."""
+        return self._clock()
+
+    def ensure_real_allowed(self) -> None:
+        """Raise ``RealMoneyNotAllowedError`` now if this client may not trade the real
+        account (live without the opt-in): for agents that should fail at start, not at
+        their first order."""
+        self._guard(True)
+
     def _guard(self, real_money: bool) -> None:
         """Refuse a real-money call on a live connection without the explicit opt-in."""
         if real_money and self.environment == "live" and not self.allow_real:

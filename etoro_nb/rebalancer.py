@@ -262,9 +262,10 @@ class Rebalancer:
         self.min_trade_usd = _finite(min_trade_usd, "min_trade_usd", positive=True)
         self.trading = agent.trading(mode)
         self.mode = self.trading.mode
-        agent._guard(self.mode == "real")  # a live real account needs the opt-in: say so now
+        if self.mode == "real":
+            agent.ensure_real_allowed()  # a live real account needs the opt-in: say so now
         self._agent = agent
-        self._clock = clock or agent._clock
+        self._clock = clock or agent.recorded_now
         self.symbols: dict[int, str] = {}
         self.targets: dict[int, float] = {}
         for key, weight in weights.items():

@@ -9,6 +9,7 @@ import pytest
 import etoro_nb as enb
 from etoro_nb import errors
 from etoro_nb.config import resolve_credentials
+from etoro_nb.rebalancer import Rebalancer
 from etoro_nb.sandbox import SandboxServer
 
 UNREACHABLE = "http://127.0.0.1:9"  # discard port: nothing listens
@@ -63,6 +64,10 @@ def test_live_real_trading_needs_an_explicit_opt_in(monkeypatch: pytest.MonkeyPa
             client.trading("real").open_order(1001, amount=100)
         assert "allow_real=True" in str(caught.value)
         assert "ETORO_NB_ALLOW_REAL" in str(caught.value)
+        with pytest.raises(errors.RealMoneyNotAllowedError):
+            client.ensure_real_allowed()
+        with pytest.raises(errors.RealMoneyNotAllowedError):  # at start, not at its first order
+            Rebalancer(client, "real", {"AAPL": 1.0})
         # Demo trading is not real money: it goes out (and finds nothing listening).
         client._sleep = lambda s: None  # type: ignore[method-assign]
         with pytest.raises(errors.APIConnectionError):
