@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import html
 from collections.abc import Callable, Iterable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import ipywidgets as w
@@ -96,6 +97,14 @@ class ConfirmBox(w.VBox):
         self._action = action
         self.layout.display = ""
 
+    def ask_if(self, consent: str | None, action: Callable[[str | None], None]) -> None:
+        """Run ``action(None)`` at once when no consent is needed, else ask first and run
+        ``action(consent)`` on Confirm (the consent is then recorded with the change)."""
+        if consent is None:
+            action(None)
+        else:
+            self.ask(consent, lambda: action(consent))
+
     @property
     def pending(self) -> bool:
         return self._action is not None
@@ -150,6 +159,11 @@ def walk(widget: Any) -> Iterator[w.Widget]:
         yield widget
         for child in getattr(widget, "children", ()):
             yield from walk(child)
+
+
+def expiry(days: int | None) -> timedelta | None:
+    """An expiry dropdown's value (days, or None for never) as ``expires_at`` takes it."""
+    return None if days is None else timedelta(days=days)
 
 
 EXPIRY_CHOICES: list[tuple[str, int | None]] = [

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from datetime import timedelta
 from typing import Any
 
 import ipywidgets as w
@@ -19,6 +18,7 @@ from widgets._common import (
     SecretReveal,
     consent_text,
     environment_badge,
+    expiry,
     panel_repr,
     parse_ips,
 )
@@ -171,18 +171,14 @@ class DelegationPanel(w.VBox):
                                    f'{html.escape(exc.rule)}</span>')
             return
         consent = consent_text(scopes, environment=self.client.environment)
-        if consent is None:
-            self._do_mint(scopes, None)
-        else:
-            self.confirm.ask(consent, lambda: self._do_mint(scopes, consent))
+        self.confirm.ask_if(consent, lambda given: self._do_mint(scopes, given))
 
     def _do_mint(self, scopes: list[str], consent: str | None) -> None:
-        days = self.mint_expiry.value
         try:
             token = self.client.agent_portfolios.mint_token(
                 self.portfolio.value, self.mint_name.value, scopes=scopes,
                 ips_whitelist=parse_ips(self.mint_ips.value),
-                expires_at=None if days is None else timedelta(days=days), consent=consent)
+                expires_at=expiry(self.mint_expiry.value), consent=consent)
         except EtoroError as exc:
             self.feedback.show_error(exc)
             return
@@ -203,17 +199,13 @@ class DelegationPanel(w.VBox):
         if set(ips) != set(token["ips_whitelist"]):
             changes["ips_whitelist"] = ips
         if self.edit_expiry.value != KEEP:
-            days = self.edit_expiry.value
-            changes["expires_at"] = None if days is None else timedelta(days=days)
+            changes["expires_at"] = expiry(self.edit_expiry.value)
         if not changes:
             self.feedback.show_ok("Nothing to change.")
             return
         added = set(scopes) - set(token["scopes"])
         consent = consent_text(added, environment=self.client.environment) if added else None
-        if consent is None:
-            self._do_update(token, changes, None)
-        else:
-            self.confirm.ask(consent, lambda: self._do_update(token, changes, consent))
+        self.confirm.ask_if(consent, lambda given: self._do_update(token, changes, given))
 
     def _do_update(self, token: dict[str, Any], changes: dict[str, Any],
                    consent: str | None) -> None:

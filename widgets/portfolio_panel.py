@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from datetime import timedelta
 
 import ipywidgets as w
 
@@ -17,6 +16,7 @@ from widgets._common import (
     SecretReveal,
     consent_text,
     environment_badge,
+    expiry,
     panel_repr,
     parse_ips,
 )
@@ -117,19 +117,15 @@ class PortfolioPanel(w.VBox):
         self.form_hint.value = ""
         consent = consent_text(self.chosen_scopes(), environment=self.client.environment,
                                investment_usd=self.investment.value)
-        if consent is None:
-            self._do_create(None)
-        else:
-            self.confirm.ask(consent, lambda: self._do_create(consent))
+        self.confirm.ask_if(consent, self._do_create)
 
     def _do_create(self, consent: str | None) -> None:
-        days = self.expiry.value
         try:
             created = self.client.agent_portfolios.create(
                 self.name.value, self.investment.value, scopes=self.chosen_scopes(),
                 token_name=self.token_name.value, description=self.description.value or None,
                 ips_whitelist=parse_ips(self.ips.value),
-                expires_at=None if days is None else timedelta(days=days), consent=consent)
+                expires_at=expiry(self.expiry.value), consent=consent)
         except EtoroError as exc:
             self.feedback.show_error(exc)
             return
