@@ -17,7 +17,7 @@ Examples
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -30,7 +30,7 @@ from etoro_nb.progress import Progress
 
 if TYPE_CHECKING:
     from etoro_nb.client import Client
-    from etoro_nb.models import Mirror, Position
+    from etoro_nb.models import AgentPortfolio, Mirror, Position
 
 UTC_US = pl.Datetime("us", "UTC")
 
@@ -106,8 +106,9 @@ def _schema(base: pl.Schema, overrides: Mapping[str, Any] | None) -> pl.Schema:
     return pl.Schema({**dict(base), **dict(overrides or {})})
 
 
-def _frame(rows: list[dict[str, Any]], schema: pl.Schema,
-           overrides: Mapping[str, Any] | None) -> pl.DataFrame:
+def frame_of(rows: list[dict[str, Any]], schema: pl.Schema,
+             overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """Row dicts as a frame of exactly ``schema`` (with ``overrides``), rows or none."""
     full = _schema(schema, overrides)
     return pl.DataFrame(rows, schema=full, orient="row") if rows else pl.DataFrame(schema=full)
 
@@ -133,7 +134,7 @@ def portfolios(client: Client, *, schema_overrides: Mapping[str, Any] | None = N
                      "created_at": p.created_at, "token_count": len(p.tokens),
                      "investment_usd": mirror.initial_investment if mirror else None,
                      "mirror_available_usd": mirror.available_amount if mirror else None})
-    return _frame(rows, PORTFOLIOS_SCHEMA, schema_overrides)
+    return frame_of(rows, PORTFOLIOS_SCHEMA, schema_overrides)
 
 
 def tokens(client: Client, *, now: datetime | None = None,
@@ -153,7 +154,7 @@ def tokens(client: Client, *, now: datetime | None = None,
             rows.append(_token_row(p.id, p.name, t.id, t.name, t.application, t.client_id,
                                    list(t.scopes), list(t.ips_whitelist), t.created_at,
                                    t.expires_at, None, now, expiring_within))
-    frame = _frame(rows, TOKENS_SCHEMA, schema_overrides)
+    frame = frame_of(rows, TOKENS_SCHEMA, schema_overrides)
     if client.ledger is None:
         return frame
     # Revoked tokens are gone from the API: the ledger knows them, with their last grant.
@@ -206,7 +207,7 @@ def trades(agent: Client, *, mode: Literal["demo", "real"] = "real",
              "order_id": t.order_id, "parent_position_id": t.parent_position_id,
              "mirror_id": t.social_trade_id}
             for t in agent.trading(mode).history(since, progress=progress)]
-    return _frame(rows, TRADES_SCHEMA, schema_overrides)
+    return frame_of(rows, TRADES_SCHEMA, schema_overrides)
 
 
 def _position_rows(positions: tuple[Position, ...]) -> list[dict[str, Any]]:
@@ -226,35 +227,40 @@ def positions(agent: Client, *, mode: Literal["demo", "real"] = "real",
     rows = _position_rows(book.positions)
     for mirror in book.mirrors:
         rows += _position_rows(mirror.positions)
-    return _frame(rows, POSITIONS_SCHEMA, schema_overrides)
+    return frame_of(rows, POSITIONS_SCHEMA, schema_overrides)
 
 
-def _mirror_value(m: Mirror) -> tuple[float, float]:
-    """A copy mirror's value now, and its unrealised P&L: cash plus open copies at market."""
-    unrealized = sum(x.unrealized.pnl for x in m.positions if x.unrealized)
-    return m.available_amount + sum(x.amount for x in m.positions) + unrealized, unrealized
+def _valued(cash: float, positions: Iterable[Position]) -> tuple[float, float]:
+    """An account's (or a mirror's) value at market, and its unrealised P&L: cash plus each
+    open position's amount and P&L."""
+    held = list(positions)
+    unrealized = sum(x.unrealized.pnl for x in held if x.unrealized)
+    return cash + sum(x.amount for x in held) + unrealized, unrealized
+
+
+def _mirrored(client: Client) -> list[tuple[AgentPortfolio, Mirror]]:
+    """Each agent portfolio with its copy mirror in the owner's real account (those without
+    one, being deleted, are left out)."""
+    mirrors = {m.mirror_id: m for m in client.trading("real").pnl().mirrors}
+    return [(p, mirrors[p.mirror_id]) for p in client.agent_portfolios.list()
+            if p.mirror_id in mirrors]
 
 
 def accounting(client: Client, *, since: date | datetime = date(2000, 1, 1),
                schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
     """Per agent portfolio, from the owner's side: investment, the mirror's current value,
     realised and unrealised P&L, open copied positions and closed copied trades."""
-    book = client.trading("real").pnl()
     closed = trades(client, mode="real", since=since)
     counts = dict(closed.group_by("mirror_id").len().iter_rows())
-    mirrors = {m.mirror_id: m for m in book.mirrors}
     rows = []
-    for p in client.agent_portfolios.list():
-        m = mirrors.get(p.mirror_id)
-        if m is None:
-            continue
-        value, unrealized = _mirror_value(m)
+    for p, m in _mirrored(client):
+        value, unrealized = _valued(m.available_amount, m.positions)
         rows.append({"portfolio_id": p.id, "name": p.name, "mirror_id": p.mirror_id,
                      "investment_usd": m.initial_investment, "mirror_value_usd": value,
                      "realized_pnl_usd": m.closed_positions_net_profit,
                      "unrealized_pnl_usd": unrealized, "open_positions": len(m.positions),
                      "trade_count": counts.get(p.mirror_id, 0)})
-    return _frame(rows, ACCOUNTING_SCHEMA, schema_overrides)
+    return frame_of(rows, ACCOUNTING_SCHEMA, schema_overrides)
 
 
 def value_snapshot(client: Client, *, agents: Mapping[str, Client] | None = None,
@@ -269,26 +275,17 @@ def value_snapshot(client: Client, *, agents: Mapping[str, Client] | None = None
     client when ``agents`` maps its portfolio id to one, else null: the owner cannot read
     an agent's account without a token for it.
     """
-    book = client.trading("real").pnl()
     now = client.now()
-    mirrors = {m.mirror_id: m for m in book.mirrors}
     rows = []
-    for p in client.agent_portfolios.list():
-        m = mirrors.get(p.mirror_id)
-        if m is None:
-            continue
-        value, _ = _mirror_value(m)
+    for p, m in _mirrored(client):
+        value, _ = _valued(m.available_amount, m.positions)
         agent = (agents or {}).get(p.id)
+        own = None if agent is None else agent.trading("real").pnl()
         rows.append({"ts": now, "name": p.name,
-                     "agent_value_usd": None if agent is None else _account_value(agent),
+                     "agent_value_usd": None if own is None else _valued(own.credit,
+                                                                        own.positions)[0],
                      "mirror_value_usd": value, "pnl_usd": value - m.initial_investment})
-    return _frame(rows, VALUE_HISTORY_SCHEMA, schema_overrides)
-
-
-def _account_value(agent: Client) -> float:
-    own = agent.trading("real").pnl()
-    return own.credit + sum(x.amount + (x.unrealized.pnl if x.unrealized else 0.0)
-                            for x in own.positions)
+    return frame_of(rows, VALUE_HISTORY_SCHEMA, schema_overrides)
 
 
 # -- from the ledger ----------------------------------------------------------------------
@@ -397,7 +394,7 @@ def _expirations(events: pl.DataFrame, now: datetime) -> pl.DataFrame:
                      "token_name": minted["token_name"], "scopes": minted["scopes"],
                      "ips_whitelist": minted["ips_whitelist"], "expires_at": at,
                      "detail": json.dumps({"derived": True})})
-    return _frame(rows, LIFECYCLE_SCHEMA, None)
+    return frame_of(rows, LIFECYCLE_SCHEMA, None)
 
 
 def _absolute(value: str | None, at: datetime) -> datetime | None:
@@ -507,7 +504,7 @@ def tokens_from_ledger(ledger: Ledger, *, now: datetime | date | None = None,
                                t["expires"], min(ends) if ends else None, at,
                                expiring_within))
     rows.sort(key=lambda r: (r["created_at"], r["token_id"]))
-    return _frame(rows, TOKENS_SCHEMA, schema_overrides)
+    return frame_of(rows, TOKENS_SCHEMA, schema_overrides)
 
 
 def grants_from_ledger(ledger: Ledger, *, now: datetime | date | None = None,
