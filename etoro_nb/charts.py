@@ -27,8 +27,6 @@ from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
 from etoro_nb.frames import VALUE_HISTORY_SCHEMA
 
-UTC_US = pl.Datetime("us", "UTC")
-
 TEMPLATE = "plotly_white"
 
 # Categorical colours for operations and portfolios; no reds (red means refused / error).

@@ -34,6 +34,7 @@ from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
 from etoro_nb import rules
 from etoro_nb.errors import APIError, AuthenticationError, PermissionDeniedError, ValidationError
+from etoro_nb.frames import UTC_US, frame_of
 from etoro_nb.models import Portfolio
 
 if TYPE_CHECKING:
@@ -47,7 +48,6 @@ UNITS_DECIMALS = 6  # the precision positions are kept in
 Targets = Mapping[str, float] | Mapping[int, float] | Mapping[str | int, float]
 """Target weights by symbol (``"AAPL"``) or instrument id (``1001``)."""
 
-UTC_US = pl.Datetime("us", "UTC")
 _STEPS: dict[str, Any] = {
     "step": pl.Int64, "at": UTC_US, "outcome": pl.String, "status": pl.Int64,
     "error_code": pl.String, "request_id": pl.String, "equity_usd": pl.Float64,
@@ -133,14 +133,6 @@ def _check_ids(targets: Mapping[int, float]) -> dict[int, float]:
     return {int(k): w for k, w in weights.items()}
 
 
-def _finite(value: float, field: str, *, positive: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-            or value < 0 or (positive and value == 0):
-        rule = "a positive number" if positive else "a number >= 0"
-        raise ValidationError(field, f"must be {rule}, got {value!r}")
-    return float(value)
-
-
 def _floor(value: float, decimals: int) -> float:
     scale = 10.0 ** decimals
     return math.floor(value * scale + 1e-9) / scale
@@ -159,11 +151,11 @@ def plan_orders(holdings: Iterable[Holding], targets: Mapping[int, float], cash:
     target. Closes come first, then buys, each in instrument id order.
     """
     weights = _check_ids(targets)
-    cash = _finite(cash, "cash", positive=False)
-    min_trade = _finite(min_trade_usd, "min_trade_usd", positive=True)
+    cash = rules.not_negative(cash, "cash")
+    min_trade = rules.positive(min_trade_usd, "min_trade_usd")
     held: dict[int, list[Holding]] = {}
     for h in holdings:
-        _finite(h.units, f"holdings[{h.position_id}].units", positive=True)
+        rules.positive(h.units, f"holdings[{h.position_id}].units")
         if not math.isfinite(h.value_usd):
             raise ValidationError(f"holdings[{h.position_id}].value_usd", "must be a finite number")
         held.setdefault(h.instrument_id, []).append(h)
@@ -259,7 +251,7 @@ class Rebalancer:
                  min_trade_usd: float = MIN_TRADE_USD,
                  clock: Callable[[], datetime] | None = None) -> None:
         weights = validate_targets(targets)
-        self.min_trade_usd = _finite(min_trade_usd, "min_trade_usd", positive=True)
+        self.min_trade_usd = rules.positive(min_trade_usd, "min_trade_usd")
         self.trading = agent.trading(mode)
         self.mode = self.trading.mode
         if self.mode == "real":
@@ -400,8 +392,7 @@ class Rebalancer:
             "sold_usd": math.fsum(o.amount_usd for o in r.placed if o.action == "close"),
             "actions": [self.describe(o) for o in r.placed],
         } for r in self.records]
-        return pl.DataFrame(rows, schema=STEPS_SCHEMA, orient="row") if rows \
-            else pl.DataFrame(schema=STEPS_SCHEMA)
+        return frame_of(rows, STEPS_SCHEMA)
 
     def weights_frame(self) -> pl.DataFrame:
         """One row per step, phase and instrument (``WEIGHTS_SCHEMA``)."""
@@ -417,8 +408,7 @@ class Rebalancer:
                           "target": None if k is None else self.targets.get(k, 0.0),
                           "weight": weights.get(k, 0.0), "value_usd": values.get(k, 0.0)}
                          for k in keys]
-        return pl.DataFrame(rows, schema=WEIGHTS_SCHEMA, orient="row") if rows \
-            else pl.DataFrame(schema=WEIGHTS_SCHEMA)
+        return frame_of(rows, WEIGHTS_SCHEMA)
 
 
 # -- the chart ----------------------------------------------------------------------------

@@ -36,10 +36,21 @@ def token_name(name: str, field: str = "token_name") -> str:
     return name
 
 
+def _finite(value: float, field: str, rule: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValidationError(field, f"must be {rule}, got {value!r}")
+    return float(value)
+
+
 def positive(value: float, field: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) \
-            or value <= 0:
+    if _finite(value, field, "a positive number") <= 0:
         raise ValidationError(field, f"must be a positive number, got {value!r}")
+    return float(value)
+
+
+def not_negative(value: float, field: str) -> float:
+    if _finite(value, field, "a number >= 0") < 0:
+        raise ValidationError(field, f"must be a number >= 0, got {value!r}")
     return float(value)
 
 
