@@ -37,7 +37,12 @@ from etoro_nb.ledger.recorder import UsageRecorder
 from etoro_nb.models import Me, MintedToken, UserToken
 from etoro_nb.operations import catalogue
 from etoro_nb.ratelimit import Quota, RateLimiter
-from etoro_nb.resources.agent_portfolios import AgentPortfolios, AsyncAgentPortfolios, now_flow
+from etoro_nb.resources.agent_portfolios import (
+    AgentPortfolios,
+    AsyncAgentPortfolios,
+    now_flow,
+    raw_change_flow,
+)
 from etoro_nb.resources.market import AsyncMarket, Market
 from etoro_nb.resources.trading import AsyncTrading, Trading
 from etoro_nb.sandbox import SandboxConfig, SandboxServer
@@ -223,7 +228,10 @@ class Client(_ClientBase):
         an error answer raises as usual (its ``headers`` and ``body`` are on the error)."""
         call = operation_call(operation_id, path_params, query, body, request_id)
         self._guard(call.real_money)
-        return self._run(_answer_flow(call))
+        answer = self._run(_answer_flow(call))
+        for kind, fields in self._run(raw_change_flow(call, path_params or {}, answer)):
+            self._lifecycle(kind, **fields)
+        return answer
 
     def as_agent(self, token: Secret) -> Client:
         """A client acting with a delegated token (a ``MintedToken`` or its secret).
@@ -313,7 +321,10 @@ class AsyncClient(_ClientBase):
                    request_id: str | None = None) -> Answer:
         call = operation_call(operation_id, path_params, query, body, request_id)
         self._guard(call.real_money)
-        return await self._run(_answer_flow(call))
+        answer = await self._run(_answer_flow(call))
+        for kind, fields in await self._run(raw_change_flow(call, path_params or {}, answer)):
+            self._lifecycle(kind, **fields)
+        return answer
 
     def as_agent(self, token: Secret) -> AsyncClient:
         return AsyncClient(http=self._http, **self._agent_settings(token))

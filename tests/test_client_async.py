@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from datetime import date
+from pathlib import Path
 
+import polars as pl
 import pytest
 
-from etoro_nb import errors
+from etoro_nb import errors, frames
 from etoro_nb.client import AsyncClient
+from etoro_nb.ledger import Ledger
 from etoro_nb.sandbox import Faults, SandboxServer
 from tests.helpers import ALL_SCOPES, DEMO_READ
 
@@ -63,3 +66,24 @@ def test_async_partial_create_and_reconciled_create(server: SandboxServer) -> No
             assert (await client.as_agent(created.token).me()).username == "async02"
 
     asyncio.run(scenario())
+
+
+def test_async_raw_call_records_the_change(server: SandboxServer, tmp_path: Path) -> None:
+    async def scenario() -> list[str]:
+        creds = server.credentials
+        async with AsyncClient(base_url=creds.base_url, api_key=creds.api_key,
+                               user_key=creds.user_key, environment="sandbox", allow_real=True,
+                               ledger=Ledger(tmp_path / "l.sqlite")) as client:
+            created = (await client.call("createAgentPortfolioV2", body={
+                "agentPortfolioName": "async02", "investmentAmountInUsd": 500,
+                "userTokenName": "t", "scopeNames": [DEMO_READ]})).body
+            agent = client.as_agent(created["userTokens"][0]["userToken"])
+            await agent.me()
+            assert client.ledger is not None
+            usage = frames.usage(client.ledger, phase="outcome")
+            assert isinstance(usage, pl.DataFrame)
+            assert usage.filter(principal="agent")["token_id"].to_list() == [
+                created["userTokens"][0]["userTokenId"]]
+            return frames.lifecycle(client.ledger)["kind"].to_list()
+
+    assert asyncio.run(scenario()) == ["portfolio_created", "token_minted"]

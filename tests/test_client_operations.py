@@ -3,12 +3,16 @@ owner and as agents with the scope combinations that matter."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
+from pathlib import Path
 
+import polars as pl
 import pytest
 
-from etoro_nb import errors
+from etoro_nb import errors, frames
 from etoro_nb.client import Client
+from etoro_nb.ledger import Ledger
 from etoro_nb.models import CreatedPortfolio
 from etoro_nb.sandbox import SandboxServer
 from tests.helpers import ALL_SCOPES, DEMO_READ, DEMO_WRITE, REAL_READ, REAL_WRITE
@@ -183,3 +187,34 @@ def test_history_progress_bar(client: Client, created: CreatedPortfolio,
     assert len(demo.history(date(2026, 1, 1), page_size=2, progress=True)) == 3
     bar = capsys.readouterr().err
     assert "demo trade history" in bar and "3 items" in bar
+
+
+def test_raw_calls_that_change_delegation_reach_the_audit(
+        server: SandboxServer, make_client: Callable[..., Client], tmp_path: Path) -> None:
+    """client.call (the playground's path) records delegation changes as the typed methods
+    do: a v1 mint, a deprecated v1 update by scope ids, a revoke."""
+    ledger = Ledger(tmp_path / "l.sqlite")
+    client = make_client(server, ledger=ledger, clock=server.sandbox.clock.now)
+    bot = client.agent_portfolios.create("alpha01", 1000, scopes=[DEMO_READ], token_name="t0")
+    pid = bot.portfolio.id
+    minted = client.call("createAgentPortfolioUserToken", path_params={"agentPortfolioId": pid},
+                         body={"userTokenName": "raw", "scopeIds": [201, 203]}).body
+    tid = minted["userTokenId"]
+    client.call("updateAgentPortfolioUserToken",
+                path_params={"agentPortfolioId": pid, "userTokenId": tid},
+                body={"scopeIds": [200], "ipsWhitelist": ["10.0.0.1"]})
+    grants = frames.grants_from_ledger(ledger).filter(pl.col("token_id") == tid)
+    assert grants["scope"].to_list() == [REAL_READ]  # as it stood after the v1 update
+    assert frames.tokens_from_ledger(ledger).filter(
+        pl.col("token_id") == tid)["ips_whitelist"].to_list() == [["10.0.0.1"]]
+    client.call("deleteAgentPortfolioUserToken",
+                path_params={"agentPortfolioId": pid, "userTokenId": tid})
+    row = frames.tokens(client).filter(pl.col("token_id") == tid).row(0, named=True)
+    assert (row["token_name"], row["status"], row["scopes"]) == ("raw", "revoked", [REAL_READ])
+    kinds = frames.lifecycle(ledger).filter(pl.col("token_id") == tid)["kind"].to_list()
+    assert kinds == ["token_minted", "token_updated", "token_revoked"]
+    # A refused change records nothing.
+    with pytest.raises(errors.APIError):
+        client.call("deleteAgentPortfolioUserToken",
+                    path_params={"agentPortfolioId": pid, "userTokenId": tid})
+    assert frames.lifecycle(ledger).filter(pl.col("token_id") == tid).height == 3

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import builtins
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from etoro_nb import rules
-from etoro_nb._base import Call, Flow
+from etoro_nb._base import Answer, Call, Flow
 from etoro_nb.errors import (
     APIConnectionError,
     BadRequestError,
@@ -67,6 +67,14 @@ def token_request(name: str, scopes: Iterable[str], ips_whitelist: Iterable[str]
     return TokenRequest(rules.token_name(name), tuple([scopes] if isinstance(scopes, str)
                                                       else scopes),
                         None if whitelist is None else tuple(whitelist), expires_at)
+
+
+def minted_from(body: Mapping[str, Any], portfolio_id: str) -> MintedToken:
+    """A just-minted token from an answer's token object: a mint's answer, or one of a
+    create's ``userTokens`` (whose scopes come as ``[{"name": ...}]``)."""
+    names = body.get("scopeNames") or [s["name"] for s in body.get("scopes", [])
+                                       if isinstance(s, dict) and "name" in s]
+    return parse(MintedToken, {**body, "scopeNames": names, "portfolio_id": portfolio_id})
 
 
 # -- flows --------------------------------------------------------------------------------
@@ -134,7 +142,7 @@ def mint_flow(portfolio_id: str, grant: TokenRequest, environment: str, cache: l
                             grant.name, portfolio_id, type(exc).__name__, orphan.id)
             call = replace(call, request_id=None)
             continue
-        return parse(MintedToken, {**answer.body, "portfolio_id": portfolio_id})
+        return minted_from(answer.body, portfolio_id)
     raise APIConnectionError(f"minting token {grant.name!r} kept failing",
                              request_id=call.request_id or "-", operation=call.operation)
 
@@ -187,9 +195,7 @@ def create_flow(req: PortfolioRequest, environment: str, cache: list[str],
                 request_id=answer.request_id, operation=call.operation, body=answer.body)
         created = answer.body
         token_body = created["userTokens"][0]
-        token = parse(MintedToken, {
-            **token_body, "scopeNames": [s["name"] for s in token_body.get("scopes", [])],
-            "portfolio_id": created["agentPortfolioId"]})
+        token = minted_from(token_body, created["agentPortfolioId"])
         public = {k: v for k, v in token_body.items() if k not in ("userToken", "scopes")}
         portfolio = AgentPortfolio.model_validate({
             **created, "createdAt": None,
@@ -228,6 +234,52 @@ def update_flow(portfolio_id: str, token_id: str, changes: dict[str, Any],
     except BadRequestError as exc:
         if not (exc.ambiguous_before and exc.error_code == "NoChangesDetected"):
             raise
+
+
+RAW_CHANGES = {
+    "createAgentPortfolio": "portfolio_created", "createAgentPortfolioV2": "portfolio_created",
+    "createAgentPortfolioUserToken": "token_minted",
+    "createAgentPortfolioUserTokenV2": "token_minted",
+    "updateAgentPortfolioUserToken": "token_updated",
+    "updateAgentPortfolioUserTokenV2": "token_updated",
+    "deleteAgentPortfolioUserToken": "token_revoked", "deleteAgentPortfolio": "portfolio_deleted",
+}
+"""The operations that change delegation, by the lifecycle event each one records."""
+Event = tuple[str, dict[str, Any]]
+
+
+def raw_change_flow(call: Call, path_params: Mapping[str, object],
+                    answer: Answer) -> Flow[list[Event]]:
+    """The lifecycle events a raw ``client.call`` made, as the typed methods record them,
+    so the audit sees delegation changed from the playground too (and a token minted there
+    is known by its fingerprint). An update is recorded as the token stood after it (one
+    read), whatever the request's shape (v1 scope ids or v2 names)."""
+    kind = RAW_CHANGES.get(call.operation)
+    if kind is None or not 200 <= answer.status < 300:
+        return []
+    body = answer.body if isinstance(answer.body, dict) else {}
+    pid = str(path_params.get("agentPortfolioId") or body.get("agentPortfolioId") or "")
+    tid = str(path_params.get("userTokenId") or "") or None
+    via: dict[str, Any] = {"via": "client.call"}
+    if kind == "portfolio_created":
+        tokens = [minted_from(t, pid) for t in body.get("userTokens", []) if t.get("userToken")]
+        sent = call.json if isinstance(call.json, dict) else {}
+        created = {"name": body.get("agentPortfolioName"), "mirror_id": body.get("mirrorId"),
+                   "investment_usd": sent.get("investmentAmountInUsd"),
+                   "first_token_created": bool(tokens), **via}
+        return [("portfolio_created", {"portfolio_id": pid, "detail": created}),
+                *(("token_minted", {"token": t, "portfolio_id": pid, "detail": via})
+                  for t in tokens)]
+    if kind == "token_minted":
+        return [(kind, {"token": minted_from(body, pid), "portfolio_id": pid, "detail": via})]
+    if kind == "token_updated":
+        now = next((t for t in (yield from find_flow(pid)).tokens if t.id == tid), None)
+        state = {} if now is None else {
+            "scopes": list(now.scopes), "ips_whitelist": list(now.ips_whitelist),
+            "expires_at": now.expires_at.isoformat() if now.expires_at else None}
+        return [(kind, {"portfolio_id": pid, "token_id": tid,
+                        "detail": {"token_id": tid, **state, **via}})]
+    return [(kind, {"portfolio_id": pid, "token_id": tid})]
 
 
 @dataclass(frozen=True)
