@@ -152,7 +152,13 @@ def test_playground_sends_any_operation_and_records_it(owner_client: Client) -> 
     assert "x-ratelimit-remaining" in panel.headers.value
     created = json.loads(panel.response.value)
     assert [p.name for p in owner_client.agent_portfolios.list()] == ["play001"]
-    secret = created["userTokens"][0]["userToken"]
+    # The secret is masked in the answer and shown once, apart, until dismissed.
+    assert created["userTokens"][0]["userToken"] == "**********"
+    secret = panel.secret.secret.value
+    assert secret.startswith("etnb_") and owner_client.as_agent(secret).me().username
+    assert "Copy this secret now" in panel.secret.warning.value
+    panel.secret.dismiss.click()
+    assert secret not in _state(panel)
     assert secret not in panel.curl.value and "$ETORO_USER_KEY" in panel.curl.value
     assert panel.curl.value.startswith("curl -X POST")
     # As the agent: management is refused, shown inline with code and request id.
@@ -179,6 +185,12 @@ def test_playground_sends_any_operation_and_records_it(owner_client: Client) -> 
     assert ("owner", "createAgentPortfolioV2", 201) in ops
     assert ("agent", "getAgentPortfolios", 403) in ops
     assert ("owner", "deleteAgentPortfolio", 204) in ops
+    # Delegation changed from the playground is in the lifecycle like any other, and the
+    # token minted there is known: the agent's requests are attributed to it.
+    kinds = frames.lifecycle(owner_client.ledger)["kind"].to_list()
+    assert kinds[:3] == ["portfolio_created", "token_minted", "portfolio_deleted"]
+    token_id = created["userTokens"][0]["userTokenId"]
+    assert set(usage.filter(principal="agent")["token_id"]) == {token_id}
 
 
 def test_activity_panel_filters_and_updates_charts_in_place(

@@ -12,12 +12,14 @@ import ipywidgets as w
 
 from etoro_nb.client import Client, operation_call
 from etoro_nb.errors import APIError, EtoroError
+from etoro_nb.models import MintedToken
+from etoro_nb.resources.agent_portfolios import minted_from
 from etoro_nb.spec import load_subset
-from widgets._common import ConfirmBox, Feedback, environment_badge, panel_repr
+from widgets._common import ConfirmBox, Feedback, SecretReveal, environment_badge, panel_repr
 
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
                 "retry-after", "x-request-id")
-KEY_HEADERS = ("x-request-id", "x-api-key", "x-user-key")
+MASK = "**********"
 
 
 def operations() -> dict[str, tuple[str, str, dict[str, Any]]]:
@@ -82,6 +84,7 @@ class PlaygroundPanel(w.VBox):
         self.curl = w.Textarea(description="curl", layout=w.Layout(width="95%", height="80px"))
         self.feedback = Feedback()
         self.confirm = ConfirmBox()
+        self.secret = SecretReveal()  # a minted token's secret, once; never in the response
         # A pasted agent token is taken out of the widget (whose state reaches the browser
         # and a saved notebook) into this client, and the field is cleared.
         self._agent: Client | None = None
@@ -91,7 +94,7 @@ class PlaygroundPanel(w.VBox):
         super().__init__([self.badge, self.operation, self.summary,
                           w.HBox([self.as_agent, self.agent_token]), self.params, self.body,
                           self.send_button, self.confirm, self.status, self.headers,
-                          self.response, self.curl, self.feedback])
+                          self.secret, self.response, self.curl, self.feedback])
         self.load_operation()
 
     def __repr__(self) -> str:
@@ -130,15 +133,14 @@ class PlaygroundPanel(w.VBox):
         query = {n: f.value for n, (where, f) in self._fields.items()
                  if where == "query" and f.value != ""}
         caller = self.client
+        pasted, self.agent_token.value = self.agent_token.value, ""  # never left in the widget
         if self.as_agent.value:
-            if self.agent_token.value:
+            if pasted:
                 try:
-                    self._agent = self.client.as_agent(self.agent_token.value)
+                    self._agent = self.client.as_agent(pasted)
                 except EtoroError as exc:
                     self.feedback.show_error(exc)
                     return
-                finally:
-                    self.agent_token.value = ""
                 self.agent_token.placeholder = "token held for this session; paste to replace"
             if self._agent is None:
                 self.feedback.value = '<span style="color:#b00020">Agent token: paste one</span>'
@@ -181,9 +183,33 @@ class PlaygroundPanel(w.VBox):
                  if k in RATE_HEADERS}
         self.headers.value = "<br>".join(f"<code>{html.escape(k)}: {html.escape(v)}</code>"
                                          for k, v in sorted(shown.items()))
-        self.response.value = "" if body is None else json.dumps(body, indent=2)
+        shown_body, minted = redact_secrets(body, call.path)
+        self.response.value = "" if body is None else json.dumps(shown_body, indent=2)
+        if minted:
+            self.secret.show(minted[0])
         self.curl.value = curl_line(self.client.base_url + call.path, call.method, call.params,
                                     call.json, shown.get("x-request-id", "<uuid>"))
+
+
+def redact_secrets(body: Any, path: str) -> tuple[Any, list[MintedToken]]:
+    """The answer as shown, every ``userToken`` secret masked; and the tokens it minted
+    (for the one-time reveal). The portfolio id comes from the token's object or the path."""
+    minted: list[MintedToken] = []
+
+    def walk(value: Any, portfolio_id: str) -> Any:
+        if isinstance(value, list):
+            return [walk(v, portfolio_id) for v in value]
+        if not isinstance(value, dict):
+            return value
+        portfolio_id = str(value.get("agentPortfolioId") or portfolio_id)
+        if isinstance(value.get("userToken"), str):
+            minted.append(minted_from(value, portfolio_id))
+            value = {**value, "userToken": MASK}
+        return {k: walk(v, portfolio_id) for k, v in value.items()}
+
+    parts = path.split("/")
+    in_path = parts[parts.index("agent-portfolios") + 1] if "agent-portfolios" in parts[:-1] else ""
+    return walk(body, in_path), minted
 
 
 def curl_line(url: str, method: str, params: dict[str, Any] | None, body: Any,
