@@ -201,3 +201,30 @@ def test_canary_secret_appears_in_no_ledger_file(
                        server.credentials.api_key):
             assert secret.encode() not in data, file.name
     assert ledger.verify().ok
+
+
+FINGERPRINT_SCRIPT = """
+import sys
+from etoro_nb.ledger import Ledger
+sys.stdin.readline()  # all start together
+print(Ledger(sys.argv[1]).fingerprint("same-secret"))
+"""
+
+
+def test_processes_opening_a_new_ledger_at_once_share_one_key(tmp_path: Path) -> None:
+    path = tmp_path / "new.sqlite"
+    procs = [subprocess.Popen([sys.executable, "-c", FINGERPRINT_SCRIPT, str(path)], cwd=ROOT,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(6)]
+    outs = [p.communicate("go\n", timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 6, [err for _, err in outs]
+    assert len({out.strip() for out, _ in outs}) == 1  # one key: fingerprints agree
+    assert [p.name for p in tmp_path.iterdir() if ".key." in p.name] == []  # no drafts left
+
+
+def test_a_damaged_key_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    Ledger(path)
+    path.with_name("l.sqlite.key").write_text("")
+    with pytest.raises(errors.LedgerError, match="key file"):
+        Ledger(path)

@@ -31,7 +31,7 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -41,6 +41,7 @@ from etoro_nb.ledger.schema import CHAINED, GENESIS, REAL_COLUMNS, SEALABLE, mig
 
 Durability = Literal["normal", "full"]
 DEFAULT_SEAL_THRESHOLD = 20_000
+KEY_BYTES = 32  # the HMAC key of token fingerprints
 LOCK_DEADLINE = 60.0
 
 
@@ -131,12 +132,30 @@ class Ledger:
 
     # -- keys and fingerprints ----------------------------------------------------------
     def _load_key(self) -> bytes:
+        """The fingerprint key beside the ledger, made on first use. It appears whole or not
+        at all (written aside, then linked into place), so processes opening a new ledger
+        at once all read the same key."""
         key_file = self.path.with_name(self.path.name + ".key")
         if not key_file.exists():
-            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            with os.fdopen(fd, "w") as f:
-                f.write(secrets.token_hex(32))
-        return bytes.fromhex(key_file.read_text().strip())
+            draft = key_file.with_name(f"{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}")
+            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w") as f:
+                    f.write(secrets.token_hex(KEY_BYTES))
+                    f.flush()
+                    os.fsync(f.fileno())
+                with suppress(FileExistsError):  # another process made it first
+                    os.link(draft, key_file)
+            finally:
+                draft.unlink(missing_ok=True)
+        try:
+            key = bytes.fromhex(key_file.read_text().strip())
+        except ValueError:
+            key = b""
+        if len(key) != KEY_BYTES:
+            raise LedgerError(f"the ledger's key file {key_file} is damaged: expected "
+                              f"{KEY_BYTES} bytes in hex")
+        return key
 
     def fingerprint(self, secret: str) -> str:
         """A keyed fingerprint of a token secret: stable in this ledger, useless elsewhere."""
