@@ -109,7 +109,7 @@ class _ClientBase:
                  retry: RetryPolicy | None = None, timeout: httpx.Timeout = DEFAULT_TIMEOUT,
                  sandbox: SandboxServer | None = None, ledger: Ledger | None = None,
                  clock: Callable[[], datetime] | None = None,
-                 simulated_time: bool = False) -> None:
+                 simulated_time: bool = False, owns_ledger: bool = False) -> None:
         self.environment: Environment = environment
         self.allow_real = allow_real
         self.principal = principal
@@ -127,6 +127,7 @@ class _ClientBase:
         self._limiter = limiter or RateLimiter(quota)
         self._retry = retry or RetryPolicy()
         self.ledger = ledger
+        self._owns_ledger = owns_ledger  # opened by connect() for this client: closed with it
         # The ledger's timeline: an embedded sandbox's (possibly simulated) clock, else UTC now.
         self._clock = clock or (sandbox.sandbox.clock.now if sandbox is not None
                                 else lambda: datetime.now(UTC))
@@ -245,6 +246,8 @@ class Client(_ClientBase):
             self._http.close()
         if self._sandbox is not None:
             self._sandbox.stop()
+        if self._owns_ledger and self.ledger is not None:
+            self.ledger.close()
 
     def __enter__(self) -> Client:
         return self
@@ -334,6 +337,8 @@ class AsyncClient(_ClientBase):
             await self._http.aclose()
         if self._sandbox is not None:
             self._sandbox.stop()
+        if self._owns_ledger and self.ledger is not None:
+            self.ledger.close()
 
     async def __aenter__(self) -> AsyncClient:
         return self
@@ -406,12 +411,13 @@ def _settings(api_key: str | None, user_key: str | None, base_url: str | None,
         return dict(base_url=server.base_url, api_key=server.credentials.api_key,
                     user_key=server.credentials.user_key, environment="sandbox",
                     allow_real=True, quota=quota, sandbox=server,
-                    ledger=_ledger(ledger, "sandbox"))
+                    ledger=_ledger(ledger, "sandbox"), owns_ledger=not isinstance(ledger, Ledger))
     environment = _detect(creds.base_url)
     return dict(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
                 environment=environment,
                 allow_real=True if environment == "sandbox" else real_trading_allowed(allow_real),
-                quota=quota, ledger=_ledger(ledger, environment))
+                quota=quota, ledger=_ledger(ledger, environment),
+                owns_ledger=not isinstance(ledger, Ledger))
 
 
 def _ledger(chosen: Ledger | str | Path | None, environment: Environment) -> Ledger:

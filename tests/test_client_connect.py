@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 import etoro_nb as enb
 from etoro_nb import errors
 from etoro_nb.config import resolve_credentials
+from etoro_nb.ledger import Ledger
 from etoro_nb.rebalancer import Rebalancer
 from etoro_nb.sandbox import SandboxServer
 
@@ -84,3 +86,19 @@ def test_a_sandbox_url_is_recognised_as_the_sandbox(server: SandboxServer) -> No
     with enb.connect(creds.api_key, creds.user_key, base_url=creds.base_url) as client:
         assert client.environment == "sandbox"
         assert client.trading("real").portfolio().credit == 100_000
+
+
+def test_close_closes_the_ledger_connect_opened_not_one_given(tmp_path: Path,
+                                                              server: SandboxServer) -> None:
+    creds = server.credentials
+    opened = enb.connect(creds.api_key, creds.user_key, base_url=creds.base_url,
+                         env_file=None, ledger=tmp_path / "own.sqlite")
+    given = Ledger(tmp_path / "given.sqlite")
+    lent = enb.connect(creds.api_key, creds.user_key, base_url=creds.base_url,
+                       env_file=None, ledger=given)
+    opened.close()
+    lent.close()
+    assert opened.ledger is not None
+    with pytest.raises(sqlite3.ProgrammingError):  # closed with its client
+        opened.ledger._conn.execute("SELECT 1")
+    assert given.verify().ok  # still the caller's to use
