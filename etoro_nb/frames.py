@@ -187,12 +187,18 @@ def _token_row(portfolio_id: str, portfolio_name: str | None, token_id: str, nam
 def scope_grants(client: Client, *, schema_overrides: Mapping[str, Any] | None = None
                  ) -> pl.DataFrame:
     """One row per token and granted scope (revoked tokens included, with their status)."""
-    frame = tokens(client)
-    grants = (frame.select("portfolio_id", "portfolio_name", "token_id", "token_name",
-                           "scopes", "status")
-              .explode("scopes").rename({"scopes": "scope"})
-              .drop_nulls("scope"))
-    return grants.select(list(GRANTS_SCHEMA)).cast(_schema(GRANTS_SCHEMA, schema_overrides))
+    return grants(tokens(client), schema_overrides=schema_overrides)
+
+
+def grants(tokens_frame: pl.DataFrame, *, schema_overrides: Mapping[str, Any] | None = None
+           ) -> pl.DataFrame:
+    """A ``tokens`` frame (from the API or the ledger) as one row per token and granted
+    scope (``GRANTS_SCHEMA``): what ``least_privilege`` takes."""
+    exploded = (tokens_frame.select("portfolio_id", "portfolio_name", "token_id", "token_name",
+                                    "scopes", "status")
+                .explode("scopes").rename({"scopes": "scope"})
+                .drop_nulls("scope"))
+    return exploded.select(list(GRANTS_SCHEMA)).cast(_schema(GRANTS_SCHEMA, schema_overrides))
 
 
 def trades(agent: Client, *, mode: Literal["demo", "real"] = "real",
@@ -524,14 +530,11 @@ def grants_from_ledger(ledger: Ledger, *, now: datetime | date | None = None,
     >>> least_privilege(grants_from_ledger(ledger), usage(ledger, phase="outcome"))
     ...                                                            # doctest: +SKIP
     """
-    frame = tokens_from_ledger(ledger, now=now, until=until, expiring_within=expiring_within)
-    grants = (frame.select("portfolio_id", "portfolio_name", "token_id", "token_name",
-                           "scopes", "status")
-              .explode("scopes").rename({"scopes": "scope"})
-              .drop_nulls("scope"))
-    return grants.select(list(GRANTS_SCHEMA)).cast(_schema(GRANTS_SCHEMA, schema_overrides))
+    return grants(tokens_from_ledger(ledger, now=now, until=until,
+                                     expiring_within=expiring_within),
+                  schema_overrides=schema_overrides)
 
 
-__all__ = ["VALUE_HISTORY_SCHEMA", "accounting", "grants_from_ledger", "least_privilege", "lifecycle",
-           "portfolios", "positions", "requests", "scope_grants", "tokens", "tokens_from_ledger", "trades",
-           "usage", "value_snapshot"]
+__all__ = ["VALUE_HISTORY_SCHEMA", "accounting", "grants", "grants_from_ledger", "least_privilege",
+           "lifecycle", "portfolios", "positions", "requests", "scope_grants", "tokens",
+           "tokens_from_ledger", "trades", "usage", "value_snapshot"]

@@ -76,7 +76,8 @@ class ActivityPanel(w.VBox):
         try:
             ledger = self.client.ledger
             assert ledger is not None
-            self._tokens = frames.tokens(self.client)
+            now = self.client.now()
+            self._tokens = frames.tokens(self.client, now=now)
             names = {p.id: p.name for p in self.client.agent_portfolios.list()}
             self.portfolio.options = [("all", ALL), *sorted(((n, i) for i, n in names.items()))]
             self._token_choices()
@@ -87,7 +88,7 @@ class ActivityPanel(w.VBox):
                                  token=self.token.value or None)
             assert isinstance(usage, pl.DataFrame)
             self.progress.value = 2
-            grants = frames.scope_grants(self.client)
+            grants = frames.grants(self._tokens)
             if self.portfolio.value:
                 grants = grants.filter(pl.col("portfolio_id") == self.portfolio.value)
             if self.token.value:
@@ -100,7 +101,7 @@ class ActivityPanel(w.VBox):
             _replace(self.activity, charts.activity(self._most_active(usage), freq=self.freq,
                                                     portfolio_names=names))
             _replace(self.scope_usage, charts.scope_usage(least))
-            _replace(self.lifetimes, charts.token_lifetimes(tokens, now=self.client.now()))
+            _replace(self.lifetimes, charts.token_lifetimes(tokens, now=now))
             self.progress.value = 4
         except EtoroError as exc:
             self.feedback.show_error(exc)

@@ -133,11 +133,10 @@ class DelegationPanel(w.VBox):
         ledger = self.client.ledger
         if ledger is None or self._tokens.is_empty():
             return {}
-        grants = self._tokens.select("portfolio_id", "token_id", "token_name", "scopes",
-                                     "status").explode("scopes").rename({"scopes": "scope"})
+        grants = frames.grants(self._tokens)
         usage = frames.usage(ledger, phase="outcome")
         assert isinstance(usage, pl.DataFrame)
-        verdicts = frames.least_privilege(grants.drop_nulls("scope"), usage)
+        verdicts = frames.least_privilege(grants, usage)
         active = set(verdicts.filter(verdict="needed")["token_id"])
         out: dict[str, list[str]] = {}
         for r in verdicts.filter(verdict="unused").iter_rows(named=True):
