@@ -25,7 +25,7 @@ import plotly.graph_objects as go  # type: ignore[import-untyped]
 import polars as pl
 from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
-from etoro_nb.frames import VALUE_HISTORY_SCHEMA
+from etoro_nb.frames import VALUE_HISTORY_SCHEMA, token_status
 
 TEMPLATE = "plotly_white"
 
@@ -417,17 +417,15 @@ def token_lifetimes(tokens: pl.DataFrame, *, now: datetime,
     open_ended: list[dict[str, Any]] = []
     for t in frame.iter_rows(named=True):
         expires, revoked = t["expires_at"], t["revoked_at"]
-        if revoked is not None or t["status"] == "revoked":
-            status = "revoked"
+        status = ("revoked" if t["status"] == "revoked"
+                  else token_status(expires, revoked, now, expiring_within))
+        if status == "revoked":
             ends = [d for d in (expires, revoked) if d is not None]
             end, kind = (min(ends), "revoked") if ends else (now, "revoked (time unknown)")
         elif expires is None:
-            status, end, kind = "active", now, "never expires"
-        elif expires <= now:
-            status, end, kind = "expired", expires, "expired"
+            end, kind = now, "never expires"
         else:
-            status = "expiring" if expires - now <= expiring_within else "active"
-            end, kind = expires, "expires"
+            end, kind = expires, ("expired" if status == "expired" else "expires")
         label = (f"{t['token_name']} ({_short(t['token_id'])})" if t["token_name"]
                  else _short(t["token_id"]))
         bar = {"label": label, "start": t["created_at"], "end": end, "token": t,

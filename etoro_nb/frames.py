@@ -164,18 +164,24 @@ def tokens(client: Client, *, now: datetime | None = None,
     return pl.concat([frame, gone])
 
 
+def token_status(expires_at: datetime | None, revoked_at: datetime | None, now: datetime,
+                 expiring_within: timedelta = timedelta(days=7)) -> str:
+    """``revoked``, ``expired``, ``expiring`` (within ``expiring_within``) or ``active``,
+    at ``now``."""
+    if revoked_at is not None:
+        return "revoked"
+    if expires_at is not None and expires_at <= now:
+        return "expired"
+    if expires_at is not None and expires_at - now <= expiring_within:
+        return "expiring"
+    return "active"
+
+
 def _token_row(portfolio_id: str, portfolio_name: str | None, token_id: str, name: str,
                application: str | None, client_id: str | None, scopes: list[str],
                ips: list[str], created: datetime | None, expires: datetime | None,
                revoked: Any, now: datetime, expiring_within: timedelta) -> dict[str, Any]:
-    if revoked is not None:
-        status = "revoked"
-    elif expires is not None and expires <= now:
-        status = "expired"
-    elif expires is not None and expires - now <= expiring_within:
-        status = "expiring"
-    else:
-        status = "active"
+    status = token_status(expires, revoked, now, expiring_within)
     days = None if expires is None else (expires - now).total_seconds() / 86400
     return {"portfolio_id": portfolio_id, "portfolio_name": portfolio_name,
             "token_id": token_id, "token_name": name, "application": application,
@@ -536,5 +542,5 @@ def grants_from_ledger(ledger: Ledger, *, now: datetime | date | None = None,
 
 
 __all__ = ["VALUE_HISTORY_SCHEMA", "accounting", "grants", "grants_from_ledger", "least_privilege",
-           "lifecycle", "portfolios", "positions", "requests", "scope_grants", "tokens",
+           "lifecycle", "portfolios", "positions", "requests", "scope_grants", "token_status", "tokens",
            "tokens_from_ledger", "trades", "usage", "value_snapshot"]
