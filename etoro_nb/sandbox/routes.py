@@ -31,6 +31,7 @@ from etoro_nb.sandbox.validation import (
     parse_json_object,
     parse_uuid,
     query_int,
+    req_string,
     require_fields,
 )
 
@@ -112,11 +113,8 @@ def _expiry(call: Call, body: dict[str, Any]) -> datetime | None:
 
 
 def _token_spec(call: Call, body: dict[str, Any], *, v2: bool, scope_status: int) -> TokenSpec:
-    name = opt_string(body, "userTokenName")
-    if name is None:
-        raise validation("userTokenName is required")
     return TokenSpec(
-        name=call.sandbox.delegation.check_token_name(name),
+        name=call.sandbox.delegation.check_token_name(req_string(body, "userTokenName")),
         scopes=_scopes(call, body, v2=v2, scope_status=scope_status),
         ips=tuple(ipv4_list(opt_list(body, "ipsWhitelist", str) or [])),
         expires_at=_expiry(call, body),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,10 +47,6 @@ class SandboxServer:
         config = self.sandbox.config
         return Credentials(self.base_url, config.api_key, config.user_key)
 
-    @property
-    def environment(self) -> str:
-        return "sandbox"
-
     def stop(self) -> None:
         """Stop serving and close the state database; safe to call twice."""
         if self._thread.is_alive():
@@ -88,15 +85,13 @@ def start(
         create_app(sandbox), log_level="warning", access_log=False, lifespan="off",
     )
     server = uvicorn.Server(uv_config)
-    started = threading.Event()
-
     def run() -> None:
         server.run(sockets=[sock])
 
     thread = threading.Thread(target=run, name=f"etoro-nb-sandbox-{bound_port}", daemon=True)
     thread.start()
-    while not server.started and thread.is_alive():
-        started.wait(0.01)
+    while not server.started and thread.is_alive():  # uvicorn says when it listens
+        time.sleep(0.01)
     if not server.started:
         sandbox.close()
         raise RuntimeError("the sandbox server did not start")

@@ -13,8 +13,6 @@ from typing import Any
 
 from etoro_nb.sandbox.errors import ApiError, validation
 
-_MISSING = object()
-
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
     """The body as a JSON object; anything else is a 400 that says what was wrong."""
