@@ -69,6 +69,10 @@ class AgentPortfolio(Model):
         """The live token of that name, if any."""
         return next((t for t in self.tokens if t.name == name), None)
 
+    def token_by_id(self, token_id: str | None) -> UserToken | None:
+        """The live token with that id, if any."""
+        return next((t for t in self.tokens if t.id == token_id), None)
+
 
 class CreatedPortfolio(Model):
     """A new agent portfolio and its first token, with that token's secret."""

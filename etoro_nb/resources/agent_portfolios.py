@@ -273,7 +273,7 @@ def raw_change_flow(call: Call, path_params: Mapping[str, object],
     if kind == "token_minted":
         return [(kind, {"token": minted_from(body, pid), "portfolio_id": pid, "detail": via})]
     if kind == "token_updated":
-        now = next((t for t in (yield from find_flow(pid)).tokens if t.id == tid), None)
+        now = (yield from find_flow(pid)).token_by_id(tid)
         state = {} if now is None else {
             "scopes": list(now.scopes), "ips_whitelist": list(now.ips_whitelist),
             "expires_at": now.expires_at.isoformat() if now.expires_at else None}
@@ -298,14 +298,14 @@ class Rotation:
 def rotate_flow(portfolio_id: str, token_id: str, new_name: str | None, environment: str,
                 cache: list[str]) -> Flow[tuple[UserToken, MintedToken]]:
     portfolio = yield from find_flow(portfolio_id)
-    old = next((t for t in portfolio.tokens if t.id == token_id), None)
+    old = portfolio.token_by_id(token_id)
     if old is None:
         raise _local_not_found(f"user token {token_id} not found in {portfolio_id}")
     now = yield from now_flow(environment)
     lifetime = (old.expires_at - old.created_at
                 if old.expires_at is not None and old.created_at is not None else None)
     name = new_name or f"{old.name[:40]}-rot-{now:%Y%m%d%H%M%S}"
-    grant = TokenRequest(name, old.scopes, old.ips_whitelist or None, lifetime)
+    grant = token_request(name, old.scopes, old.ips_whitelist or None, lifetime)
     new = yield from mint_flow(portfolio_id, grant, environment, cache)
     return old, new
 
