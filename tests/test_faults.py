@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 
@@ -104,10 +105,14 @@ def test_clock_over_http(make_server: Callable[..., SandboxServer]) -> None:
     owner.close()
 
 
-def test_latency_still_answers(make_server: Callable[..., SandboxServer]) -> None:
-    server = make_server(faults=Faults(latency_ms=20))
+def test_latency_delays_every_answer(make_server: Callable[..., SandboxServer]) -> None:
+    server = make_server(faults=Faults(latency_ms=50))
     owner = Api(server)
-    assert owner.get("/api/v1/me").status_code == 200
+    for _ in range(3):
+        started = time.perf_counter()
+        assert owner.get("/api/v1/me").status_code == 200
+        # A lower bound only: the injected delay can make an answer later, never earlier.
+        assert time.perf_counter() - started >= 0.05
     owner.close()
 
 
