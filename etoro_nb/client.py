@@ -228,7 +228,6 @@ class Client(_ClientBase):
         for exploring the API. Retries, quota, ledger and the real-money guard apply;
         an error answer raises as usual (its ``headers`` and ``body`` are on the error)."""
         call = operation_call(operation_id, path_params, query, body, request_id)
-        self._guard(call.real_money)
         answer = self._run(_answer_flow(call))
         for kind, fields in self._run(raw_change_flow(call, path_params or {}, answer)):
             self._lifecycle(kind, **fields)
@@ -260,6 +259,7 @@ class Client(_ClientBase):
             time.sleep(seconds)
 
     def _send(self, call: Call) -> Answer:
+        self._guard(call.real_money)  # every request passes here: no real order slips by
         core = self._core
         attempts = core.start(call)
         while True:
@@ -323,7 +323,6 @@ class AsyncClient(_ClientBase):
                    query: Mapping[str, object] | None = None, body: Any = None,
                    request_id: str | None = None) -> Answer:
         call = operation_call(operation_id, path_params, query, body, request_id)
-        self._guard(call.real_money)
         answer = await self._run(_answer_flow(call))
         for kind, fields in await self._run(raw_change_flow(call, path_params or {}, answer)):
             self._lifecycle(kind, **fields)
@@ -351,6 +350,7 @@ class AsyncClient(_ClientBase):
             await asyncio.sleep(seconds)
 
     async def _send(self, call: Call) -> Answer:
+        self._guard(call.real_money)  # every request passes here: no real order slips by
         core = self._core
         attempts = core.start(call)
         while True:

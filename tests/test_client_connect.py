@@ -68,6 +68,8 @@ def test_live_real_trading_needs_an_explicit_opt_in(monkeypatch: pytest.MonkeyPa
         assert "ETORO_NB_ALLOW_REAL" in str(caught.value)
         with pytest.raises(errors.RealMoneyNotAllowedError):
             client.ensure_real_allowed()
+        with pytest.raises(errors.RealMoneyNotAllowedError):  # the raw path is guarded too
+            client.call("createRealOrder", body={"instrumentId": 1001, "amount": 100})
         with pytest.raises(errors.RealMoneyNotAllowedError):  # at start, not at its first order
             Rebalancer(client, "real", {"AAPL": 1.0})
         # Demo trading is not real money: it goes out (and finds nothing listening).

@@ -147,6 +147,7 @@ class _TradingBase:
         self._paths = Paths(self.mode)
 
     def _guard(self) -> None:
+        """Refuse at once, before any lookup a flow makes (sending enforces it too)."""
         self._client._guard(self.mode == "real")
 
     def __repr__(self) -> str:
