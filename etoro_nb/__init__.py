@@ -2,12 +2,21 @@
 
 ``connect()`` gives a client for live eToro or, with no credentials, for the embedded
 sandbox (``etoro_nb.sandbox``).
+
+``charts`` (plotly) and ``sandbox`` (uvicorn, starlette) load on first use, so importing
+the package costs little more than its core dependencies (``bench/import_time.py``).
 """
 
-from etoro_nb import charts, errors, frames, sandbox
+import importlib
+import typing
+
+from etoro_nb import errors, frames
 from etoro_nb.client import AsyncClient, Client, connect, connect_async
 from etoro_nb.ledger import Ledger
 from etoro_nb.ratelimit import Quota
+
+if typing.TYPE_CHECKING:
+    from etoro_nb import charts, sandbox
 
 __version__ = "0.1.0"
 
@@ -24,3 +33,12 @@ __all__ = [
     "frames",
     "sandbox",
 ]
+
+_LAZY_MODULES = frozenset({"charts", "sandbox"})
+
+
+def __getattr__(name: str) -> typing.Any:
+    """Load ``charts`` and ``sandbox`` when first used (PEP 562)."""
+    if name in _LAZY_MODULES:
+        return importlib.import_module(f"etoro_nb.{name}")
+    raise AttributeError(f"module 'etoro_nb' has no attribute {name!r}")

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Generator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 from pydantic import SecretStr
@@ -45,8 +45,10 @@ from etoro_nb.resources.agent_portfolios import (
 )
 from etoro_nb.resources.market import AsyncMarket, Market
 from etoro_nb.resources.trading import AsyncTrading, Trading
-from etoro_nb.sandbox import SandboxConfig, SandboxServer
-from etoro_nb.sandbox import start as start_sandbox
+from etoro_nb.sandbox.config import SandboxConfig
+
+if TYPE_CHECKING:
+    from etoro_nb.sandbox.server import SandboxServer
 
 T = TypeVar("T")
 Secret = str | SecretStr | MintedToken
@@ -405,6 +407,8 @@ def _settings(api_key: str | None, user_key: str | None, base_url: str | None,
               ledger: Ledger | str | Path | None) -> dict[str, Any]:
     creds = resolve_credentials(api_key, user_key, base_url, env_file=env_file)
     if creds is None:
+        from etoro_nb.sandbox.server import start as start_sandbox  # uvicorn: only when used
+
         server = start_sandbox(sandbox or SandboxConfig())
         print(f"etoro-nb: no live credentials given, so this is the embedded SANDBOX "
               f"(simulated money) at {server.base_url}")

@@ -22,4 +22,6 @@ def test_package_all_matches_public_names() -> None:
 
 
 def test_sandbox_all_matches_public_names() -> None:
+    for name in etoro_nb.sandbox.__all__:  # the lazily loaded names appear once used
+        assert hasattr(etoro_nb.sandbox, name)
     assert set(etoro_nb.sandbox.__all__) == _public_objects(etoro_nb.sandbox)
