@@ -39,3 +39,4 @@ bench: setup
 	$(BIN)/python bench/ledger_recording.py
 	$(BIN)/python bench/ledger_load.py
 	$(BIN)/python bench/panels.py
+	$(BIN)/python bench/import_time.py
