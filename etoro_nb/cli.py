@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--fail-rate", type=_rate, default=0.0)
     serve.add_argument("--drop-after-commit-rate", type=_rate, default=0.0)
     serve.add_argument("--partial-create-rate", type=_rate, default=0.0)
+    serve.add_argument("--trust-proxy", action="store_true",
+                       help="take the client address from X-Forwarded-For sent by a proxy on "
+                            "this machine (default: ignore the header)")
+    serve.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes,
+                       help="largest request body; 413 beyond it (default: 1 MiB)")
 
     ledger = commands.add_parser("ledger", help="the usage ledger")
     ledger_cmds = ledger.add_subparsers(dest="ledger_command", required=True)
@@ -92,21 +97,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def serve_config(args: argparse.Namespace) -> SandboxConfig:
+    """The sandbox configuration ``sandbox serve`` flags describe (ValueError if invalid)."""
+    return SandboxConfig(
+        db=args.db, seed=args.seed, clock=args.clock, api_key=args.api_key,
+        user_key=args.user_key, read_limit=args.read_limit, write_limit=args.write_limit,
+        limit_window=args.limit_window, min_investment=args.min_investment,
+        virtual_balance=args.virtual_balance, max_tokens_per_portfolio=args.max_tokens,
+        faults=Faults(args.latency_ms, args.fail_rate, args.drop_after_commit_rate,
+                      args.partial_create_rate),
+        trust_proxy=args.trust_proxy, max_body_bytes=args.max_body_bytes,
+    )
+
+
 def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     from etoro_nb.sandbox.app import create_app
-    from etoro_nb.sandbox.server import quiet_injected_drops
+    from etoro_nb.sandbox.server import quiet_injected_drops, uvicorn_options
 
     try:
-        config = SandboxConfig(
-            db=args.db, seed=args.seed, clock=args.clock, api_key=args.api_key,
-            user_key=args.user_key, read_limit=args.read_limit, write_limit=args.write_limit,
-            limit_window=args.limit_window, min_investment=args.min_investment,
-            virtual_balance=args.virtual_balance, max_tokens_per_portfolio=args.max_tokens,
-            faults=Faults(args.latency_ms, args.fail_rate, args.drop_after_commit_rate,
-                          args.partial_create_rate),
-        )
+        config = serve_config(args)
     except ValueError as exc:
         print(f"etoro-nb sandbox serve: {exc}", file=sys.stderr)
         return 2
@@ -114,9 +125,11 @@ def serve(args: argparse.Namespace) -> int:
     base_url = f"http://{args.host}:{args.port}"
     print(connect_hint(base_url, config))
     print(f"  contract: {base_url}/openapi.json   state: {config.db}   seed: {config.seed}")
+    if config.trust_proxy:
+        print("  client addresses: from X-Forwarded-For of a proxy on this machine (--trust-proxy)")
     sys.stdout.flush()
     quiet_injected_drops()
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    uvicorn.run(app, host=args.host, port=args.port, **uvicorn_options(config))
     return 0
 
 

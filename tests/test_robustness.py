@@ -33,7 +33,8 @@ CREATE = "/api/v2/agent-portfolios"
     ],
 )
 def test_malformed_bodies_are_400(owner: Api, raw: bytes, fragment: str) -> None:
-    r = owner.http.post(CREATE, content=raw, headers=owner.headers())
+    r = owner.http.post(CREATE, content=raw,
+                        headers=owner.headers(**{"content-type": "application/json"}))
     assert r.status_code == 400, r.text
     assert fragment in r.json()["errorMessage"]
 

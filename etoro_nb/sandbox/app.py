@@ -1,8 +1,9 @@
 """The sandbox as an ASGI application: one request pipeline in front of every operation.
 
-For each request, in order: injected latency and 503s; the two keys (401, or 403 for a
-whitelisted token used from elsewhere); a UUID ``x-request-id`` (400); the rolling quota
-(429); the operation's scope or owner rule (403); then the operation, in one
+For each request, in order: injected latency and 503s; the body, refused (413) past the
+size limit without reading the rest; the two keys (401, or 403 for a whitelisted token used
+from elsewhere); a UUID ``x-request-id`` (400); the rolling quota (429); the operation's
+scope or owner rule (403); a JSON content type for a body (415); then the operation, in one
 transaction. Every answer carries ``x-request-id`` and the ``X-RateLimit-*`` headers.
 Order creation is idempotent on ``x-request-id``. A share of successful mutating
 requests may be committed and then have their connection dropped (a fault switch).
@@ -26,7 +27,7 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import Match, Route
 from starlette.types import Receive, Scope, Send
 
 from etoro_nb.sandbox.config import Faults, SandboxConfig
@@ -35,7 +36,7 @@ from etoro_nb.sandbox.delegation import DEMO_READ, REAL_READ, Principal, scope_f
 from etoro_nb.sandbox.errors import ApiError, unauthorized, validation
 from etoro_nb.sandbox.quota import QuotaDecision
 from etoro_nb.sandbox.routes import OPERATIONS, Call, Operation
-from etoro_nb.sandbox.validation import iso, opt_number
+from etoro_nb.sandbox.validation import Fields, check_json_media_type, iso, opt_number
 from etoro_nb.spec import subset_bytes
 
 log = logging.getLogger("etoro_nb.sandbox")
@@ -70,6 +71,27 @@ def error_response(error: ApiError, *, problem: bool) -> Response:
         body.update(type="about:blank", title=error.code, status=error.status,
                     detail=error.message)
     return JSONResponse(body, status_code=error.status)
+
+
+def too_large(limit: int) -> ApiError:
+    return ApiError(413, "PayloadTooLarge",
+                    f"The request body is larger than the sandbox's limit of {limit} bytes")
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused (413) as soon as it is known to be over ``limit`` bytes: from a
+    declared Content-Length before any of it is read, else while it streams in."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and (len(declared) > 19 or int(declared) > limit):
+        raise too_large(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise too_large(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _key_of(user_key: str | None) -> str:
@@ -114,7 +136,7 @@ def endpoint(sb: Sandbox, op: Operation) -> Callable[[Request], Awaitable[Respon
             if sb.roll(faults.fail_rate):
                 raise ApiError(503, "ServiceUnavailable",
                                "The sandbox injected a failure before doing anything (fail rate)")
-            raw = await request.body()
+            raw = await read_body(request, sb.config.max_body_bytes)
             now = sb.clock.now()
             client_ip = request.client.host if request.client else None
             with sb.store.lock:
@@ -128,8 +150,10 @@ def endpoint(sb: Sandbox, op: Operation) -> Callable[[Request], Awaitable[Respon
                                f"{sb.config.limit_window:g} s per user key; retry after "
                                f"{quota.retry_after} s")
             _check_access(principal, op)
+            if op.takes_body:
+                check_json_media_type(request.headers.get("content-type"), raw)
             call = Call(sb, principal, now, request_id, dict(request.path_params),
-                        request.query_params, raw)
+                        Fields(request.query_params.multi_items()), raw)
             if trading:
                 with sb.store.transaction():
                     sb.trading.settle(now)
@@ -150,6 +174,8 @@ def endpoint(sb: Sandbox, op: Operation) -> Callable[[Request], Awaitable[Respon
         response.headers.update(quota.headers())
         if response.status_code == 503:
             response.headers["Retry-After"] = "1"
+        if response.status_code == 413:  # the rest of the body is not read, nor drained
+            response.headers["Connection"] = "close"
         if request_id:
             response.headers["x-request-id"] = request_id
         return response
@@ -193,7 +219,7 @@ def admin_routes(sb: Sandbox) -> list[Route]:
         try:
             _admin(sb, request)
             if request.method == "POST":
-                body = json.loads(await request.body() or b"{}")
+                body = json.loads(await read_body(request, sb.config.max_body_bytes) or b"{}")
                 seconds = opt_number(body if isinstance(body, dict) else {}, "seconds")
                 if seconds is None:
                     raise validation("seconds must be a number >= 0")
@@ -211,7 +237,7 @@ def admin_routes(sb: Sandbox) -> list[Route]:
         try:
             _admin(sb, request)
             if request.method == "PUT":
-                body = json.loads(await request.body() or b"{}")
+                body = json.loads(await read_body(request, sb.config.max_body_bytes) or b"{}")
                 if not isinstance(body, dict):
                     raise validation("The body must be a JSON object")
                 current = _faults_body(sb.faults)
@@ -256,12 +282,25 @@ async def _http_error(request: Request, exc: Exception) -> Response:
     message = f"No operation {request.method} {request.url.path}"
     if exc.status_code == 405:
         message = f"{request.method} is not allowed on {request.url.path}"
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:  # Starlette's Allow names only the first route of the path
+        headers["Allow"] = ", ".join(_methods_of(request))
     sb: Sandbox = request.app.state.sandbox
     kind = "read" if request.method == "GET" else "write"
     quota = sb.quota.peek(_key_of(request.headers.get("x-user-key")), kind, sb.clock.now())
     return JSONResponse({"errorCode": code, "errorMessage": message},
-                        status_code=exc.status_code, headers={**(exc.headers or {}),
-                                                              **quota.headers()})
+                        status_code=exc.status_code, headers={**headers, **quota.headers()})
+
+
+def _methods_of(request: Request) -> list[str]:
+    """Every method some route serves on the request's path."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.methods:
+            match, _ = route.matches(request.scope)  # PARTIAL: the path, not the method
+            if match is not Match.NONE:
+                methods |= route.methods
+    return sorted(methods)
 
 
 def create_app(source: Sandbox | SandboxConfig | None = None) -> Starlette:

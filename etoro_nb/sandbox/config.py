@@ -12,6 +12,7 @@ from datetime import datetime
 
 DEFAULT_API_KEY = "sandbox-api-key"
 DEFAULT_USER_KEY = "sandbox-user-key"
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: the largest contract body is well under 10 KiB
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class SandboxConfig:
 
     ``db`` is a SQLite path or ``":memory:"``. ``clock`` fixes the simulated clock's
     start (it then moves only when advanced); ``None`` follows the wall clock.
+    ``trust_proxy`` takes the client address (which IP whitelists check) from
+    ``X-Forwarded-For`` when a proxy on the same machine forwards the request; off, the
+    header is ignored. ``max_body_bytes`` bounds a request body (413 beyond it).
     """
 
     db: str = ":memory:"
@@ -61,6 +65,8 @@ class SandboxConfig:
     write_limit: int = 20
     limit_window: float = 60.0
     faults: Faults = field(default_factory=Faults)
+    trust_proxy: bool = False
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
 
     def __post_init__(self) -> None:
         if not self.api_key or not self.user_key:
@@ -70,7 +76,7 @@ class SandboxConfig:
         for name in ("min_investment", "virtual_balance", "limit_window"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
-        for name in ("read_limit", "write_limit", "max_tokens_per_portfolio"):
+        for name in ("read_limit", "write_limit", "max_tokens_per_portfolio", "max_body_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1")
         if self.clock is not None and self.clock.tzinfo is None:

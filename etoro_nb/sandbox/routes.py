@@ -6,12 +6,10 @@ them inside one transaction after authentication, quota and scope checks.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
-
-from starlette.datastructures import QueryParams
 
 from etoro_nb.sandbox import views
 from etoro_nb.sandbox.delegation import ALLOWED_SCOPES, Principal, TokenSpec
@@ -19,6 +17,7 @@ from etoro_nb.sandbox.errors import ApiError, not_found, validation
 from etoro_nb.sandbox.market import BY_ID, INTERVALS, UNIVERSE, find_instrument
 from etoro_nb.sandbox.trading import OrderRequest, instrument_of
 from etoro_nb.sandbox.validation import (
+    Fields,
     ipv4_list,
     opt_bool,
     opt_integer,
@@ -54,16 +53,17 @@ class Call:
     now: datetime
     request_id: str
     path: dict[str, str]
-    query: QueryParams
+    query: Fields  # query parameter names bind regardless of case too
     raw_body: bytes
-    _body: dict[str, Any] | None = field(default=None, repr=False)
+    _body: Fields | None = field(default=None, repr=False)
 
-    def body(self) -> dict[str, Any]:
+    def body(self) -> Fields:
+        """The JSON object body; its field names bind regardless of case."""
         if self._body is None:
             self._body = parse_json_object(self.raw_body)
         return self._body
 
-    def optional_body(self) -> dict[str, Any]:
+    def optional_body(self) -> Mapping[str, Any]:
         return self.body() if self.raw_body.strip() else {}
 
 
@@ -77,6 +77,11 @@ class Operation:
     creates_order: bool = False  # repeated x-request-id returns the first result
     problem_details: bool = False  # errors also carry RFC 7807 fields, as the contract says
 
+    @property
+    def takes_body(self) -> bool:
+        """Every POST and PATCH of the contract has a JSON request body; GET and DELETE none."""
+        return self.method in ("POST", "PATCH")
+
 
 # -- agent portfolios and tokens ----------------------------------------------------------
 def _portfolio_id(call: Call) -> str:
@@ -87,7 +92,7 @@ def _token_id(call: Call) -> str:
     return parse_uuid(call.path["userTokenId"], "userTokenId")
 
 
-def _scopes(call: Call, body: dict[str, Any], *, v2: bool, scope_status: int) -> tuple[str, ...]:
+def _scopes(call: Call, body: Mapping[str, Any], *, v2: bool, scope_status: int) -> tuple[str, ...]:
     d = call.sandbox.delegation
     names = opt_list(body, "scopeNames", str)
     if v2:
@@ -106,13 +111,13 @@ def _scopes(call: Call, body: dict[str, Any], *, v2: bool, scope_status: int) ->
     return d.check_scope_ids(ids)
 
 
-def _expiry(call: Call, body: dict[str, Any]) -> datetime | None:
+def _expiry(call: Call, body: Mapping[str, Any]) -> datetime | None:
     raw = body.get("expiresAt")
     at = None if raw is None else parse_datetime(raw, "expiresAt")
     return call.sandbox.delegation.check_expiry(at, call.now)
 
 
-def _token_spec(call: Call, body: dict[str, Any], *, v2: bool, scope_status: int) -> TokenSpec:
+def _token_spec(call: Call, body: Mapping[str, Any], *, v2: bool, scope_status: int) -> TokenSpec:
     return TokenSpec(
         name=call.sandbox.delegation.check_token_name(req_string(body, "userTokenName")),
         scopes=_scopes(call, body, v2=v2, scope_status=scope_status),
@@ -237,7 +242,7 @@ def rates(call: Call) -> Reply:
     ids: list[int] = []
     for part in raw.split(","):
         part = part.strip()
-        if not (part.isascii() and part.isdigit()) or int(part) not in BY_ID:
+        if not (part.isascii() and part.isdigit() and len(part) <= 19) or int(part) not in BY_ID:
             raise validation(f"instrumentIds contains an unknown instrument id: {part!r}")
         if int(part) not in ids:
             ids.append(int(part))
@@ -255,7 +260,7 @@ def candles(call: Call) -> Reply:
     if interval not in INTERVALS:
         raise validation(f"interval must be one of {', '.join(INTERVALS)}, got {interval!r}")
     count = call.path["candlesCount"]
-    if not (count.isascii() and count.isdigit()) or not 1 <= int(count) <= 1000:
+    if not (count.isascii() and count.isdigit() and len(count) <= 19) or not 1 <= int(count) <= 1000:
         raise validation(f"candlesCount must be an integer from 1 to 1000, got {count!r}")
     instrument_id = parse_int_id(call.path["instrumentId"], "instrumentId")
     if instrument_id not in BY_ID:
@@ -294,9 +299,11 @@ def search(call: Call) -> Reply:
     rows = [views.instrument(call.sandbox.prices, i, call.now) for i in UNIVERSE]
     if text:
         rows = [r for r in rows if text in r["symbol"].lower() or text in r["displayname"].lower()]
+    by_folded = {name.lower(): name for name in known}
     for name, value in q.items():
-        if name in known:  # any Instrument field works as an equality filter
-            rows = [r for r in rows if str(r[name]).lower() == value.lower()]
+        field_name = by_folded.get(name.lower())
+        if field_name is not None:  # any Instrument field works as an equality filter
+            rows = [r for r in rows if str(r[field_name]).lower() == value.lower()]
     sort = (q.get("sort") or "").split()
     if sort:
         key = sort[0]
@@ -336,7 +343,7 @@ def history(mode: Mode) -> Callable[[Call], Reply]:
     return handler
 
 
-def _stops(body: dict[str, Any], sl: str, tp: str) -> tuple[float, float]:
+def _stops(body: Mapping[str, Any], sl: str, tp: str) -> tuple[float, float]:
     stop_loss = opt_number(body, sl) or 0.0
     take_profit = opt_number(body, tp) or 0.0
     if stop_loss < 0 or take_profit < 0:
@@ -449,7 +456,8 @@ def open_v1(mode: Mode, *, by_units: bool) -> Callable[[Call], Reply]:
 
 
 def close_position(mode: Mode) -> Callable[[Call], Reply]:
-    # The contract spells the field InstrumentID on demo and InstrumentId on real.
+    # The contract spells the field InstrumentID on demo and InstrumentId on real; as
+    # names bind regardless of case, either spelling reaches either operation.
     instrument_field = "InstrumentID" if mode == "demo" else "InstrumentId"
 
     def handler(call: Call) -> Reply:

@@ -29,6 +29,21 @@ def quiet_injected_drops() -> None:
         logger.addFilter(_HideInjectedDrops())
 
 
+# A proxy trusted with --trust-proxy runs on the sandbox's own machine.
+LOOPBACK = "127.0.0.1,::1"
+
+
+def uvicorn_options(config: SandboxConfig) -> dict[str, Any]:
+    """How uvicorn serves a sandbox, shared by ``start`` and ``etoro-nb sandbox serve``.
+
+    uvicorn trusts ``X-Forwarded-For`` from loopback unless told otherwise, which would
+    let any local caller claim an address a token's IP whitelist allows; the sandbox
+    reads it only with ``trust_proxy``, and then only from a loopback proxy.
+    """
+    return {"proxy_headers": config.trust_proxy, "forwarded_allow_ips": LOOPBACK,
+            "log_level": "warning", "access_log": False}
+
+
 @dataclass
 class SandboxServer:
     """A sandbox serving HTTP: ``base_url``, ``credentials``, ``stop()``.
@@ -81,9 +96,7 @@ def start(
     sock.bind((host, port))
     bound_port = sock.getsockname()[1]
     quiet_injected_drops()
-    uv_config = uvicorn.Config(
-        create_app(sandbox), log_level="warning", access_log=False, lifespan="off",
-    )
+    uv_config = uvicorn.Config(create_app(sandbox), lifespan="off", **uvicorn_options(config))
     server = uvicorn.Server(uv_config)
     def run() -> None:
         server.run(sockets=[sock])

@@ -7,34 +7,114 @@ import json
 import math
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Any
 
 from etoro_nb.sandbox.errors import ApiError, validation
 
+INT64_MAX = 2**63 - 1
 
-def parse_json_object(raw: bytes) -> dict[str, Any]:
-    """The body as a JSON object; anything else is a 400 that says what was wrong."""
+
+def _fold(name: str) -> str:
+    # Only ASCII letters fold: every field of the contract is ASCII, and Unicode folding
+    # would let look-alikes (the Kelvin sign for K) bind to them.
+    return name.lower() if name.isascii() else name
+
+
+class Fields(Mapping[str, Any]):
+    """Request fields (a JSON object's, or query parameters) whose names match regardless
+    of ASCII case; the last of repeated names wins.
+
+    eToro's document names its fields in PascalCase and camelCase alike (and spells one
+    field ``InstrumentID`` and ``InstrumentId`` in two operations), the mark of an ASP.NET
+    service, which binds names case-insensitively. ``body["instrumentid"]`` finds
+    ``InstrumentID``. Names given more than once (in any casing) are kept in ``repeated``
+    so a caller can refuse the ambiguity rather than pick one.
+    """
+
+    __slots__ = ("_fields", "repeated")
+
+    def __init__(self, pairs: Iterable[tuple[str, Any]]) -> None:
+        self._fields: dict[str, tuple[str, Any]] = {}
+        self.repeated: dict[str, list[str]] = {}
+        for name, value in pairs:
+            key = _fold(name)
+            if key in self._fields:
+                self.repeated.setdefault(key, [self._fields[key][0]]).append(name)
+            self._fields[key] = (name, value)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._fields[_fold(name)][1]
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._fields.values())
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+    def __repr__(self) -> str:
+        return f"Fields({dict(self.items())!r})"
+
+
+def parse_json_object(raw: bytes) -> Fields:
+    """The body as a JSON object; anything else is a 400 that says what was wrong.
+
+    A field given twice, whatever the casing, is a 400 naming it: binding one of the two
+    silently would act on a value the caller may not have meant.
+    """
     if not raw.strip():
         raise validation("The request body is required and must be a JSON object")
     try:
-        value = json.loads(raw)
+        value = json.loads(raw, object_pairs_hook=Fields)
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
         raise validation(f"The request body is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
+    if not isinstance(value, Fields):
         raise validation("The request body must be a JSON object")
+    if value.repeated:
+        spellings = next(iter(value.repeated.values()))
+        given = ", ".join(repr(s) for s in spellings)
+        raise validation(f"The request body gives the field {spellings[-1]!r} more than once "
+                         f"({given}); field names are matched ignoring case")
     return value
 
 
-def require_fields(body: dict[str, Any], required: list[str], hint: str = "") -> None:
+JSON_MEDIA_TYPES = ("application/json", "text/json")
+
+
+def check_json_media_type(content_type: str | None, raw: bytes) -> None:
+    """415 unless a body is declared JSON: ``application/json``, ``text/json`` or
+    ``application/*+json``, in UTF-8 if a charset is given. No body needs no type."""
+    if content_type is None:
+        if not raw:
+            return
+        raise ApiError(415, "UnsupportedMediaType",
+                       "The request body needs a Content-Type header: application/json")
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
+    json_type = media in JSON_MEDIA_TYPES or (
+        media.startswith("application/") and media.endswith("+json"))
+    if not json_type:
+        raise ApiError(415, "UnsupportedMediaType",
+                       f"Content-Type {media or '(empty)'!r} is not supported: send the body "
+                       "as application/json")
+    for param in params.split(";"):
+        key, _, charset = param.partition("=")
+        charset = charset.strip().strip('"').lower()
+        if key.strip().lower() == "charset" and charset not in ("utf-8", "utf8"):
+            raise ApiError(415, "UnsupportedMediaType",
+                           f"charset {charset!r} is not supported: send application/json in "
+                           "UTF-8")
+
+
+def require_fields(body: Mapping[str, Any], required: list[str], hint: str = "") -> None:
     """400 naming every missing required field at once."""
     missing = [name for name in required if body.get(name) is None]
     if missing:
         raise validation(f"Missing required field(s): {', '.join(missing)}{hint}")
 
 
-def opt_string(body: dict[str, Any], name: str, *, max_len: int | None = None) -> str | None:
+def opt_string(body: Mapping[str, Any], name: str, *, max_len: int | None = None) -> str | None:
     value = body.get(name)
     if value is None:
         return None
@@ -45,14 +125,14 @@ def opt_string(body: dict[str, Any], name: str, *, max_len: int | None = None) -
     return value
 
 
-def req_string(body: dict[str, Any], name: str) -> str:
+def req_string(body: Mapping[str, Any], name: str) -> str:
     value = opt_string(body, name)
     if value is None:
         raise validation(f"{name} is required")
     return value
 
 
-def opt_number(body: dict[str, Any], name: str) -> float | None:
+def opt_number(body: Mapping[str, Any], name: str) -> float | None:
     value = body.get(name)
     if value is None:
         return None
@@ -67,7 +147,7 @@ def opt_number(body: dict[str, Any], name: str) -> float | None:
     return number
 
 
-def opt_integer(body: dict[str, Any], name: str) -> int | None:
+def opt_integer(body: Mapping[str, Any], name: str) -> int | None:
     value = body.get(name)
     if value is None:
         return None
@@ -76,12 +156,12 @@ def opt_integer(body: dict[str, Any], name: str) -> int | None:
     if isinstance(value, float) and not value.is_integer():
         raise validation(f"{name} must be an integer")
     result = int(value)
-    if abs(result) > 2**63 - 1:
-        raise validation(f"{name} is out of range")
+    if abs(result) > INT64_MAX:
+        raise validation(f"{name} is out of range: at most {INT64_MAX} in magnitude (int64)")
     return result
 
 
-def opt_bool(body: dict[str, Any], name: str) -> bool | None:
+def opt_bool(body: Mapping[str, Any], name: str) -> bool | None:
     value = body.get(name)
     if value is None:
         return None
@@ -90,7 +170,7 @@ def opt_bool(body: dict[str, Any], name: str) -> bool | None:
     return value
 
 
-def opt_list(body: dict[str, Any], name: str, item_type: type) -> list[Any] | None:
+def opt_list(body: Mapping[str, Any], name: str, item_type: type) -> list[Any] | None:
     value = body.get(name)
     if value is None:
         return None
@@ -158,14 +238,18 @@ def parse_uuid(value: str, name: str) -> str:
         raise validation(f"{name} must be a UUID, got {value!r}") from None
 
 
-_INT64 = re.compile(r"^[0-9]{1,18}$")
-_INTEGER = re.compile(r"^-?[0-9]{1,18}$")
+_DIGITS = re.compile(r"[0-9]+")
+_INTEGER = re.compile(r"-?[0-9]+")
 
 
 def parse_int_id(value: str, name: str) -> int:
-    if not _INT64.match(value):
-        raise validation(f"{name} must be a positive integer, got {value!r}")
-    return int(value)
+    """A non-negative int64 id from a path or query value; beyond int64 is a 400."""
+    if not _DIGITS.fullmatch(value):
+        raise validation(f"{name} must be a positive integer, got {value!r:.40}")
+    digits = value.lstrip("0") or "0"
+    if len(digits) > len(str(INT64_MAX)) or int(digits) > INT64_MAX:
+        raise validation(f"{name} must be at most {INT64_MAX} (int64), got {value!r:.40}")
+    return int(digits)
 
 
 def query_int(
@@ -174,8 +258,8 @@ def query_int(
     raw = params.get(name)
     if raw is None or raw == "":
         return default
-    if not _INTEGER.match(raw):
-        raise validation(f"{name} must be an integer, got {raw!r}")
+    if not _INTEGER.fullmatch(raw) or len(raw) > 20:
+        raise validation(f"{name} must be an integer, got {raw!r:.40}")
     value = int(raw)
     if not low <= value <= high:
         raise validation(f"{name} must be between {low} and {high}, got {value}")
