@@ -146,7 +146,11 @@ class Ledger:
         if checkpoint is not None:
             from etoro_nb.ledger.checkpoint import Checkpointer
 
-            self._checkpointer = Checkpointer(self, checkpoint)
+            try:
+                self._checkpointer = Checkpointer(self, checkpoint)
+            except BaseException:
+                self._conn.close()  # no half-opened ledger left behind
+                raise
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r}, durability={self.durability!r})"

@@ -124,7 +124,9 @@ def _seal_guard() -> str:
     Replaces the ``ledger_state.sealing`` flag of ``0002``, which anyone could set."""
     out = ["DROP TRIGGER IF EXISTS usage_events_no_delete;",
            "DROP TRIGGER IF EXISTS lifecycle_events_no_delete;",
-           "DROP TABLE ledger_state;"]
+           "DROP TABLE ledger_state;",
+           # The delete trigger finds a row's segment per row: a lookup, not a scan.
+           "CREATE INDEX segments_by_table ON segments (table_name, last_seq);"]
     for table in SEALABLE:
         refuse_delete = (f"the ledger is append-only: {table} rows cannot be deleted unless a "
                          "sealed segment holds them")
