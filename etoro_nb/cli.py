@@ -8,10 +8,14 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from etoro_nb.lab import connect_hint
 from etoro_nb.sandbox.config import DEFAULT_API_KEY, DEFAULT_USER_KEY, Faults, SandboxConfig
 from etoro_nb.sandbox.validation import parse_datetime
+
+if TYPE_CHECKING:
+    from etoro_nb.ledger import Ledger
 
 
 def _clock(value: str) -> datetime:
@@ -71,8 +75,29 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument("--portfolios", type=int, default=20)
     synth.add_argument("--days", type=int, default=90)
-    verify = ledger_cmds.add_parser("verify", help="check a ledger's hash chain end to end")
+    verify = ledger_cmds.add_parser(
+        "verify", help="check a ledger's hash chain end to end, and against signed checkpoints",
+        description="Without --checkpoint this proves internal consistency only; with it, that "
+                    "no row up to the checkpointed heads was removed or rewritten. Exit 0: "
+                    "verified; 1: verification failed; 2: bad arguments or missing files.")
     verify.add_argument("path")
+    verify.add_argument("--checkpoint", metavar="FILE",
+                        help="a checkpoint file (JSON lines) written by `ledger checkpoint` or "
+                             "by a client")
+    verify.add_argument("--key", metavar="KEY",
+                        help="the checkpoint key file or its .pub (default: "
+                             "ETORO_NB_CHECKPOINT_KEY, else ~/.etoro-nb/checkpoint.key)")
+    checkpoint = ledger_cmds.add_parser(
+        "checkpoint", help="verify a ledger, then append its signed chain heads to a file",
+        description="Verify the ledger (against FILE's earlier checkpoints of it, if any), then "
+                    "append a checkpoint of its chain heads signed with KEY (created on first "
+                    "use, mode 0600, with KEY.pub for auditors). Keep KEY and FILE apart from "
+                    "the ledger.")
+    checkpoint.add_argument("path")
+    checkpoint.add_argument("--to", required=True, metavar="FILE", help="the checkpoint file")
+    checkpoint.add_argument("--key", metavar="KEY",
+                            help="the signing key file (default: ETORO_NB_CHECKPOINT_KEY, else "
+                                 "~/.etoro-nb/checkpoint.key)")
     seal = ledger_cmds.add_parser("seal", help="move live history into Parquet segments")
     seal.add_argument("path")
 
@@ -155,18 +180,53 @@ def ledger_command(args: argparse.Namespace) -> int:
         if not Path(args.path).is_file():
             print(f"etoro-nb ledger: no ledger at {args.path}", file=sys.stderr)
             return 2
+        if args.ledger_command == "verify" and args.key and not args.checkpoint:
+            print("etoro-nb ledger verify: --key verifies checkpoints; give --checkpoint FILE "
+                  "too", file=sys.stderr)
+            return 2
         with Ledger(args.path) as ledger:
             if args.ledger_command == "seal":
                 made = [s for s in (ledger.seal(t) for t in ("usage_events",
                                                             "lifecycle_events")) if s]
                 print(f"sealed {sum(s['rows'] for s in made)} rows into {len(made)} segments")
                 return 0
-            result = ledger.verify()
+            if args.ledger_command == "checkpoint":
+                return checkpoint_command(ledger, Path(args.to), args.key)
+            result = ledger.verify(args.checkpoint, key=args.key)
             print(result)
             return 0 if result.ok else 1
     except (LedgerError, ValueError) as exc:
         print(f"etoro-nb ledger: {exc}", file=sys.stderr)
         return 2
+
+
+def checkpoint_command(ledger: Ledger, to: Path, key: str | None) -> int:
+    """Sign the ledger's heads, but only once it verifies (against the file's earlier
+    checkpoints of it too): a checkpoint of a tampered ledger would vouch for the tampering."""
+    from etoro_nb.ledger import checkpoint as cp
+    from etoro_nb.ledger.verify import verify_with
+
+    file = cp.key_path(key)
+    cp.refuse_beside(ledger, file)
+    signing = cp.signing_key(file)
+    earlier = None
+    if to.exists():
+        try:
+            every = cp.read_checkpoints(to, signing.public_key())
+        except cp.CheckpointError as exc:
+            print(f"ledger verification FAILED: {exc}")
+            print(f"nothing signed: {to} must be sound before a checkpoint is added to it")
+            return 1
+        earlier = [c for c in every if c.ledger_id == cp.ledger_identity(ledger)] or None
+    result = verify_with(ledger, earlier, source=to.name)
+    if not result.ok:
+        print(result)
+        print("nothing signed: a checkpoint of this ledger would vouch for what is wrong with it")
+        return 1
+    made = cp.write_checkpoint(ledger, to, signing)
+    print(f"{result}\nwrote the {made.describe()} to {to}, signed with {file} "
+          f"(verify with {file}.pub, public key {made.key})")
+    return 0
 
 
 def lab_command(args: argparse.Namespace) -> int:

@@ -33,6 +33,7 @@ from etoro_nb.errors import (
     ValidationError,
 )
 from etoro_nb.ledger import Ledger
+from etoro_nb.ledger.checkpoint import CheckpointConfig, checkpoint_from_env
 from etoro_nb.ledger.recorder import UsageRecorder
 from etoro_nb.models import Me, MintedToken, UserToken
 from etoro_nb.operations import catalogue
@@ -406,6 +407,7 @@ def _settings(api_key: str | None, user_key: str | None, base_url: str | None,
               sandbox: SandboxConfig | None, quota: Quota | None,
               ledger: Ledger | str | Path | None) -> dict[str, Any]:
     creds = resolve_credentials(api_key, user_key, base_url, env_file=env_file)
+    checkpoint = checkpoint_from_env()  # a bad setting stops us before a sandbox starts
     if creds is None:
         from etoro_nb.sandbox.server import start as start_sandbox  # uvicorn: only when used
 
@@ -415,17 +417,20 @@ def _settings(api_key: str | None, user_key: str | None, base_url: str | None,
         return dict(base_url=server.base_url, api_key=server.credentials.api_key,
                     user_key=server.credentials.user_key, environment="sandbox",
                     allow_real=True, quota=quota, sandbox=server,
-                    ledger=_ledger(ledger, "sandbox"), owns_ledger=not isinstance(ledger, Ledger))
+                    ledger=_ledger(ledger, "sandbox", checkpoint), owns_ledger=not isinstance(ledger, Ledger))
     environment = _detect(creds.base_url)
     return dict(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
                 environment=environment,
                 allow_real=True if environment == "sandbox" else real_trading_allowed(allow_real),
-                quota=quota, ledger=_ledger(ledger, environment),
+                quota=quota, ledger=_ledger(ledger, environment, checkpoint),
                 owns_ledger=not isinstance(ledger, Ledger))
 
 
-def _ledger(chosen: Ledger | str | Path | None, environment: Environment) -> Ledger:
-    return chosen if isinstance(chosen, Ledger) else Ledger(ledger_path(chosen, environment))
+def _ledger(chosen: Ledger | str | Path | None, environment: Environment,
+            checkpoint: CheckpointConfig | None) -> Ledger:
+    if isinstance(chosen, Ledger):
+        return chosen
+    return Ledger(ledger_path(chosen, environment), checkpoint=checkpoint)
 
 
 def connect(api_key: str | None = None, user_key: str | None = None, *,
@@ -437,7 +442,8 @@ def connect(api_key: str | None = None, user_key: str | None = None, *,
     (configured by ``sandbox``). ``client.environment`` says which. On live, the real
     account's trading needs ``allow_real=True`` (or ``ETORO_NB_ALLOW_REAL=1``). Every
     request is recorded in ``client.ledger`` (``ledger=`` a path or a ``Ledger``, else
-    ``ETORO_NB_LEDGER``, else a per-user default apart for sandbox and live)."""
+    ``ETORO_NB_LEDGER``, else a per-user default apart for sandbox and live); a ledger it
+    opens writes signed checkpoints when ``ETORO_NB_CHECKPOINT`` names a file."""
     return Client(**_settings(api_key, user_key, base_url, allow_real, env_file, sandbox, quota,
                               ledger))
 

@@ -1,7 +1,9 @@
-"""`etoro-nb ledger synth | verify | seal`."""
+"""`etoro-nb ledger synth | verify | seal | checkpoint`."""
 
 from __future__ import annotations
 
+import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -10,11 +12,13 @@ import polars as pl
 
 from etoro_nb import frames
 from etoro_nb.ledger import Ledger
+from etoro_nb.ledger.checkpoint import signing_key
 
 
-def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "etoro_nb.cli", "ledger", *args],
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300,
+                          env=None if env is None else {**os.environ, **env})
 
 
 def test_synth_is_deterministic_and_verifies(tmp_path: Path) -> None:
@@ -52,3 +56,60 @@ def test_cli_errors_are_clear(tmp_path: Path) -> None:
     path = tmp_path / "l.sqlite"
     path.write_text("")
     assert "exists" in _cli("synth", "--events", "10", "--out", str(path)).stderr
+
+
+def test_checkpoint_then_verify_against_it(tmp_path: Path) -> None:
+    path, key = tmp_path / "ledger" / "l.sqlite", tmp_path / "keys" / "k"
+    checkpoints = tmp_path / "audit" / "cp.jsonl"
+    path.parent.mkdir()
+    assert _cli("synth", "--events", "2000", "--out", str(path)).returncode == 0
+    assert _cli("seal", str(path)).returncode == 0
+    with Ledger(path) as ledger:  # live rows after the sealed ones
+        ledger.append_lifecycle(kind="token_revoked", token_id="t1")
+    made = _cli("checkpoint", str(path), "--to", str(checkpoints), "--key", str(key))
+    assert made.returncode == 0, made.stderr
+    assert "chain intact" in made.stdout and "usage_events to row 2000" in made.stdout
+    assert f"verify with {key}.pub" in made.stdout
+    assert key.stat().st_mode & 0o777 == 0o600 and len(checkpoints.read_text().splitlines()) == 1
+    auditor = _cli("verify", str(path), "--checkpoint", str(checkpoints), "--key", f"{key}.pub")
+    assert auditor.returncode == 0, auditor.stdout + auditor.stderr
+    assert "matches 1 signed checkpoint(s)" in auditor.stdout
+    assert "no row up to the newest" in auditor.stdout
+    with sqlite3.connect(path) as conn:  # the newest rows go, triggers first
+        conn.execute("DROP TRIGGER lifecycle_events_no_delete")
+        conn.execute("DELETE FROM lifecycle_events")
+    alone = _cli("verify", str(path))
+    assert alone.returncode == 0 and "internal consistency only" in alone.stdout
+    caught = _cli("verify", str(path), "--checkpoint", str(checkpoints), "--key", str(key))
+    assert caught.returncode == 1 and "FAILED" in caught.stdout
+    assert "lifecycle_events rows" in caught.stdout and "were removed" in caught.stdout
+    again = _cli("checkpoint", str(path), "--to", str(checkpoints), "--key", str(key))
+    assert again.returncode == 1 and "nothing signed" in again.stdout
+    assert len(checkpoints.read_text().splitlines()) == 1
+
+
+def test_checkpoint_cli_errors_are_clear(tmp_path: Path) -> None:
+    path = tmp_path / "ledger" / "l.sqlite"
+    path.parent.mkdir()
+    Ledger(path).close()
+    home = tmp_path / "home"
+    made = _cli("checkpoint", str(path), "--to", str(tmp_path / "cp.jsonl"),
+                env={"HOME": str(home)})  # the default key: ~/.etoro-nb/checkpoint.key
+    assert made.returncode == 0, made.stderr
+    assert (home / ".etoro-nb" / "checkpoint.key").is_file()
+    assert "-----BEGIN" not in made.stdout + made.stderr  # the private key is never shown
+    missing = _cli("verify", str(path), "--checkpoint", str(tmp_path / "nope.jsonl"),
+                   env={"HOME": str(home)})
+    assert missing.returncode == 2 and "no checkpoint file at" in missing.stderr
+    no_key = _cli("verify", str(path), "--checkpoint", str(tmp_path / "cp.jsonl"), "--key",
+                  str(tmp_path / "nokey"))
+    assert no_key.returncode == 2 and "no checkpoint key at" in no_key.stderr
+    beside = _cli("checkpoint", str(path), "--to", str(tmp_path / "cp.jsonl"), "--key",
+                  str(path.with_name("k")))
+    assert beside.returncode == 2 and "keep it apart" in beside.stderr
+    assert not (tmp_path / "nokey").exists()  # verify never makes a key
+    signing_key(tmp_path / "keys" / "other")
+    other = _cli("verify", str(path), "--checkpoint", str(tmp_path / "cp.jsonl"), "--key",
+                 str(tmp_path / "keys" / "other.pub"))
+    assert other.returncode == 1 and "FAILED" in other.stdout
+    assert "cp.jsonl line 1 was signed by another key" in other.stdout

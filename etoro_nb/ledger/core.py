@@ -18,6 +18,10 @@ segments (whose file hashes are themselves chained in ``segments``) to the live 
 
 Secrets are never stored: a token is its id, or an HMAC-SHA256 fingerprint of its secret
 keyed by a random per-ledger key kept beside the file (``<ledger>.key``, mode 0600).
+
+Checkpoints. The chain alone cannot show removed newest rows or a rewrite with recomputed
+hashes; signed checkpoints of the chain heads, kept elsewhere, can (see ``checkpoint``).
+``Ledger(path, checkpoint=CheckpointConfig(...))`` writes them periodically.
 """
 
 from __future__ import annotations
@@ -34,10 +38,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from etoro_nb.errors import LedgerError
 from etoro_nb.ledger.schema import CHAINED, GENESIS, REAL_COLUMNS, SEALABLE, migrate
+
+if TYPE_CHECKING:
+    from etoro_nb.ledger.checkpoint import CheckpointConfig, Checkpointer
 
 Durability = Literal["normal", "full"]
 DEFAULT_SEAL_THRESHOLD = 20_000
@@ -83,18 +90,27 @@ def now_us() -> int:
 
 @dataclass(frozen=True)
 class Verification:
-    """What ``verify()`` found: ``ok``, rows checked, and the first problem if any."""
+    """What ``verify()`` found: ``ok``, rows checked, the first problem if any, and the
+    checkpoints the ledger was found to match (``newest_checkpoint`` describes the newest)."""
 
     ok: bool
     rows_checked: int
     segments_checked: int
     problem: str | None = None
+    checkpoints_checked: int = 0
+    newest_checkpoint: str | None = None
 
     def __str__(self) -> str:
-        if self.ok:
-            return (f"ledger verified: {self.rows_checked} rows and {self.segments_checked} "
-                    "segments, chain intact")
-        return f"ledger verification FAILED: {self.problem}"
+        if not self.ok:
+            return f"ledger verification FAILED: {self.problem}"
+        done = (f"ledger verified: {self.rows_checked} rows and {self.segments_checked} "
+                "segments, chain intact")
+        if self.checkpoints_checked:
+            return (f"{done}, and it matches {self.checkpoints_checked} signed checkpoint(s): "
+                    f"no row up to the newest, the {self.newest_checkpoint}, was removed or "
+                    "rewritten")
+        return (f"{done} (internal consistency only: without a checkpoint, removed newest "
+                "rows or rows rewritten with recomputed hashes would not show)")
 
 
 class Ledger:
@@ -106,7 +122,7 @@ class Ledger:
 
     def __init__(self, path: str | Path, *, durability: Durability = "normal",
                  seal_threshold: int | None = DEFAULT_SEAL_THRESHOLD,
-                 busy_timeout: float = 30.0) -> None:
+                 busy_timeout: float = 30.0, checkpoint: CheckpointConfig | None = None) -> None:
         if durability not in ("normal", "full"):
             raise ValueError("durability is 'normal' or 'full'")
         self.path = Path(path).expanduser().resolve()
@@ -126,6 +142,15 @@ class Ledger:
         except (OSError, sqlite3.Error) as exc:
             raise LedgerError(f"cannot open the ledger at {self.path}: {exc}") from None
         self._fingerprints: dict[str, tuple[str, str]] = {}
+        self._checkpointer: Checkpointer | None = None
+        if checkpoint is not None:
+            from etoro_nb.ledger.checkpoint import Checkpointer
+
+            try:
+                self._checkpointer = Checkpointer(self, checkpoint)
+            except BaseException:
+                self._conn.close()  # no half-opened ledger left behind
+                raise
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r}, durability={self.durability!r})"
@@ -204,6 +229,8 @@ class Ledger:
             return seq
 
         last: int = self._write(work)
+        if self._checkpointer is not None:
+            self._checkpointer.appended(len(rows))
         if self.seal_threshold is not None and self.live_count(table) >= self.seal_threshold:
             self.seal(table)
         return last
@@ -220,6 +247,8 @@ class Ledger:
         if unknown:
             raise ValueError(f"unknown {table} columns: {', '.join(sorted(unknown))}")
         seq: int = self._write(lambda: self._insert_chained(table, values))
+        if self._checkpointer is not None:
+            self._checkpointer.appended(1)
         if (self.seal_threshold is not None and table in SEALABLE
                 and seq % 1000 == 0 and self.live_count(table) >= self.seal_threshold):
             self.seal(table)
@@ -297,6 +326,9 @@ class Ledger:
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
     def close(self) -> None:
+        """Close the file (after a last checkpoint, if checkpoints are on and events came)."""
+        if self._checkpointer is not None:
+            self._checkpointer.close()
         with self._lock:
             self._conn.close()
 
@@ -313,8 +345,11 @@ class Ledger:
 
         return seal(self, table)
 
-    def verify(self) -> Verification:
-        """Recompute the whole chain; report the first bad row or segment (see ``verify``)."""
+    def verify(self, checkpoint: str | Path | None = None, *,
+               key: str | Path | None = None) -> Verification:
+        """Recompute the whole chain; report the first bad row or segment. With a checkpoint
+        file, also prove no row up to its signed heads was removed or rewritten (``key``: the
+        signing key's file or its ``.pub``; see ``verify`` and ``checkpoint``)."""
         from etoro_nb.ledger.verify import verify
 
-        return verify(self)
+        return verify(self, checkpoint, key=key)

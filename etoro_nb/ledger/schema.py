@@ -2,7 +2,15 @@
 
 Each migration runs in one transaction together with its row in ``_migrations``, so a
 ledger is never half-migrated. Event tables are append-only: triggers in the database
-refuse every UPDATE, and every DELETE except while a seal moves rows into a segment.
+refuse every UPDATE and every DELETE, except the DELETE of a row that a ``segments`` row
+already holds (``0003_seal_guard``). A ``segments`` row is accepted only if it continues
+its table's segments and names live rows exactly (first row's ``prev_hash``, last row's
+``row_hash``, no gap), so no flag or forged segment lets a row go that no segment holds.
+
+The triggers stop mistakes and casual edits, not an attacker: anyone who can write the
+file can drop them. What proves integrity is the hash chain (``verify``) and, for the
+newest rows, a signed checkpoint kept elsewhere (``checkpoint``). ``0003_seal_guard`` also
+gives each ledger a random identity (``ledger_meta.ledger_id``) that checkpoints name.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ CHAINED = {"usage_events": USAGE_COLUMNS, "lifecycle_events": LIFECYCLE_COLUMNS,
 SEALABLE = ("usage_events", "lifecycle_events")
 REAL_COLUMNS = frozenset({"latency_ms"})
 GENESIS = "0" * 64
+LEDGER_ID = "ledger_id"  # the ledger_meta key of the ledger's random identity
 
 _V1 = """
 CREATE TABLE ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -109,9 +118,57 @@ BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: {table} rows cannot be del
     return "\n".join(out)
 
 
+def _seal_guard() -> str:
+    """Deleting is allowed only for rows a segment holds; a segment must hold real rows.
+
+    Replaces the ``ledger_state.sealing`` flag of ``0002``, which anyone could set."""
+    out = ["DROP TRIGGER IF EXISTS usage_events_no_delete;",
+           "DROP TRIGGER IF EXISTS lifecycle_events_no_delete;",
+           "DROP TABLE ledger_state;",
+           # The delete trigger finds a row's segment per row: a lookup, not a scan.
+           "CREATE INDEX segments_by_table ON segments (table_name, last_seq);"]
+    for table in SEALABLE:
+        refuse_delete = (f"the ledger is append-only: {table} rows cannot be deleted unless a "
+                         "sealed segment holds them")
+        refuse_segment = (f"a segment must hold the live {table} rows that follow the previous "
+                          "segment, with their chain hashes")
+        out.append(f"""
+CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
+WHEN NOT EXISTS (SELECT 1 FROM segments WHERE table_name = '{table}'
+                 AND OLD.seq BETWEEN first_seq AND last_seq)
+BEGIN SELECT RAISE(ABORT, '{refuse_delete}'); END;""")
+        out.append(f"""
+CREATE TRIGGER segments_hold_{table} BEFORE INSERT ON segments
+WHEN NEW.table_name = '{table}' AND (
+    NEW.first_seq <> 1 + coalesce((SELECT max(last_seq) FROM segments
+                                   WHERE table_name = '{table}'), 0)
+    OR NEW.last_seq < NEW.first_seq
+    OR NEW.rows <> NEW.last_seq - NEW.first_seq + 1
+    OR NOT EXISTS (SELECT 1 FROM {table} WHERE seq = NEW.first_seq
+                   AND prev_hash = NEW.first_prev_hash)
+    OR NOT EXISTS (SELECT 1 FROM {table} WHERE seq = NEW.last_seq AND row_hash = NEW.last_hash)
+    OR (SELECT count(*) FROM {table} WHERE seq BETWEEN NEW.first_seq AND NEW.last_seq)
+       <> NEW.rows)
+BEGIN SELECT RAISE(ABORT, '{refuse_segment}'); END;""")
+    tables = ", ".join(f"'{t}'" for t in SEALABLE)
+    out.append(f"""
+CREATE TRIGGER segments_of_sealable_tables BEFORE INSERT ON segments
+WHEN NEW.table_name NOT IN ({tables})
+BEGIN SELECT RAISE(ABORT, 'only {" and ".join(SEALABLE)} rows can be sealed'); END;""")
+    out.append(f"""
+INSERT OR IGNORE INTO ledger_meta (key, value) VALUES ('{LEDGER_ID}', lower(hex(randomblob(16))));""")
+    for event in ("UPDATE", "DELETE"):
+        out.append(f"""
+CREATE TRIGGER ledger_meta_keeps_identity_{event.lower()} BEFORE {event} ON ledger_meta
+WHEN OLD.key = '{LEDGER_ID}'
+BEGIN SELECT RAISE(ABORT, 'a ledger keeps its identity: {LEDGER_ID} cannot change'); END;""")
+    return "\n".join(out)
+
+
 MIGRATIONS: dict[str, str] = {
     "0001_events": _V1,
     "0002_append_only": _append_only_triggers(),
+    "0003_seal_guard": _seal_guard(),
 }
 
 

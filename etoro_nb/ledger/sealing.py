@@ -1,11 +1,13 @@
 """Sealing: closed history moves out of SQLite into immutable Parquet segments.
 
 A seal runs in one transaction: it writes the table's rows to a Parquet file (fsynced,
-then renamed into place), deletes them from SQLite (the append-only triggers allow it
-only while ``ledger_state.sealing`` is set, inside this transaction), and appends a
-``segments`` row, itself chained, holding the file's SHA-256 and the chain hashes at both
-ends. If the process dies before the commit, the rows stay in SQLite and the stray file is
-never read (only files listed in ``segments`` are).
+then renamed into place), appends a ``segments`` row, itself chained, holding the file's
+SHA-256 and the chain hashes at both ends, and only then deletes the rows from SQLite.
+The database enforces that order: its triggers accept a ``segments`` row only if it names
+the live rows that follow the previous segment (hashes at both ends, no gap), and refuse to
+delete any row that no ``segments`` row holds. If the process dies before the commit, the
+rows stay in SQLite and the stray file is never read (only files listed in ``segments``
+are).
 """
 
 from __future__ import annotations
@@ -79,15 +81,14 @@ def seal(ledger: Ledger, table: str) -> dict[str, Any] | None:
         _fsync(tmp)
         os.replace(tmp, final)
         _fsync(ledger.segments_dir)
-        conn.execute("UPDATE ledger_state SET sealing = 1 WHERE id = 1")
-        conn.execute(f"DELETE FROM {table} WHERE seq <= ?", (last,))
-        conn.execute("UPDATE ledger_state SET sealing = 0 WHERE id = 1")
         segment = {"table_name": table, "first_seq": first, "last_seq": last,
                    "rows": len(rows), "file": name, "sha256": file_sha256(final),
                    "first_prev_hash": rows[0][-2], "last_hash": rows[-1][-1]}
         from etoro_nb.ledger.core import now_us
 
+        # The segment first: the delete triggers let go only of rows a segment holds.
         ledger._insert_chained("segments", {**segment, "ts_us": now_us()})
+        conn.execute(f"DELETE FROM {table} WHERE seq BETWEEN ? AND ?", (first, last))
         return segment
 
     result: dict[str, Any] | None = ledger._write(work)

@@ -1,8 +1,19 @@
-"""Verification: recompute the hash chain end to end and name the first thing wrong."""
+"""Verification: recompute the hash chain end to end and name the first thing wrong.
+
+Without a checkpoint this proves internal consistency only: no row or segment was edited
+without recomputing every hash after it. It cannot show that the newest rows were removed,
+or that rows were rewritten with their hashes recomputed (the result is a consistent chain
+again). With checkpoints (see ``checkpoint``) it also proves that every row up to each
+checkpointed head is present and unchanged: the row at the head's sequence number still
+has the signed hash, and that hash covers every row before it, sealed segments included.
+Rows appended after the newest checkpoint are only as good as the chain.
+"""
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
@@ -11,6 +22,7 @@ from etoro_nb.ledger.schema import CHAINED, GENESIS, SEALABLE
 from etoro_nb.ledger.sealing import file_sha256
 
 if TYPE_CHECKING:
+    from etoro_nb.ledger.checkpoint import Checkpoint
     from etoro_nb.ledger.core import Ledger, Verification
 
 
@@ -19,13 +31,16 @@ class _Broken(Exception):
 
 
 class _Chain:
-    """Walks one table's rows in order, checking sequence and hashes."""
+    """Walks one table's rows in order, checking sequence and hashes, and keeping the hash
+    of each row a checkpoint asks about (``wanted``)."""
 
-    def __init__(self, table: str) -> None:
+    def __init__(self, table: str, wanted: set[int]) -> None:
         self.table = table
         self.prev = GENESIS
         self.expect = 1
         self.rows = 0
+        self.wanted = wanted
+        self.seen: dict[int, str] = {}
 
     def check(self, rows: Iterable[Sequence[Any]], where: str) -> None:
         from etoro_nb.ledger.core import chain_hash
@@ -42,48 +57,111 @@ class _Chain:
             if chain_hash(self.prev, values) != row_hash:
                 raise _Broken(f"{self.table} row {seq} {where} was altered: its hash does not "
                               "match its contents")
+            if seq in self.wanted:
+                self.seen[seq] = row_hash
             self.prev = row_hash
             self.expect += 1
             self.rows += 1
 
 
-def verify(ledger: Ledger) -> Verification:
+def verify(ledger: Ledger, checkpoint: str | Path | None = None, *,
+           key: str | Path | None = None) -> Verification:
+    """Check the chain and, given a checkpoint file, every checkpoint in it for this ledger
+    (verified with ``key``: the signing key's file or its ``.pub``, see
+    ``checkpoint.key_path``). A missing file or key raises ``LedgerError``; a checkpoint
+    that is edited, signed by another key, or contradicted by the ledger fails the check."""
+    from etoro_nb.ledger.checkpoint import CheckpointError, public_key, read_checkpoints
+    from etoro_nb.ledger.core import Verification
+
+    if checkpoint is None:
+        return verify_with(ledger, None)
+    trusted = public_key(key)
+    try:
+        checkpoints = read_checkpoints(checkpoint, trusted)
+    except CheckpointError as exc:
+        return Verification(False, 0, 0, str(exc))
+    return verify_with(ledger, checkpoints, source=Path(checkpoint).name)
+
+
+def verify_with(ledger: Ledger, checkpoints: Sequence[Checkpoint] | None, *,
+                source: str = "the checkpoint file") -> Verification:
+    """``verify`` against checkpoints already read (``None``: the chain alone). Checkpoints
+    of other ledgers are passed over, but at least one must be for this one."""
+    from etoro_nb.ledger.checkpoint import identity
     from etoro_nb.ledger.core import Verification
 
     segments_checked = 0
-    chains = {t: _Chain(t) for t in CHAINED}
+    wanted: dict[str, set[int]] = {t: set() for t in CHAINED}
+    chains: dict[str, _Chain] = {}
+    mine: list[Checkpoint] = []
     try:
         with ledger.snapshot() as conn:
             status = conn.execute("PRAGMA integrity_check").fetchone()[0]
+            ledger_id = identity(conn, ledger.path)
             live = {t: conn.execute(f"SELECT {', '.join(CHAINED[t])}, prev_hash, row_hash "
                                     f"FROM {t} ORDER BY seq").fetchall() for t in CHAINED}
+        if checkpoints is not None:
+            mine = sorted((c for c in checkpoints if c.ledger_id == ledger_id),
+                          key=lambda c: c.ts, reverse=True)
+            if not mine:
+                others = sorted({c.ledger_id for c in checkpoints})
+                raise _Broken(f"no checkpoint in {source} is for this ledger (id {ledger_id}); "
+                              + (f"it holds checkpoints of {', '.join(others)}" if others else
+                                 "it holds none"))
+            for c in mine:
+                for table, head in c.heads.items():
+                    wanted[table].add(head.seq)
+        chains = {t: _Chain(t, wanted[t]) for t in CHAINED}
         chains["segments"].check(live["segments"], "in the segments table")
         names = CHAINED["segments"]
         segments = [dict(zip(names, r[:-2], strict=True)) for r in live["segments"]]
         for table in SEALABLE:
             chain = chains[table]
             for seg in (s for s in segments if s["table_name"] == table):
-                path = ledger.segments_dir / seg["file"]
-                where = f"in segment {seg['file']}"
-                if not path.exists():
-                    raise _Broken(f"segment {seg['file']} (rows {seg['first_seq']}-"
-                                  f"{seg['last_seq']}) is missing")
-                if file_sha256(path) != seg["sha256"]:
-                    raise _Broken(f"segment {seg['file']} (rows {seg['first_seq']}-"
-                                  f"{seg['last_seq']}) was altered: its SHA-256 no longer "
-                                  "matches the one in the chain")
-                if seg["first_seq"] != chain.expect or seg["first_prev_hash"] != chain.prev:
-                    raise _Broken(f"segment {seg['file']} does not continue the chain at row "
-                                  f"{chain.expect}")
-                chain.check(pl.read_parquet(path).rows(), where)
-                if chain.prev != seg["last_hash"]:
-                    raise _Broken(f"segment {seg['file']} ends on a different hash than the "
-                                  "chain records")
+                _check_segment(ledger, chain, seg)
                 segments_checked += 1
             chain.check(live[table], "in the live ledger")
         if status != "ok":
             raise _Broken(f"SQLite integrity_check: {status}")
+        for c in mine:  # the newest first: it covers the most rows
+            _check_heads(c, chains, source)
     except _Broken as broken:
         return Verification(False, sum(c.rows for c in chains.values()), segments_checked,
                             str(broken))
-    return Verification(True, sum(c.rows for c in chains.values()), segments_checked)
+    except sqlite3.Error as exc:  # a dropped table, a damaged file
+        return Verification(False, sum(c.rows for c in chains.values()), segments_checked,
+                            f"the ledger cannot be read: {exc}")
+    return Verification(True, sum(c.rows for c in chains.values()), segments_checked,
+                        checkpoints_checked=len(mine),
+                        newest_checkpoint=mine[0].describe() if mine else None)
+
+
+def _check_segment(ledger: Ledger, chain: _Chain, seg: dict[str, Any]) -> None:
+    path = ledger.segments_dir / seg["file"]
+    named = f"segment {seg['file']} (rows {seg['first_seq']}-{seg['last_seq']})"
+    if not path.exists():
+        raise _Broken(f"{named} is missing")
+    if file_sha256(path) != seg["sha256"]:
+        raise _Broken(f"{named} was altered: its SHA-256 no longer matches the one in the chain")
+    if seg["first_seq"] != chain.expect or seg["first_prev_hash"] != chain.prev:
+        raise _Broken(f"segment {seg['file']} does not continue the chain at row {chain.expect}")
+    chain.check(pl.read_parquet(path).rows(), f"in segment {seg['file']}")
+    if chain.expect - 1 != seg["last_seq"] or seg["rows"] != seg["last_seq"] - seg["first_seq"] + 1:
+        raise _Broken(f"{named} holds rows {seg['first_seq']}-{chain.expect - 1}, not the rows "
+                      "the chain records")
+    if chain.prev != seg["last_hash"]:
+        raise _Broken(f"segment {seg['file']} ends on a different hash than the chain records")
+
+
+def _check_heads(checkpoint: Checkpoint, chains: dict[str, _Chain], source: str) -> None:
+    which = f"the checkpoint of {checkpoint.ts.isoformat()} ({source} line {checkpoint.line})"
+    for table, head in checkpoint.heads.items():
+        chain = chains[table]
+        last = chain.expect - 1
+        if head.seq > last:
+            raise _Broken(f"{table} rows {last + 1} to {head.seq} were removed: {which} "
+                          f"records the table up to row {head.seq}, the ledger now ends at row "
+                          f"{last}")
+        if head.seq and chain.seen.get(head.seq) != head.hash:
+            raise _Broken(f"{table} row {head.seq} differs from {which}: rows up to it were "
+                          "rewritten (their hashes recomputed)")
