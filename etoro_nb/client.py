@@ -33,7 +33,6 @@ from etoro_nb.errors import (
     ValidationError,
 )
 from etoro_nb.ledger import Ledger
-from etoro_nb.ledger.checkpoint import CheckpointConfig, checkpoint_from_env
 from etoro_nb.ledger.recorder import UsageRecorder
 from etoro_nb.models import Me, MintedToken, UserToken
 from etoro_nb.operations import catalogue
@@ -49,6 +48,7 @@ from etoro_nb.resources.trading import AsyncTrading, Trading
 from etoro_nb.sandbox.config import SandboxConfig
 
 if TYPE_CHECKING:
+    from etoro_nb.ledger.checkpoint import CheckpointConfig
     from etoro_nb.sandbox.server import SandboxServer
 
 T = TypeVar("T")
@@ -407,6 +407,8 @@ def _settings(api_key: str | None, user_key: str | None, base_url: str | None,
               sandbox: SandboxConfig | None, quota: Quota | None,
               ledger: Ledger | str | Path | None) -> dict[str, Any]:
     creds = resolve_credentials(api_key, user_key, base_url, env_file=env_file)
+    from etoro_nb.ledger.checkpoint import checkpoint_from_env  # cryptography: only when used
+
     checkpoint = checkpoint_from_env()  # a bad setting stops us before a sandbox starts
     if creds is None:
         from etoro_nb.sandbox.server import start as start_sandbox  # uvicorn: only when used

@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ("uvicorn", "starlette", "plotly", "ipywidgets")
+HEAVY = ("uvicorn", "starlette", "plotly", "ipywidgets", "cryptography")
 
 
 def _loaded_after(code: str) -> set[str]:
