@@ -17,6 +17,12 @@ class OperationInfo:
     route: str
     scope_required: str | None  # a scope name, "owner" for management, None for any key
 
+    @property
+    def places_trade(self) -> bool:
+        """Opens or closes a position: a POST to a trading execution route (an order, a
+        market open or a market close; cancelling an order is a DELETE and is not one)."""
+        return self.method == "POST" and "/trading/execution/" in self.route
+
 
 def scope_required(method: str, route: str) -> str | None:
     if "/trading/" in route:
@@ -38,6 +44,12 @@ def catalogue() -> dict[str, OperationInfo]:
                 out[op["operationId"]] = OperationInfo(op["operationId"], m, route,
                                                        scope_required(m, route))
     return out
+
+
+def trade_operations() -> frozenset[str]:
+    """The ids of the contract's operations that open or close a position
+    (``OperationInfo.places_trade``)."""
+    return frozenset(op for op, info in catalogue().items() if info.places_trade)
 
 
 def describe(operation_id: str, method: str, path: str) -> OperationInfo:

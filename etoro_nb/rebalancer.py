@@ -9,7 +9,7 @@ expired) is recorded as ``stopped`` and the agent makes no further request.
 
 Weights are shares of the account's equity: cash plus every position's amount and
 unrealised P&L, as the server values them (``trading(mode).pnl()``). Instruments held but
-absent from the targets have a target of 0. Charts here take frames, never a client.
+absent from the targets have a target of 0. ``charts.rebalance_weights`` draws the frames.
 
 Examples
 --------
@@ -17,7 +17,8 @@ Examples
 >>> rebalancer = Rebalancer(agent, "demo", {"AAPL": 0.4, "GLD": 0.3, "BTC": 0.3})
 ...                                                                       # doctest: +SKIP
 >>> rebalancer.run(8, between=lambda record: None)                        # doctest: +SKIP
->>> weights_chart(rebalancer.weights_frame(), rebalancer.steps_frame())   # doctest: +SKIP
+>>> enb.charts.rebalance_weights(rebalancer.weights_frame(), rebalancer.steps_frame())
+...                                                                       # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -28,9 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-import plotly.graph_objects as go  # type: ignore[import-untyped]
 import polars as pl
-from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
 from etoro_nb import rules
 from etoro_nb.errors import APIError, AuthenticationError, PermissionDeniedError, ValidationError
@@ -411,91 +410,5 @@ class Rebalancer:
         return frame_of(rows, WEIGHTS_SCHEMA)
 
 
-# -- the chart ----------------------------------------------------------------------------
-# Instrument colours: no orange or red, which mark refused and stopped steps.
-PALETTE = ("#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-           "#393b79")
-CASH_COLOUR = "#7f7f7f"
-REFUSED_COLOUR = "#ff7f0e"
-STOPPED_COLOUR = "#d62728"
-GAP_FLOOR = 1e-5  # gaps are drawn on a log axis: 0 is shown as 0.001%
-
-
-def weights_chart(weights: pl.DataFrame, steps: pl.DataFrame | None = None) -> go.Figure:
-    """The run at a glance, from ``weights_frame()`` (and ``steps_frame()``).
-
-    Top: each instrument's weight before and after every step's orders (a rebalance is a
-    vertical jump, drift the slope between steps), dashed at its target; cash in grey.
-    Bottom: the largest gap between a weight and its target, before (hollow) and after
-    (filled) each step's orders, on a log axis. With ``steps``, refused steps are marked
-    in orange and the step the agent stopped at in red.
-    """
-    missing = [c for c in WEIGHTS_SCHEMA if c not in weights.columns]
-    if missing:
-        raise ValueError(f"weights: missing column(s) {', '.join(missing)} (use weights_frame())")
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35],
-                        vertical_spacing=0.08,
-                        subplot_titles=("Weight of each instrument (dashed: its target)",
-                                        "Largest gap to a target (log scale)"))
-    fig.update_layout(title={"text": "The rebalancer's run, step by step"},
-                      template="plotly_white", height=560,
-                      legend={"title": {"text": "instrument"}})
-    fig.update_yaxes(title_text="weight", tickformat=".0%", rangemode="tozero", row=1, col=1)
-    fig.update_yaxes(title_text="gap", type="log", tickformat=".2%", row=2, col=1)
-    fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
-    ordered = weights.with_columns(
-        order=pl.when(pl.col("phase") == "before").then(0).otherwise(1)).sort(
-        "step", "order", "instrument")
-    names = ordered.select("instrument", "instrument_id").unique().sort(
-        pl.col("instrument_id").is_null(), "instrument_id", "instrument").iter_rows()
-    slot = 0
-    for name, iid in names:
-        colour = CASH_COLOUR if iid is None else PALETTE[slot % len(PALETTE)]
-        slot += iid is not None
-        part = ordered.filter(pl.col("instrument") == name)
-        fig.add_trace(go.Scatter(
-            x=part["at"].to_list(), y=part["weight"].to_list(), mode="lines+markers", name=name,
-            legendgroup=name, line={"color": colour, "width": 2}, marker={"size": 5},
-            customdata=part.select("step", "phase", "value_usd").rows(),
-            hovertemplate=(f"<b>{name}</b> step %{{customdata[0]}} (%{{customdata[1]}})<br>"
-                           "weight %{y:.2%}, %{customdata[2]:,.2f} USD<extra></extra>")),
-            row=1, col=1)
-        target = part["target"].drop_nulls()
-        if iid is not None and not target.is_empty():
-            fig.add_trace(go.Scatter(
-                x=[part["at"].min(), part["at"].max()], y=[target[0], target[0]], mode="lines",
-                name=f"{name} target", legendgroup=name, showlegend=False,
-                line={"color": colour, "dash": "dash", "width": 1},
-                hovertemplate=f"{name} target {target[0]:.1%}<extra></extra>"), row=1, col=1)
-    gaps = (ordered.filter(pl.col("target").is_not_null())
-            .group_by("step", "at", "phase", "order")
-            .agg(gap=(pl.col("weight") - pl.col("target")).abs().max())
-            .sort("step", "order"))
-    if not gaps.is_empty():
-        fig.add_trace(go.Scatter(
-            x=gaps["at"].to_list(), y=[max(g, GAP_FLOOR) for g in gaps["gap"].to_list()],
-            mode="lines+markers", name="largest gap", line={"color": "#444444", "width": 1},
-            marker={"size": 8, "color": ["white" if p == "before" else "#444444"
-                                         for p in gaps["phase"].to_list()],
-                    "line": {"color": "#444444", "width": 1.5}},
-            customdata=gaps.select("step", "phase", "gap").rows(),
-            hovertemplate=("step %{customdata[0]} (%{customdata[1]} its orders)<br>"
-                           "largest gap %{customdata[2]:.3%}<extra></extra>")), row=2, col=1)
-    if steps is not None:
-        for at, step, outcome in steps.select("at", "step", "outcome").iter_rows():
-            if outcome.startswith(("refused", "stopped")):
-                colour = STOPPED_COLOUR if outcome.startswith("stopped") else REFUSED_COLOUR
-                fig.add_vline(x=at, line={"color": colour, "dash": "dot", "width": 2},
-                              row="all", col=1)
-                fig.add_annotation(x=at, y=1, yref="y domain", text=f"step {step}: {outcome}",
-                                   showarrow=False, textangle=-90, xanchor="right",
-                                   yanchor="top", font={"color": colour, "size": 11},
-                                   row=1, col=1)
-    if not weights.height:
-        fig.add_annotation(text="No step read the account", xref="paper", yref="paper",
-                           x=0.5, y=0.5, showarrow=False, font={"size": 16})
-    return fig
-
-
 __all__ = ["MIN_TRADE_USD", "STEPS_SCHEMA", "WEIGHTS_SCHEMA", "Holding", "Order", "Rebalancer",
-           "StepRecord", "holdings_of", "plan_orders", "validate_targets", "weights_chart"]
+           "StepRecord", "holdings_of", "plan_orders", "validate_targets"]

@@ -28,7 +28,6 @@ from etoro_nb.rebalancer import (
     StepRecord,
     plan_orders,
     validate_targets,
-    weights_chart,
 )
 from etoro_nb.sandbox import SandboxServer
 from tests.helpers import DEMO_READ, DEMO_WRITE, REAL_READ, REAL_WRITE, Api
@@ -433,13 +432,13 @@ def test_a_run_narrowed_then_revoked_is_in_the_frames_and_the_chart(setup: Setup
     per_step = weights.group_by("step", "phase").agg(pl.col("weight").sum())
     assert all(math.isclose(w, 1.0) for w in per_step["weight"].to_list())
 
-    fig = weights_chart(weights, steps)
+    fig = enb.charts.rebalance_weights(weights, steps)
     names = [t.name for t in fig.data]
     assert {"AAPL", "GLD", "BTC", "cash", "largest gap"} <= set(names)
     marks = [a.text for a in fig.layout.annotations if a.text and a.text.startswith("step ")]
     assert marks == ["step 3: refused: InsufficientScope", "step 4: stopped: Unauthorized"]
     with pytest.raises(ValueError, match="weights: missing column"):
-        weights_chart(steps)
+        enb.charts.rebalance_weights(steps)
 
 
 def test_real_account_trades_are_copied_into_the_owners_mirror(

@@ -1,0 +1,328 @@
+"""The figure builders: each maps the columns of a ``shaping`` frame to plotly marks and
+styles, and computes nothing else. Imported only when a chart is drawn (it loads plotly).
+
+A frame without rows gives a titled figure whose annotation says so, with no data traces.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import plotly.graph_objects as go  # type: ignore[import-untyped]
+import polars as pl
+from plotly.subplots import make_subplots  # type: ignore[import-untyped]
+
+from etoro_nb.charts import style
+from etoro_nb.charts.shaping import SCOPE_STATES, utc
+from etoro_nb.charts.style import TEMPLATE
+
+
+def _empty(title: str, message: str) -> go.Figure:
+    fig = go.Figure()
+    fig.update_layout(
+        title={"text": title}, template=TEMPLATE, height=320,
+        xaxis={"visible": False}, yaxis={"visible": False},
+        annotations=[{"text": message, "name": "empty", "xref": "paper", "yref": "paper",
+                      "x": 0.5, "y": 0.5, "showarrow": False, "font": {"size": 16}}])
+    return fig
+
+
+# -- activity -----------------------------------------------------------------------------
+def activity(frame: pl.DataFrame, *, freq: str) -> go.Figure:
+    """Stacked request bars per operation and refusal and trade markers, a row per panel,
+    from ``shaping.activity_frame``."""
+    title = f"Requests per portfolio ({freq} buckets)"
+    if frame.is_empty():
+        return _empty(title, "No usage recorded in this window")
+    titles = frame.select("panel", "panel_title").unique(maintain_order=True)["panel_title"].to_list()
+    n = len(titles)
+    colours = style.colours(frame.filter(pl.col("mark") == "requests")["series"].to_list())
+    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, subplot_titles=titles,
+                        vertical_spacing=min(0.08, 0.3 / n) if n > 1 else 0.08)
+    shown: set[str] = set()
+    parts = frame.partition_by("panel", "mark", "series", maintain_order=True, as_dict=True)
+    for (panel, mark, series), part in parts.items():
+        legend = series not in shown
+        if mark == "requests":
+            trace = _requests(part, legend, colours[series])
+        else:
+            trace = (_errors if mark == "refused / errors" else _trades)(part, legend)
+        fig.add_trace(trace, row=panel, col=1)
+        shown.add(series)
+    for row in range(1, n + 1):
+        fig.update_yaxes(title_text="requests", rangemode="tozero", row=row, col=1)
+    fig.update_xaxes(title_text="time (UTC)", row=n, col=1)
+    fig.update_layout(title={"text": title}, barmode="stack", template=TEMPLATE,
+                      height=160 + 220 * n, legend={"title": {"text": "operation"}})
+    return fig
+
+
+def _requests(part: pl.DataFrame, legend: bool, colour: str) -> go.Bar:
+    op, where = part["series"][0], part["panel_title"][0]
+    return go.Bar(
+        x=part["bucket_mid"].to_list(), y=part["count"].to_list(), width=part["width_ms"].to_list(),
+        name=op, legendgroup=op, showlegend=legend, marker={"color": colour},
+        customdata=[list(row) for row in part.select("span", "failed", "detail").iter_rows()],
+        hovertemplate=(f"<b>{op}</b><br>%{{customdata[0]}}<br>requests: %{{y}}"
+                       "<br>refused / errors: %{customdata[1]}"
+                       f"<br>by: %{{customdata[2]}}<extra>{where}</extra>"))
+
+
+def _errors(part: pl.DataFrame, legend: bool) -> go.Scatter:
+    name, where = "refused / errors", part["panel_title"][0]
+    return go.Scatter(
+        x=part["bucket_mid"].to_list(), y=part["count"].to_list(),
+        mode="markers+text", text=[str(v) for v in part["count"].to_list()],
+        textposition="top center", textfont={"color": style.ERROR_COLOUR},
+        name=name, legendgroup=name, showlegend=legend,
+        marker={"color": style.ERROR_COLOUR, "symbol": "x", "size": 11},
+        customdata=[list(row) for row in part.select("span", "detail").iter_rows()],
+        hovertemplate=("<b>refused / errors: %{y}</b><br>%{customdata[0]}"
+                       f"<br>%{{customdata[1]}}<extra>{where}</extra>"))
+
+
+def _trades(part: pl.DataFrame, legend: bool) -> go.Scatter:
+    where = part["panel_title"][0]
+    return go.Scatter(
+        x=part["bucket_mid"].to_list(), y=part["count"].to_list(), mode="markers",
+        name="trades", legendgroup="trades", showlegend=legend,
+        marker={"color": style.TRADE_COLOUR, "symbol": "diamond", "size": 10,
+                "line": {"color": "white", "width": 1}},
+        customdata=[list(row) for row in part.select("span", "detail").iter_rows()],
+        hovertemplate=("<b>trades: %{y}</b><br>%{customdata[0]}"
+                       f"<br>%{{customdata[1]}}<extra>{where}</extra>"))
+
+
+# -- scope usage --------------------------------------------------------------------------
+def scope_usage(frame: pl.DataFrame) -> go.Figure:
+    """A tokens x scopes heatmap with a discrete colour per state, from
+    ``shaping.scope_usage_frame``."""
+    title = "Scope usage per token"
+    if frame.is_empty():
+        return _empty(title, "No scope grants or usage in this window")
+    rows = frame.partition_by("token_id", maintain_order=True)
+    scopes = rows[0]["scope"].to_list()
+    cells = ("state", "used", "refused", "verdict", "granted")
+    k = len(SCOPE_STATES)
+    colourscale: list[list[object]] = []
+    for i, state in enumerate(SCOPE_STATES):
+        colour = style.SCOPE_COLOURS[state]
+        colourscale += [[i / k, colour], [(i + 1) / k, colour]]
+    fig = go.Figure(go.Heatmap(
+        z=[row["state"].to_physical().to_list() for row in rows], x=scopes,
+        y=[row["token"][0] for row in rows],
+        customdata=[[[*cell[:4], "yes" if cell[4] else "no"] for cell in row.select(cells).iter_rows()]
+                    for row in rows],
+        text=[row["text"].to_list() for row in rows], texttemplate="%{text}",
+        colorscale=colourscale, zmin=-0.5, zmax=k - 0.5, xgap=2, ygap=2,
+        colorbar={"title": {"text": "scope"}, "tickvals": list(range(k)),
+                  "ticktext": list(SCOPE_STATES)},
+        hovertemplate=("<b>%{y}</b><br>%{x}<br>%{customdata[0]}<br>granted: %{customdata[4]}"
+                       "<br>used: %{customdata[1]}<br>refused: %{customdata[2]}"
+                       "<br>verdict: %{customdata[3]}<extra></extra>")))
+    fig.update_xaxes(title_text="scope", tickvals=scopes, ticktext=rows[0]["scope_label"].to_list())
+    fig.update_yaxes(title_text="token", autorange="reversed")
+    fig.update_layout(title={"text": title}, template=TEMPLATE, height=220 + 36 * len(rows))
+    return fig
+
+
+# -- token lifetimes ----------------------------------------------------------------------
+_LIFETIME_HOVER = ("<b>%{y}</b> · %{customdata[0]}<br>portfolio: %{customdata[1]}"
+                   "<br>application: %{customdata[2]}<br>scopes: %{customdata[3]}"
+                   "<br>created: %{customdata[4]}<br>%{customdata[5]}: %{customdata[6]}"
+                   "<extra></extra>")
+
+
+def token_lifetimes(frame: pl.DataFrame, *, now: datetime, expiring_within: timedelta) -> go.Figure:
+    """A horizontal bar per token, coloured by status, with ``now`` and the expiring window
+    marked, from ``shaping.token_lifetimes_frame``."""
+    now = utc(now)
+    title = f"Token lifetimes (now: {style.when(now)})"
+    if frame.is_empty():
+        return _empty(title, "No tokens to show")
+    dated = frame.filter(pl.col("start").is_not_null())
+    fig = go.Figure()
+    for status, colour in style.STATUS_COLOURS.items():
+        group = dated.filter(pl.col("status") == status)
+        if group.is_empty():
+            continue
+        expiring = status == "expiring"
+        fig.add_trace(go.Bar(
+            orientation="h", name=status, legendgroup=status, y=group["token"].to_list(),
+            base=group["start"].to_list(), x=group["duration_ms"].to_list(),
+            marker={"color": colour, "line": {"color": "#000000" if expiring else colour,
+                                              "width": 2 if expiring else 0}},
+            customdata=[[status, portfolio, application, scopes, style.when(start), ends,
+                         style.when(end)]
+                        for portfolio, application, scopes, start, ends, end in group.select(
+                            "portfolio", "application", "scopes", "start", "ends", "end").iter_rows()],
+            hovertemplate=_LIFETIME_HOVER))
+    open_ended = dated.filter(pl.col("ends") == "never expires")
+    if not open_ended.is_empty():
+        fig.add_trace(go.Scatter(
+            x=[now] * open_ended.height, y=open_ended["token"].to_list(), mode="markers",
+            name="never expires", marker={"symbol": "triangle-right", "size": 12,
+                                          "color": style.STATUS_COLOURS["active"]},
+            customdata=[style.when(start) for start in open_ended["start"].to_list()],
+            hovertemplate="<b>%{y}</b><br>never expires<br>created: %{customdata}<extra></extra>"))
+    fig.add_shape(type="rect", name="expiring window", xref="x", yref="paper",
+                  x0=now, x1=now + expiring_within, y0=0, y1=1, layer="below",
+                  fillcolor=style.STATUS_COLOURS["expiring"], opacity=0.08, line={"width": 0})
+    fig.add_shape(type="line", name="now", xref="x", yref="paper", x0=now, x1=now, y0=0,
+                  y1=1, line={"color": "#333333", "width": 2, "dash": "dot"})
+    fig.add_annotation(name="now", x=now, xref="x", y=1, yref="paper", text="now",
+                       showarrow=False, yanchor="bottom")
+    if undated := frame.height - dated.height:
+        fig.add_annotation(name="undated", xref="paper", yref="paper", x=0, y=-0.18,
+                           showarrow=False, xanchor="left",
+                           text=f"{undated} token(s) without a creation time not shown")
+    fig.update_xaxes(type="date", title_text="time (UTC)")
+    fig.update_yaxes(title_text="token", autorange="reversed", type="category")
+    fig.update_layout(title={"text": title}, template=TEMPLATE, barmode="overlay",
+                      height=220 + 32 * dated.height, legend={"title": {"text": "status"}})
+    return fig
+
+
+# -- portfolio value ----------------------------------------------------------------------
+def portfolio_value(frame: pl.DataFrame) -> go.Figure:
+    """Value lines (agent account, owner mirror on a second axis) and P&L bars, a colour
+    per portfolio, from ``shaping.portfolio_value_frame``."""
+    title = "Agent portfolio value and P&L"
+    if frame.is_empty():
+        return _empty(title, "No value history recorded")
+    names = frame["name"].unique(maintain_order=True).to_list()
+    colours = style.colours(names)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        row_heights=[0.62, 0.38],
+                        specs=[[{"secondary_y": True}], [{}]],
+                        subplot_titles=["value: agent account (solid) and owner mirror (dashed)",
+                                        "P&L"])
+    for name in names:
+        part = frame.filter(pl.col("name") == name)
+        ts = part["ts"].to_list()
+        colour = colours[name]
+        fig.add_trace(go.Scatter(
+            x=ts, y=part["agent_value_usd"].to_list(), mode="lines+markers",
+            name=f"{name} · agent account", legendgroup=name, line={"color": colour},
+            hovertemplate=(f"<b>{name}</b> agent account<br>%{{x|%Y-%m-%d %H:%M}} UTC"
+                           "<br>value: $%{y:,.2f}<extra></extra>")),
+            row=1, col=1, secondary_y=False)
+        fig.add_trace(go.Scatter(
+            x=ts, y=part["mirror_value_usd"].to_list(), mode="lines+markers",
+            name=f"{name} · owner mirror", legendgroup=name,
+            line={"color": colour, "dash": "dash"}, marker={"symbol": "circle-open"},
+            hovertemplate=(f"<b>{name}</b> owner mirror<br>%{{x|%Y-%m-%d %H:%M}} UTC"
+                           "<br>value: $%{y:,.2f}<extra></extra>")),
+            row=1, col=1, secondary_y=True)
+        fig.add_trace(go.Bar(
+            x=ts, y=part["pnl_usd"].to_list(), name=f"{name} · P&L", legendgroup=name,
+            marker={"color": colour},
+            hovertemplate=(f"<b>{name}</b> P&L<br>%{{x|%Y-%m-%d %H:%M}} UTC"
+                           "<br>$%{y:+,.2f}<extra></extra>")),
+            row=2, col=1)
+    fig.update_yaxes(title_text="agent account (USD)", row=1, col=1, secondary_y=False)
+    fig.update_yaxes(title_text="owner mirror (USD)", row=1, col=1, secondary_y=True,
+                     showgrid=False)
+    fig.update_yaxes(title_text="P&L (USD)", zeroline=True, zerolinecolor="#888888",
+                     row=2, col=1)
+    fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
+    fig.update_layout(title={"text": title}, template=TEMPLATE, barmode="group", height=620,
+                      hovermode="closest")
+    return fig
+
+
+# -- delegation map -----------------------------------------------------------------------
+def delegation_map(nodes: pl.DataFrame, links: pl.DataFrame) -> go.Figure:
+    """A Sankey of ``shaping.delegation_nodes`` and ``shaping.delegation_links``: portfolios
+    in their own colours, tokens and their links in their status's."""
+    title = "Delegation: owner → agent portfolios → tokens → applications"
+    if nodes.is_empty():
+        return _empty(title, "No agent portfolios or tokens to show")
+    portfolios = nodes.filter(pl.col("kind") == "portfolio")["key"].to_list()
+    colours = style.colours(portfolios)
+    fixed = {"owner": style.OWNER_COLOUR, "application": style.APPLICATION_COLOUR}
+    node_colours = [colours[key] if kind == "portfolio"
+                    else style.STATUS_COLOURS.get(status, style.GREY) if kind == "token"
+                    else fixed[kind]
+                    for kind, key, status in nodes.select("kind", "key", "status").iter_rows()]
+    link_colours = [style.rgba(colours[pid] if pid is not None
+                               else style.STATUS_COLOURS.get(status, style.GREY), style.LINK_ALPHA)
+                    for pid, status in links.select("portfolio_id", "status").iter_rows()]
+    fig = go.Figure(go.Sankey(
+        arrangement="snap", valueformat=".0f",
+        node={"label": nodes["label"].to_list(), "color": node_colours,
+              "customdata": nodes["detail"].to_list(),
+              "pad": 18, "thickness": 16, "line": {"color": "white", "width": 0.5},
+              "hovertemplate": "<b>%{label}</b><br>%{customdata}<extra></extra>"},
+        link={"source": links["source"].to_list(), "target": links["target"].to_list(),
+              "value": links["value"].to_list(), "color": link_colours,
+              "customdata": links["detail"].to_list(),
+              "hovertemplate": ("%{source.label} → %{target.label}<br>%{customdata}"
+                                "<extra></extra>")}))
+    tokens = nodes.filter(pl.col("kind") == "token").height
+    fig.update_layout(title={"text": title}, template=TEMPLATE,
+                      height=max(360, 120 + 28 * tokens + 20 * len(portfolios)),
+                      annotations=[{"text": text, "x": x, "y": 1.04, "xref": "paper",
+                                    "yref": "paper", "showarrow": False, "name": "column"}
+                                   for text, x in (("owner", 0.0), ("portfolios", 0.33),
+                                                   ("tokens", 0.66), ("applications", 1.0))])
+    return fig
+
+
+# -- the rebalancer's run -----------------------------------------------------------------
+def rebalance_weights(weights: pl.DataFrame, gaps: pl.DataFrame, events: pl.DataFrame) -> go.Figure:
+    """Weight lines with dashed targets above, the largest gap (log axis) below, refused and
+    stopped steps as vertical lines; from the three ``shaping.rebalance_*`` frames."""
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.65, 0.35],
+                        vertical_spacing=0.08,
+                        subplot_titles=("Weight of each instrument (dashed: its target)",
+                                        "Largest gap to a target (log scale)"))
+    fig.update_layout(title={"text": "The rebalancer's run, step by step"},
+                      template=TEMPLATE, height=560, legend={"title": {"text": "instrument"}})
+    fig.update_yaxes(title_text="weight", tickformat=".0%", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="gap", type="log", tickformat=".2%", row=2, col=1)
+    fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
+    for part in weights.partition_by("instrument", maintain_order=True):
+        for trace in _instrument(part):
+            fig.add_trace(trace, row=1, col=1)
+    if not gaps.is_empty():
+        grey = style.GAP_COLOUR
+        fig.add_trace(go.Scatter(
+            x=gaps["at"].to_list(), y=[max(g, style.GAP_FLOOR) for g in gaps["gap"].to_list()],
+            mode="lines+markers", name="largest gap", line={"color": grey, "width": 1},
+            marker={"size": 8, "color": ["white" if p == "before" else grey
+                                         for p in gaps["phase"].to_list()],
+                    "line": {"color": grey, "width": 1.5}},
+            customdata=gaps.select("step", "phase", "gap").rows(),
+            hovertemplate=("step %{customdata[0]} (%{customdata[1]} its orders)<br>"
+                           "largest gap %{customdata[2]:.3%}<extra></extra>")), row=2, col=1)
+    for at, step, outcome, event in events.select("at", "step", "outcome", "event").iter_rows():
+        colour = style.EVENT_COLOURS[event]
+        fig.add_vline(x=at, line={"color": colour, "dash": "dot", "width": 2}, row="all", col=1)
+        fig.add_annotation(x=at, y=1, yref="y domain", text=f"step {step}: {outcome}",
+                           showarrow=False, textangle=-90, xanchor="right", yanchor="top",
+                           font={"color": colour, "size": 11}, row=1, col=1)
+    if weights.is_empty():
+        fig.add_annotation(text="No step read the account", xref="paper", yref="paper",
+                           x=0.5, y=0.5, showarrow=False, font={"size": 16})
+    return fig
+
+
+def _instrument(part: pl.DataFrame) -> list[go.Scatter]:
+    """An instrument's weight line and, if it has a target, the target's dashed line."""
+    name, slot, target = part["instrument"][0], part["slot"][0], part["target"][0]
+    palette = style.INSTRUMENT_PALETTE
+    colour = style.CASH_COLOUR if slot is None else palette[slot % len(palette)]
+    traces = [go.Scatter(
+        x=part["at"].to_list(), y=part["weight"].to_list(), mode="lines+markers", name=name,
+        legendgroup=name, line={"color": colour, "width": 2}, marker={"size": 5},
+        customdata=part.select("step", "phase", "value_usd").rows(),
+        hovertemplate=(f"<b>{name}</b> step %{{customdata[0]}} (%{{customdata[1]}})<br>"
+                       "weight %{y:.2%}, %{customdata[2]:,.2f} USD<extra></extra>"))]
+    if target is not None:
+        traces.append(go.Scatter(
+            x=[part["at"].min(), part["at"].max()], y=[target, target], mode="lines",
+            name=f"{name} target", legendgroup=name, showlegend=False,
+            line={"color": colour, "dash": "dash", "width": 1},
+            hovertemplate=f"{name} target {target:.1%}<extra></extra>"))
+    return traces

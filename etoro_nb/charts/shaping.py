@@ -1,0 +1,492 @@
+"""The frames behind the charts: pure polars, no plotting.
+
+Each function takes the frames its chart takes (with the columns of the matching
+``frames`` loader or ``Rebalancer`` frame), checks them, and returns a frame of a declared
+schema holding everything the figure shows (positions, counts, labels, hover text) in
+drawing order. The figure builders in ``charts.figures`` only map these columns to plotly
+marks and styles. Input with nothing to draw gives a frame of the schema with no rows.
+
+Times are UTC (naive input is taken as UTC). Ids in labels are cut to their first eight
+characters (``11111111…``), which keeps UUIDs recognisable.
+
+Examples
+--------
+>>> from etoro_nb.charts import shaping
+>>> shaping.activity_frame(enb.frames.usage(client.ledger), freq="15m")   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+import polars as pl
+
+from etoro_nb.frames import UTC_US, VALUE_HISTORY_SCHEMA, token_status
+from etoro_nb.operations import trade_operations
+from etoro_nb.rebalancer import WEIGHTS_SCHEMA
+
+
+def _schema(columns: dict[str, Any]) -> pl.Schema:  # Any: polars' dtype union is not inferred
+    return pl.Schema(columns)
+
+
+NO_PORTFOLIO = "(no portfolio)"
+NO_PORTFOLIO_TITLE = "no portfolio (owner calls)"
+THIN_LINK = 0.1  # the value of the owner -> portfolio link of a portfolio without tokens
+SCOPE_PREFIX = "etoro-public:"
+
+ACTIVITY_MARKS = ("requests", "refused / errors", "trades")
+ACTIVITY_SCHEMA = _schema({
+    "panel": pl.Int64, "panel_title": pl.String, "mark": pl.Enum(ACTIVITY_MARKS),
+    "series": pl.String, "bucket_mid": UTC_US, "width_ms": pl.Float64, "span": pl.String,
+    "count": pl.Int64, "failed": pl.Int64, "detail": pl.String,
+})
+"""``activity_frame``: one row per portfolio (``panel``, 1 = top), mark, series and time
+bucket. ``requests`` rows (series: the operation) count its requests, ``failed`` of them
+refused (status >= 400) or never answered, ``detail`` who sent them. ``refused / errors``
+rows count those, ``detail`` their answers (``403 InsufficientScope x2, no answer``);
+``trades`` rows count the trades that succeeded, ``detail`` their operations. Marker rows
+have no ``failed``. ``span`` names the bucket, ``width_ms`` is 90% of its length."""
+
+SCOPE_STATES = ("not granted", "granted, unused", "used", "refused")
+SCOPE_USAGE_SCHEMA = _schema({
+    "token_id": pl.String, "token": pl.String, "scope": pl.String, "scope_label": pl.String,
+    "state": pl.Enum(SCOPE_STATES), "granted": pl.Boolean, "used": pl.Int64,
+    "refused": pl.Int64, "verdict": pl.String, "text": pl.String,
+})
+"""``scope_usage_frame``: one row per token and scope, every pair of the two (tokens by
+name then id, then scopes by name). ``state`` is ``used`` (answered 2xx at least once),
+else ``granted, unused``, else ``refused`` (asked for without the grant), else ``not
+granted``; ``verdict`` is the input's (``not granted`` where nothing was recorded);
+``text`` the cell's: the used count, ``✕`` and the refused count, or nothing."""
+
+TOKEN_STATUSES = ("active", "expiring", "expired", "revoked")
+TOKEN_LIFETIMES_SCHEMA = _schema({
+    "token_id": pl.String, "token": pl.String, "portfolio": pl.String, "application": pl.String,
+    "scopes": pl.String, "status": pl.Enum(TOKEN_STATUSES), "start": UTC_US, "end": UTC_US,
+    "ends": pl.String, "duration_ms": pl.Float64,
+})
+"""``token_lifetimes_frame``: one row per token, by portfolio name, creation time and id;
+tokens without a creation time last, with no ``start`` (they are not drawn). ``status``
+is taken at ``now``; ``end`` is the expiry, the revocation (the earlier of the two, for
+a revoked token that had also expired) or ``now`` (never expires, or revoked at an
+unknown time), and ``ends`` says which: ``expires``, ``expired``, ``revoked``,
+``revoked (time unknown)`` or ``never expires``."""
+
+PORTFOLIO_VALUE_SCHEMA = VALUE_HISTORY_SCHEMA
+"""``portfolio_value_frame``: the history's rows with a time, by name then time; a
+portfolio without a name is ``(unnamed)``."""
+
+DELEGATION_KINDS = ("owner", "portfolio", "token", "application")
+DELEGATION_NODES_SCHEMA = _schema({
+    "node": pl.Int64, "kind": pl.Enum(DELEGATION_KINDS), "key": pl.String, "label": pl.String,
+    "status": pl.String, "detail": pl.String,
+})
+"""``delegation_nodes``: the owner (node 0), then portfolios by name and id, their tokens
+by name and id, and applications by name. ``key`` is the portfolio id, token id or
+application; ``status`` a token's; ``detail`` is hover text (plotly's ``<br>`` breaks)."""
+DELEGATION_LINKS_SCHEMA = _schema({
+    "source": pl.Int64, "target": pl.Int64, "value": pl.Float64, "portfolio_id": pl.String,
+    "status": pl.String, "detail": pl.String,
+})
+"""``delegation_links``: owner -> portfolio (``portfolio_id`` set; worth its token count,
+or ``THIN_LINK`` without tokens), then portfolio -> token and token -> application (each
+worth 1, with the token's ``status``), between ``delegation_nodes`` rows."""
+
+REBALANCE_WEIGHTS_SCHEMA = _schema({
+    "step": pl.Int64, "at": UTC_US, "phase": pl.String, "instrument": pl.String,
+    "instrument_id": pl.Int64, "slot": pl.Int64, "target": pl.Float64, "weight": pl.Float64,
+    "value_usd": pl.Float64,
+})
+"""``rebalance_weights_frame``: the weights by instrument (ids in order, cash last), then
+step and phase (``before`` / ``after`` its orders). ``slot`` numbers the instruments with
+an id from 0 (cash has none); ``target`` is the instrument's (none for cash)."""
+REBALANCE_GAPS_SCHEMA = _schema({
+    "step": pl.Int64, "at": UTC_US, "phase": pl.String, "gap": pl.Float64,
+})
+"""``rebalance_gaps_frame``: per step and phase, the largest gap between an instrument's
+weight and its target."""
+REBALANCE_EVENTS_SCHEMA = _schema({
+    "step": pl.Int64, "at": UTC_US, "outcome": pl.String, "event": pl.String,
+})
+"""``rebalance_events_frame``: the steps refused (``event`` ``refused``) or at which the
+agent stopped (``stopped``), by step."""
+
+
+# -- checks and shared expressions ---------------------------------------------------------
+def _require(frame: pl.DataFrame, columns: Iterable[str], what: str, hint: str = "") -> None:
+    if not isinstance(frame, pl.DataFrame):
+        raise TypeError(f"{what}: expected a polars DataFrame, got {type(frame).__name__}"
+                        " (collect a LazyFrame first)")
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise ValueError(f"{what}: missing column(s) {', '.join(missing)}{hint}")
+
+
+def _as_utc(frame: pl.DataFrame, columns: Iterable[str], what: str) -> pl.DataFrame:
+    """Datetime columns in UTC (naive ones are taken as UTC); other dtypes are an error."""
+    exprs = []
+    for column in columns:
+        dtype = frame.schema[column]
+        if not isinstance(dtype, pl.Datetime):
+            raise ValueError(f"{what}: column {column} must be a Datetime, not {dtype}")
+        expr = pl.col(column)
+        exprs.append(expr.dt.replace_time_zone("UTC") if dtype.time_zone is None
+                     else expr.dt.convert_time_zone("UTC"))
+    return frame.with_columns(exprs) if exprs else frame
+
+
+def utc(value: datetime) -> datetime:
+    """A time in UTC; a naive one is taken as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _check_freq(freq: str) -> None:
+    ref = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        end = pl.select(pl.lit(ref).dt.offset_by(freq)).item()
+        pl.select(pl.lit(ref).dt.truncate(freq))
+    except (pl.exceptions.PolarsError, ValueError, TypeError) as exc:
+        raise ValueError(f"freq: {freq!r} is not a polars duration such as '15m', '1h' or "
+                         f"'1d' ({exc.__class__.__name__})") from None
+    if not end > ref:
+        raise ValueError(f"freq: {freq!r} must be a positive duration such as '15m', '1h' or '1d'")
+
+
+def _short(ids: pl.Expr) -> pl.Expr:
+    """Ids longer than ten characters cut to their first eight and ``…``."""
+    return pl.when(ids.str.len_chars() <= 10).then(ids).otherwise(ids.str.slice(0, 8) + "…")
+
+
+def _blank(text: pl.Expr) -> pl.Expr:
+    return text.is_null() | (text == "")
+
+
+def _named(name: str, id_column: str) -> pl.Expr:
+    """``name (short id)``, or the short id alone for a thing without a name."""
+    short = _short(pl.col(id_column))
+    return pl.when(_blank(pl.col(name))).then(short).otherwise(pl.format("{} ({})", pl.col(name), short))
+
+
+def _shape(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
+    return frame.select([pl.col(name).cast(dtype) for name, dtype in schema.items()])
+
+
+# -- activity -----------------------------------------------------------------------------
+_BUCKET = ["panel_title", "bucket_mid", "width_ms", "span"]  # the same for all of a bucket's rows
+
+
+def activity_frame(usage: pl.DataFrame, *, freq: str = "1h",
+                   portfolio_names: Mapping[str, str] | None = None) -> pl.DataFrame:
+    """Requests, refusals and trades per portfolio and time bucket (``ACTIVITY_SCHEMA``).
+
+    Counts the ``outcome`` rows of a ``frames.usage(...)`` (or ``frames.requests(...)``)
+    frame, and the ``intent`` rows that have no outcome (never answered: failed, with no
+    status). A trade is a request of an operation that opens or closes a position
+    (``operations.trade_operations()``) answered 2xx. Portfolios are panels by name
+    (``portfolio_names``, id -> name; unnamed ones after, by id); requests without a
+    portfolio (owner calls) get the last panel. ``freq`` is a polars duration.
+    """
+    _require(usage, ("ts", "phase", "request_id", "attempt", "principal", "portfolio_id",
+                     "token_id", "operation_id", "status", "error_code"), "usage")
+    _check_freq(freq)
+    events = _as_utc(usage, ["ts"], "usage").filter(pl.col("ts").is_not_null())
+    outcomes = events.filter(pl.col("phase") == "outcome")
+    unanswered = events.filter(pl.col("phase") == "intent",
+                               pl.col("request_id").is_not_null()).join(
+        outcomes.select("request_id", "attempt"), on=["request_id", "attempt"], how="anti")
+    rows = pl.concat([outcomes, unanswered.with_columns(
+        pl.lit(None).cast(events.schema["status"]).alias("status"))])
+    if rows.is_empty():
+        return ACTIVITY_SCHEMA.to_frame()
+    rows = _request_rows(rows, freq)
+    rows = rows.join(_panels(rows["portfolio"], portfolio_names or {}), on="portfolio")
+    requests = (rows.group_by("panel", "bucket", "operation")
+                .agg(pl.col(_BUCKET).first(), count=pl.len(), failed=pl.col("failed").sum(),
+                     detail=pl.col("who").unique().sort().str.join(", "))
+                .with_columns(mark=pl.lit("requests"), series=pl.col("operation")))
+    marks = [requests, _tally(rows.filter("failed"), "refused / errors", "answer"),
+             _tally(rows.filter("trade"), "trades", "operation")]
+    out = pl.concat(marks, how="diagonal_relaxed")
+    return _shape(out, ACTIVITY_SCHEMA).sort("panel", "mark", "series", "bucket_mid")
+
+
+def _request_rows(rows: pl.DataFrame, freq: str) -> pl.DataFrame:
+    """Each request with its bucket, the bucket's middle, width and span, and whether it
+    failed or was a trade; ``who`` sent it (a short token id, else the principal)."""
+    return rows.with_columns(
+        bucket=pl.col("ts").dt.truncate(freq),
+        portfolio=pl.col("portfolio_id").fill_null(NO_PORTFOLIO),
+        operation=pl.col("operation_id").fill_null("unknown"),
+        failed=pl.col("status").is_null() | (pl.col("status") >= 400),
+        who=_short(pl.col("token_id")).fill_null(pl.col("principal")).fill_null("owner"),
+    ).with_columns(
+        end=pl.col("bucket").dt.offset_by(freq),
+        trade=(pl.col("operation").is_in(sorted(trade_operations()))
+               & pl.col("status").is_between(200, 299)).fill_null(False),
+        answer=pl.when(pl.col("status").is_null()).then(pl.lit("no answer"))
+        .otherwise(pl.concat_str(pl.col("status").cast(pl.String),
+                                 pl.col("error_code").fill_null(""), separator=" ")
+                   .str.strip_chars()),
+    ).with_columns(
+        bucket_mid=pl.col("bucket") + (pl.col("end") - pl.col("bucket")) / 2,
+        width_ms=(pl.col("end") - pl.col("bucket")).dt.total_milliseconds() * 0.9,
+        span=pl.concat_str(
+            pl.col("bucket").dt.strftime("%Y-%m-%d %H:%M"), pl.lit(" to "),
+            pl.when(pl.col("end").dt.date() == pl.col("bucket").dt.date())
+            .then(pl.col("end").dt.strftime("%H:%M"))
+            .otherwise(pl.col("end").dt.strftime("%Y-%m-%d %H:%M")), pl.lit(" UTC")),
+    )
+
+
+def _panels(portfolios: pl.Series, names: Mapping[str, str]) -> pl.DataFrame:
+    """``portfolio``, its ``panel`` number and ``panel_title``."""
+    named = pl.DataFrame({"portfolio": list(names), "name": list(names.values())},
+                         schema={"portfolio": pl.String, "name": pl.String})
+    short = _short(pl.col("portfolio"))
+    return (portfolios.unique().to_frame("portfolio").join(named, on="portfolio", how="left")
+            .sort(pl.col("portfolio") == NO_PORTFOLIO, pl.col("name").fill_null("\uffff"),
+                  "portfolio")
+            .with_row_index("panel", offset=1)
+            .select("portfolio", pl.col("panel").cast(pl.Int64), panel_title=pl.when(
+                pl.col("portfolio") == NO_PORTFOLIO).then(pl.lit(NO_PORTFOLIO_TITLE))
+                .when(pl.col("name").is_not_null()).then(pl.format("{} ({})", "name", short))
+                .otherwise(short)))
+
+
+def _tally(rows: pl.DataFrame, mark: str, of: str) -> pl.DataFrame:
+    """Per panel and bucket, how many ``rows`` and their ``of`` values counted, by value:
+    ``a x2, b``."""
+    counted = pl.when(pl.col("n") > 1).then(pl.format("{} x{}", of, "n")).otherwise(pl.col(of))
+    return (rows.group_by("panel", "bucket", of).agg(pl.col(_BUCKET).first(), n=pl.len())
+            .group_by("panel", "bucket")
+            .agg(pl.col(_BUCKET).first(), count=pl.col("n").sum(),
+                 detail=counted.sort_by(of).str.join(", "))
+            .with_columns(mark=pl.lit(mark), series=pl.lit(mark)))
+
+
+# -- scope usage --------------------------------------------------------------------------
+def scope_usage_frame(least_privilege: pl.DataFrame) -> pl.DataFrame:
+    """The tokens x scopes grid of a ``frames.least_privilege(...)`` frame
+    (``SCOPE_USAGE_SCHEMA``). A token's name is its first one given; a pair given twice
+    is taken from its last row."""
+    _require(least_privilege, ("token_id", "token_name", "scope", "granted", "used", "refused",
+                               "verdict"), "least_privilege")
+    frame = least_privilege.filter(pl.col("token_id").is_not_null(),
+                                   pl.col("scope").is_not_null())
+    tokens = (frame.group_by("token_id").agg(pl.col("token_name").drop_nulls().first())
+              .sort(pl.col("token_name").fill_null(""), "token_id")
+              .with_row_index("row").with_columns(token=_named("token_name", "token_id")))
+    scopes = frame.select("scope").unique()
+    cells = (frame.unique(["token_id", "scope"], keep="last", maintain_order=True)
+             .select("token_id", "scope", "granted", "used", "refused", "verdict",
+                     recorded=pl.lit(True)))
+    grid = (tokens.join(scopes, how="cross").join(cells, on=["token_id", "scope"], how="left")
+            .sort("row", "scope")
+            .with_columns(pl.col("used", "refused").fill_null(0), pl.col("granted").fill_null(False),
+                          verdict=pl.when(pl.col("recorded").is_null()).then(pl.lit("not granted"))
+                          .otherwise(pl.col("verdict").fill_null(""))))
+    return _shape(grid.with_columns(
+        scope_label=pl.col("scope").str.strip_prefix(SCOPE_PREFIX),
+        state=pl.when(pl.col("used") > 0).then(pl.lit("used"))
+        .when("granted").then(pl.lit("granted, unused"))
+        .when(pl.col("refused") > 0).then(pl.lit("refused"))
+        .otherwise(pl.lit("not granted")),
+        text=pl.when(pl.col("used") != 0).then(pl.col("used").cast(pl.String))
+        .when(pl.col("refused") != 0).then("✕" + pl.col("refused").cast(pl.String))
+        .otherwise(pl.lit(""))), SCOPE_USAGE_SCHEMA)
+
+
+# -- token lifetimes ----------------------------------------------------------------------
+def token_lifetimes_frame(tokens: pl.DataFrame, *, now: datetime,
+                          expiring_within: timedelta = timedelta(days=7)) -> pl.DataFrame:
+    """Each token's lifetime and status at ``now`` (naive: UTC) from a ``frames.tokens(...)``
+    frame (``TOKEN_LIFETIMES_SCHEMA``). A token is ``revoked`` when its ``status`` says so
+    or it has a revocation time, else as ``frames.token_status`` finds at ``now``."""
+    _require(tokens, ("portfolio_name", "token_id", "token_name", "application", "scopes",
+                      "created_at", "expires_at", "revoked_at", "status"), "tokens")
+    now = utc(now)
+    times = ["created_at", "expires_at", "revoked_at"]
+    frame = (_as_utc(tokens, times, "tokens").filter(pl.col("token_id").is_not_null())
+             .with_columns(pl.col(times).dt.cast_time_unit("us")))
+    status = pl.Series("status", [
+        "revoked" if given == "revoked" else token_status(expires, revoked, now, expiring_within)
+        for given, expires, revoked in frame.select("status", "expires_at", "revoked_at").iter_rows()
+    ], dtype=pl.String)
+    revoked, expires = pl.col("status") == "revoked", pl.col("expires_at")
+    ended = pl.min_horizontal("expires_at", "revoked_at")
+    scopes = pl.col("scopes").list.join(", ")
+    frame = frame.with_columns(status).with_columns(
+        token=_named("token_name", "token_id"),
+        portfolio=pl.when(_blank(pl.col("portfolio_name"))).then(pl.lit("—"))
+        .otherwise("portfolio_name"),
+        application=pl.when(_blank(pl.col("application"))).then(pl.lit("unknown"))
+        .otherwise("application"),
+        scopes=pl.when(_blank(scopes)).then(pl.lit("—")).otherwise(scopes),
+        start=pl.col("created_at"),
+        end=pl.when(revoked).then(ended.fill_null(now)).when(expires.is_null()).then(pl.lit(now))
+        .otherwise(expires),
+        ends=pl.when(revoked & ended.is_null()).then(pl.lit("revoked (time unknown)"))
+        .when(revoked).then(pl.lit("revoked"))
+        .when(expires.is_null()).then(pl.lit("never expires"))
+        .when(pl.col("status") == "expired").then(pl.lit("expired"))
+        .otherwise(pl.lit("expires")),
+    ).with_columns(  # as timedelta.total_seconds() * 1000 does it, to the last bit
+        duration_ms=(pl.col("end") - pl.col("start")).dt.total_microseconds() / 1_000_000 * 1000)
+    order = frame.sort(pl.col("start").is_null(), pl.col("portfolio_name").fill_null("\uffff"),
+                       "start", "token_id")
+    return _shape(order, TOKEN_LIFETIMES_SCHEMA)
+
+
+# -- portfolio value ----------------------------------------------------------------------
+def portfolio_value_frame(history: pl.DataFrame) -> pl.DataFrame:
+    """The rows of a value history (``VALUE_HISTORY_SCHEMA``, e.g. ``frames.value_snapshot``
+    rows over time) ready to draw (``PORTFOLIO_VALUE_SCHEMA``)."""
+    _require(history, tuple(VALUE_HISTORY_SCHEMA), "history")
+    frame = _as_utc(history, ["ts"], "history").filter(pl.col("ts").is_not_null())
+    frame = frame.with_columns(pl.col("name").fill_null("(unnamed)")).sort("name", "ts")
+    return _shape(frame, PORTFOLIO_VALUE_SCHEMA)
+
+
+# -- delegation map -----------------------------------------------------------------------
+def _delegation(portfolios: pl.DataFrame, tokens: pl.DataFrame
+                ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Portfolios, tokens and applications, each in node order with its ``node``.
+
+    A portfolio is named by its row in ``portfolios`` (the last), else by its first
+    token's ``portfolio_name``, else by its short id."""
+    _require(portfolios, ("portfolio_id", "name"), "portfolios")
+    _require(tokens, ("portfolio_id", "portfolio_name", "token_id", "token_name",
+                      "application", "scopes", "status"), "tokens")
+    known = portfolios.filter(pl.col("portfolio_id").is_not_null())
+    toks = tokens.filter(pl.col("token_id").is_not_null(), pl.col("portfolio_id").is_not_null())
+    short = _short(pl.col("portfolio_id"))
+
+    def name(frame: pl.DataFrame, column: str, keep: Literal["first", "last"]) -> pl.DataFrame:
+        rows = frame.unique("portfolio_id", keep=keep, maintain_order=True)
+        return rows.select("portfolio_id", pl.when(_blank(pl.col(column))).then(short)
+                           .otherwise(pl.col(column)).alias(column))
+
+    ports = (name(toks, "portfolio_name", "first")
+             .join(name(known, "name", "last"), on="portfolio_id", how="full", coalesce=True)
+             .select("portfolio_id", name=pl.coalesce("name", "portfolio_name"))
+             .join(toks.group_by("portfolio_id").agg(tokens=pl.len()), on="portfolio_id", how="left")
+             .with_columns(pl.col("tokens").fill_null(0))
+             .sort("name", "portfolio_id").with_row_index("node", offset=1))
+    toks = (toks.with_columns(pl.col("application").fill_null("unknown"),
+                              pl.col("token_name").fill_null(""))
+            .join(ports.select("portfolio_id", portfolio_node="node"), on="portfolio_id")
+            .sort("portfolio_node", "token_name", "token_id")
+            .with_row_index("node", offset=1 + ports.height))
+    apps = (toks.group_by("application").agg(tokens=pl.len()).sort("application")
+            .with_row_index("node", offset=1 + ports.height + toks.height))
+    toks = toks.join(apps.select("application", application_node="node"), on="application",
+                     maintain_order="left")
+    return ports, toks, apps
+
+
+def _scope_text(scopes: pl.Expr) -> pl.Expr:
+    """Scopes without their ``etoro-public:`` prefix, comma separated; ``none`` if none."""
+    text = scopes.list.eval(pl.element().str.strip_prefix(SCOPE_PREFIX)).list.join(", ")
+    return pl.when(_blank(text)).then(pl.lit("none")).otherwise(text)
+
+
+def delegation_nodes(portfolios: pl.DataFrame, tokens: pl.DataFrame, *,
+                     owner: str = "owner") -> pl.DataFrame:
+    """The Sankey's nodes (``DELEGATION_NODES_SCHEMA``) from ``frames.portfolios(...)`` and
+    ``frames.tokens(...)``: tokens of portfolios missing from ``portfolios`` (revoked with
+    a deleted portfolio) are kept, under their portfolio; no rows when there is neither
+    a portfolio nor a token."""
+    ports, toks, apps = _delegation(portfolios, tokens)
+    if ports.is_empty():
+        return DELEGATION_NODES_SCHEMA.to_frame()
+    head = pl.DataFrame({"node": [0], "kind": ["owner"], "key": [owner], "label": [owner],
+                         "detail": [f"{ports.height} agent portfolio(s), {toks.height} token(s)"]})
+    token_name = pl.when(pl.col("token_name") == "").then(_short(pl.col("token_id")))
+    nodes = [
+        head,
+        ports.select("node", kind=pl.lit("portfolio"), key="portfolio_id", label="name",
+                     detail=pl.format("portfolio {}<br>tokens: {}", _short(pl.col("portfolio_id")),
+                                      "tokens")),
+        toks.select("node", kind=pl.lit("token"), key="token_id",
+                    label=pl.format("{} ({})", token_name.otherwise("token_name"), "status"),
+                    status="status", detail=pl.format("token {}<br>scopes: {}",
+                                                      _short(pl.col("token_id")),
+                                                      _scope_text(pl.col("scopes")))),
+        apps.select("node", kind=pl.lit("application"), key="application", label="application",
+                    detail=pl.format("application<br>tokens: {}", "tokens")),
+    ]
+    return _shape(pl.concat(nodes, how="diagonal_relaxed"), DELEGATION_NODES_SCHEMA)
+
+
+def delegation_links(portfolios: pl.DataFrame, tokens: pl.DataFrame) -> pl.DataFrame:
+    """The Sankey's links (``DELEGATION_LINKS_SCHEMA``) between ``delegation_nodes`` of the
+    same frames."""
+    ports, toks, _ = _delegation(portfolios, tokens)
+    scopes = pl.format("scopes: {}", _scope_text(pl.col("scopes")))
+    links = [
+        ports.select(source=pl.lit(0), target="node", portfolio_id="portfolio_id",
+                     value=pl.when(pl.col("tokens") > 0).then(pl.col("tokens").cast(pl.Float64))
+                     .otherwise(pl.lit(THIN_LINK)),
+                     detail=pl.when(pl.col("tokens") > 0).then(pl.format("tokens: {}", "tokens"))
+                     .otherwise(pl.lit("no tokens"))),
+        toks.select(source="portfolio_node", target="node", value=pl.lit(1.0), status="status",
+                    detail=scopes),
+        toks.select(source="node", target="application_node", value=pl.lit(1.0), status="status",
+                    detail=pl.format("{}<br>status: {}", scopes, "status")),
+    ]
+    return _shape(pl.concat(links, how="diagonal_relaxed"), DELEGATION_LINKS_SCHEMA)
+
+
+# -- the rebalancer's run -----------------------------------------------------------------
+def _weights(weights: pl.DataFrame) -> pl.DataFrame:
+    _require(weights, WEIGHTS_SCHEMA, "weights", " (use weights_frame())")
+    return _as_utc(weights, ["at"], "weights").with_columns(
+        order=pl.when(pl.col("phase") == "before").then(0).otherwise(1))
+
+
+def rebalance_weights_frame(weights: pl.DataFrame) -> pl.DataFrame:
+    """A ``Rebalancer.weights_frame()`` in drawing order (``REBALANCE_WEIGHTS_SCHEMA``)."""
+    frame = _weights(weights)
+    series = (frame.group_by("instrument").agg(pl.col("instrument_id").first())
+              .sort(pl.col("instrument_id").is_null(), "instrument_id", "instrument")
+              .with_row_index("series")
+              .with_columns(slot=pl.when(pl.col("instrument_id").is_not_null())
+                            .then(pl.col("instrument_id").is_not_null().cast(pl.Int64).cum_sum() - 1)))
+    frame = (frame.drop("instrument_id").join(series, on="instrument")
+             .sort("series", "step", "order")
+             .with_columns(target=pl.when(pl.col("instrument_id").is_not_null())
+                           .then(pl.col("target").drop_nulls().first().over("series"))))
+    return _shape(frame, REBALANCE_WEIGHTS_SCHEMA)
+
+
+def rebalance_gaps_frame(weights: pl.DataFrame) -> pl.DataFrame:
+    """The largest gap to a target per step and phase of a ``Rebalancer.weights_frame()``
+    (``REBALANCE_GAPS_SCHEMA``); cash, which has no target, does not count."""
+    gaps = (_weights(weights).filter(pl.col("target").is_not_null())
+            .group_by("step", "at", "phase", "order")
+            .agg(gap=(pl.col("weight") - pl.col("target")).abs().max())
+            .sort("step", "order"))
+    return _shape(gaps, REBALANCE_GAPS_SCHEMA)
+
+
+def rebalance_events_frame(steps: pl.DataFrame) -> pl.DataFrame:
+    """The refused and stopped steps of a ``Rebalancer.steps_frame()``
+    (``REBALANCE_EVENTS_SCHEMA``)."""
+    _require(steps, ("step", "at", "outcome"), "steps", " (use steps_frame())")
+    event = pl.col("outcome").str.extract(r"^(refused|stopped)")
+    frame = _as_utc(steps, ["at"], "steps").with_columns(event=event).filter(
+        pl.col("event").is_not_null()).sort("step", maintain_order=True)
+    return _shape(frame, REBALANCE_EVENTS_SCHEMA)
+
+
+__all__ = [
+    "ACTIVITY_SCHEMA", "DELEGATION_LINKS_SCHEMA", "DELEGATION_NODES_SCHEMA", "PORTFOLIO_VALUE_SCHEMA",
+    "REBALANCE_EVENTS_SCHEMA", "REBALANCE_GAPS_SCHEMA", "REBALANCE_WEIGHTS_SCHEMA", "SCOPE_STATES",
+    "SCOPE_USAGE_SCHEMA", "THIN_LINK", "TOKEN_LIFETIMES_SCHEMA", "activity_frame",
+    "delegation_links", "delegation_nodes", "portfolio_value_frame", "rebalance_events_frame",
+    "rebalance_gaps_frame", "rebalance_weights_frame", "scope_usage_frame",
+    "token_lifetimes_frame",
+]
