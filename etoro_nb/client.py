@@ -8,6 +8,7 @@ credentials, ``connect()`` starts the embedded sandbox and says so.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -110,6 +111,11 @@ class _ClientBase:
                  sandbox: SandboxServer | None = None, ledger: Ledger | None = None,
                  clock: Callable[[], datetime] | None = None,
                  simulated_time: bool = False, owns_ledger: bool = False) -> None:
+        if environment == "sandbox" and sandbox is None and not is_loopback(base_url):
+            # Saying "sandbox" switches off the real-money guard: only for this machine.
+            raise ConfigurationError(
+                f"environment='sandbox' is only for a sandbox on this machine (a loopback "
+                f"base_url); {httpx.URL(base_url).host or base_url!r} is treated as live")
         self.environment: Environment = environment
         self.allow_real = allow_real
         self.principal = principal
@@ -390,8 +396,34 @@ class AsyncClient(_ClientBase):
             return stop.value  # type: ignore[no-any-return]
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+
+
+def is_loopback(base_url: str) -> bool:
+    """Whether the URL's host is this machine: ``localhost`` or a loopback address
+    (127.0.0.0/8, ``::1``, or 127.x mapped into IPv6)."""
+    try:
+        host = httpx.URL(base_url).host.lower()
+    except httpx.InvalidURL:
+        return False
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # any other name may resolve anywhere
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
 def _detect(base_url: str) -> Environment:
-    """A URL that answers as the etoro-nb sandbox is the sandbox; anything else is live."""
+    """A sandbox on this machine (a loopback URL that answers as the etoro-nb sandbox) is
+    the sandbox; any other URL is live, whatever it answers: the answer is unauthenticated,
+    so a server elsewhere claiming to be a sandbox must not switch off the real-money guard.
+    """
+    if not is_loopback(base_url):
+        return "live"
     try:
         body = httpx.get(base_url + "/", timeout=5.0).json()
     except (httpx.HTTPError, ValueError):

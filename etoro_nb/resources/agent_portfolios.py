@@ -21,13 +21,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from etoro_nb import rules
-from etoro_nb._base import Answer, Call, Flow
+from etoro_nb._base import AMBIGUOUS, Answer, Call, Flow
 from etoro_nb.errors import (
     APIConnectionError,
     BadRequestError,
     NotFoundError,
     PartialCreateError,
-    ServerError,
     ValidationError,
 )
 from etoro_nb.models import AgentPortfolio, CreatedPortfolio, MintedToken, UserToken, parse
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
     from etoro_nb.client import AsyncClient, Client
 
 log = logging.getLogger("etoro_nb.client")
-Ambiguous = (APIConnectionError, ServerError)
 V1 = "/api/v1/agent-portfolios"
 V2 = "/api/v2/agent-portfolios"
 
@@ -131,7 +129,7 @@ def mint_flow(portfolio_id: str, grant: TokenRequest, environment: str, cache: l
     for _ in range(3):
         try:
             answer = yield call
-        except Ambiguous as exc:
+        except AMBIGUOUS as exc:
             portfolio = yield from find_flow(portfolio_id)
             orphan = next((t for t in portfolio.tokens
                            if t.name == grant.name and t.id not in before), None)
@@ -171,7 +169,7 @@ def create_flow(req: PortfolioRequest, environment: str, cache: list[str],
     for _ in range(3):
         try:
             answer = yield call
-        except Ambiguous:
+        except AMBIGUOUS:
             existing = next((p for p in (yield from list_flow())
                              if p.name.lower() == req.name.lower() and p.id not in before), None)
             if existing is None:
