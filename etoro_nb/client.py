@@ -35,15 +35,16 @@ from etoro_nb.errors import (
 )
 from etoro_nb.ledger import Ledger
 from etoro_nb.ledger.recorder import UsageRecorder
-from etoro_nb.models import Me, MintedToken, UserToken
+from etoro_nb.models import Me, MintedToken
 from etoro_nb.operations import catalogue
 from etoro_nb.ratelimit import Quota, RateLimiter
 from etoro_nb.resources.agent_portfolios import (
     AgentPortfolios,
     AsyncAgentPortfolios,
     now_flow,
-    raw_change_flow,
+    raw_call_flow,
 )
+from etoro_nb.resources.changes import ChangeLog
 from etoro_nb.resources.market import AsyncMarket, Market
 from etoro_nb.resources.trading import AsyncTrading, Trading
 from etoro_nb.sandbox import SandboxConfig, SandboxServer
@@ -89,10 +90,6 @@ def operation_call(operation_id: str, path_params: Mapping[str, object] | None,
                 params=dict(query) if query else None, request_id=request_id,
                 idempotent=operation_id not in NOT_IDEMPOTENT,
                 real_money="/trading/execution/" in info.route and "/demo/" not in info.route)
-
-
-def _answer_flow(call: Call) -> Generator[Call, Answer, Answer]:
-    return (yield call)
 
 
 def me_flow() -> Generator[Call, Answer, Me]:
@@ -144,6 +141,8 @@ class _ClientBase:
                           user_key=_reveal(user_key), limiter=self._limiter, policy=self._retry,
                           recorder=recorder)
         self._scope_cache: list[str] = []
+        # Delegation changes: an intent before each change's request, its outcome after.
+        self._changelog = ChangeLog(ledger, self._clock)
         self._sandbox = sandbox
 
     @property
@@ -180,30 +179,6 @@ class _ClientBase:
                     timeout=self._timeout, ledger=self.ledger, clock=self._clock,
                     simulated_time=self._simulated_time)
 
-    def _lifecycle(self, kind: str, *, request_id: str | None = None,
-                   token: UserToken | None = None, token_id: str | None = None,
-                   portfolio_id: str | None = None,
-                   detail: dict[str, Any] | None = None) -> None:
-        """Record a delegation change in the ledger (and learn a minted token's secret's
-        fingerprint, so the agent's later requests are attributed to its token)."""
-        if self.ledger is None:
-            return
-        if isinstance(token, MintedToken):
-            self.ledger.learn_token(token.secret.get_secret_value(), token.id,
-                                    token.portfolio_id or portfolio_id or "")
-        fields: dict[str, Any] = {"kind": kind, "request_id": request_id,
-                                  "portfolio_id": portfolio_id, "token_id": token_id,
-                                  "detail": detail, "ts_us": self._now_us()}
-        if token is not None:
-            fields.update(token_id=token.id, token_name=token.name, scopes=list(token.scopes),
-                          ips_whitelist=list(token.ips_whitelist),
-                          expires_at_us=(int(token.expires_at.timestamp() * 1_000_000)
-                                         if token.expires_at else None))
-        self.ledger.append_lifecycle(**fields)
-
-    def _now_us(self) -> int:
-        return int(self._clock().timestamp() * 1_000_000)
-
 
 class Client(_ClientBase):
     """The synchronous client. Use it as a context manager or call ``close()``."""
@@ -234,10 +209,7 @@ class Client(_ClientBase):
         for exploring the API. Retries, quota, ledger and the real-money guard apply;
         an error answer raises as usual (its ``headers`` and ``body`` are on the error)."""
         call = operation_call(operation_id, path_params, query, body, request_id)
-        answer = self._run(_answer_flow(call))
-        for kind, fields in self._run(raw_change_flow(call, path_params or {}, answer)):
-            self._lifecycle(kind, **fields)
-        return answer
+        return self._run(raw_call_flow(call, path_params or {}, self._changelog))
 
     def as_agent(self, token: Secret) -> Client:
         """A client acting with a delegated token (a ``MintedToken`` or its secret).
@@ -329,10 +301,7 @@ class AsyncClient(_ClientBase):
                    query: Mapping[str, object] | None = None, body: Any = None,
                    request_id: str | None = None) -> Answer:
         call = operation_call(operation_id, path_params, query, body, request_id)
-        answer = await self._run(_answer_flow(call))
-        for kind, fields in await self._run(raw_change_flow(call, path_params or {}, answer)):
-            self._lifecycle(kind, **fields)
-        return answer
+        return await self._run(raw_call_flow(call, path_params or {}, self._changelog))
 
     def as_agent(self, token: Secret) -> AsyncClient:
         return AsyncClient(http=self._http, **self._agent_settings(token))

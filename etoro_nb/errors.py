@@ -23,6 +23,9 @@ EtoroError
     └── OrderNotPlacedError     an order got no answer; the server confirms it has no such order
 ```
 
+One warning: ``LedgerWarning``, when a change was made but the ledger could not record
+it (the caller still gets the result; the ledger shows the change as unfinished).
+
 The class is chosen by the body's ``errorCode`` first and the status second. No error's
 text ever contains a secret: messages are built from the server's code and message,
 the request id and the operation.
@@ -60,6 +63,10 @@ class RealMoneyNotAllowedError(EtoroError):
 
 class LedgerError(EtoroError):
     """The usage ledger could not be written; the request it was about was not sent."""
+
+
+class LedgerWarning(UserWarning):
+    """A change was made but the ledger could not record its outcome."""
 
 
 class ResponseFormatError(EtoroError):
