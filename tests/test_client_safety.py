@@ -110,6 +110,33 @@ def test_a_refused_order_is_not_looked_up(
     assert operations == ["createDemoOrder"]  # refused: nothing to look up
 
 
+@pytest.mark.parametrize("exists", [True, False])
+def test_a_refusal_after_a_lost_answer_is_checked_too(exists: bool) -> None:
+    """An order's first answer is lost, its retry refused: the first may have placed it."""
+    posts: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST":
+            posts.append(request)
+            if len(posts) == 1:
+                raise httpx.ReadError("answer lost", request=request)
+            return httpx.Response(400, json={"errorCode": "ValidationFailed",
+                                             "errorMessage": "market closed"})
+        assert request.url.params["referenceId"] == posts[0].headers["x-request-id"]
+        if exists:
+            return httpx.Response(200, json={"orderId": 77, "status": {"id": 1,
+                                                                       "name": "Executed"}})
+        return httpx.Response(404, json={"errorCode": "NotFound", "errorMessage": "no order"})
+
+    client = _quiet(Client(base_url="http://mock", api_key="a", user_key="b",
+                           environment="live", transport=httpx.MockTransport(handler)))
+    if exists:
+        assert client.trading("demo").open_order(1001, amount=100).order_id == 77
+    else:  # nothing placed: the refusal itself is the answer
+        with pytest.raises(errors.BadRequestError, match="market closed"):
+            client.trading("demo").open_order(1001, amount=100)
+
+
 def test_async_order_placed_before_its_connection_dropped_is_returned(
     make_server: Callable[..., SandboxServer]
 ) -> None:

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("etoro_nb.client")
 V1 = "/api/v1/agent-portfolios"
 V2 = "/api/v2/agent-portfolios"
+SECRET_LOST = {"secret": "lost with the answer"}  # the detail of a token nobody received
 
 
 @dataclass(frozen=True)
@@ -181,9 +182,6 @@ def mint_flow(portfolio_id: str, grant: TokenRequest, environment: str, cache: l
         return token
     raise APIConnectionError(f"minting token {grant.name!r} kept failing",
                              request_id=call.request_id or "-", operation=call.operation)
-
-
-SECRET_LOST = {"secret": "lost with the answer"}
 
 
 @dataclass(frozen=True)
