@@ -1,5 +1,5 @@
-"""polars loaders: portfolios, tokens, scope grants, usage, lifecycle, least privilege,
-trades, positions and per-portfolio accounting.
+"""polars loaders: portfolios, tokens, scope grants, usage, lifecycle (and unfinished
+changes), least privilege, trades, positions and per-portfolio accounting.
 
 Every loader has keyword-only options and a declared schema (``*_SCHEMA`` below):
 datetimes are ``Datetime("us", "UTC")``, scopes and whitelists ``List(String)``. Loaders
