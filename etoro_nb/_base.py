@@ -31,6 +31,7 @@ from etoro_nb.errors import (
     APIError,
     APITimeoutError,
     RateLimitError,
+    ServerError,
     error_class,
 )
 from etoro_nb.ratelimit import RateLimiter
@@ -47,6 +48,8 @@ RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 # Answers that prove the server did nothing, so even a non-idempotent call may be resent.
 NOTHING_HAPPENED = frozenset({429, 503})
 NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+# Errors after which a write may or may not have taken effect (flows reconcile after them).
+AMBIGUOUS = (APIConnectionError, ServerError)
 
 T = TypeVar("T")
 

@@ -8,6 +8,7 @@ credentials, ``connect()`` starts the embedded sandbox and says so.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -34,15 +35,16 @@ from etoro_nb.errors import (
 )
 from etoro_nb.ledger import Ledger
 from etoro_nb.ledger.recorder import UsageRecorder
-from etoro_nb.models import Me, MintedToken, UserToken
+from etoro_nb.models import Me, MintedToken
 from etoro_nb.operations import catalogue
 from etoro_nb.ratelimit import Quota, RateLimiter
 from etoro_nb.resources.agent_portfolios import (
     AgentPortfolios,
     AsyncAgentPortfolios,
     now_flow,
-    raw_change_flow,
+    raw_call_flow,
 )
+from etoro_nb.resources.changes import ChangeLog
 from etoro_nb.resources.market import AsyncMarket, Market
 from etoro_nb.resources.trading import AsyncTrading, Trading
 from etoro_nb.sandbox.config import SandboxConfig
@@ -93,10 +95,6 @@ def operation_call(operation_id: str, path_params: Mapping[str, object] | None,
                 real_money="/trading/execution/" in info.route and "/demo/" not in info.route)
 
 
-def _answer_flow(call: Call) -> Generator[Call, Answer, Answer]:
-    return (yield call)
-
-
 def me_flow() -> Generator[Call, Answer, Me]:
     answer = yield Call("getAuthenticatedUserProfile", "GET", "/api/v1/me")
     return Me.model_validate(answer.body)
@@ -113,6 +111,11 @@ class _ClientBase:
                  sandbox: SandboxServer | None = None, ledger: Ledger | None = None,
                  clock: Callable[[], datetime] | None = None,
                  simulated_time: bool = False, owns_ledger: bool = False) -> None:
+        if environment == "sandbox" and sandbox is None and not is_loopback(base_url):
+            # Saying "sandbox" switches off the real-money guard: only for this machine.
+            raise ConfigurationError(
+                f"environment='sandbox' is only for a sandbox on this machine (a loopback "
+                f"base_url); {httpx.URL(base_url).host or base_url!r} is treated as live")
         self.environment: Environment = environment
         self.allow_real = allow_real
         self.principal = principal
@@ -141,6 +144,8 @@ class _ClientBase:
                           user_key=_reveal(user_key), limiter=self._limiter, policy=self._retry,
                           recorder=recorder)
         self._scope_cache: list[str] = []
+        # Delegation changes: an intent before each change's request, its outcome after.
+        self._changelog = ChangeLog(ledger, self._clock)
         self._sandbox = sandbox
 
     @property
@@ -177,30 +182,6 @@ class _ClientBase:
                     timeout=self._timeout, ledger=self.ledger, clock=self._clock,
                     simulated_time=self._simulated_time)
 
-    def _lifecycle(self, kind: str, *, request_id: str | None = None,
-                   token: UserToken | None = None, token_id: str | None = None,
-                   portfolio_id: str | None = None,
-                   detail: dict[str, Any] | None = None) -> None:
-        """Record a delegation change in the ledger (and learn a minted token's secret's
-        fingerprint, so the agent's later requests are attributed to its token)."""
-        if self.ledger is None:
-            return
-        if isinstance(token, MintedToken):
-            self.ledger.learn_token(token.secret.get_secret_value(), token.id,
-                                    token.portfolio_id or portfolio_id or "")
-        fields: dict[str, Any] = {"kind": kind, "request_id": request_id,
-                                  "portfolio_id": portfolio_id, "token_id": token_id,
-                                  "detail": detail, "ts_us": self._now_us()}
-        if token is not None:
-            fields.update(token_id=token.id, token_name=token.name, scopes=list(token.scopes),
-                          ips_whitelist=list(token.ips_whitelist),
-                          expires_at_us=(int(token.expires_at.timestamp() * 1_000_000)
-                                         if token.expires_at else None))
-        self.ledger.append_lifecycle(**fields)
-
-    def _now_us(self) -> int:
-        return int(self._clock().timestamp() * 1_000_000)
-
 
 class Client(_ClientBase):
     """The synchronous client. Use it as a context manager or call ``close()``."""
@@ -231,10 +212,7 @@ class Client(_ClientBase):
         for exploring the API. Retries, quota, ledger and the real-money guard apply;
         an error answer raises as usual (its ``headers`` and ``body`` are on the error)."""
         call = operation_call(operation_id, path_params, query, body, request_id)
-        answer = self._run(_answer_flow(call))
-        for kind, fields in self._run(raw_change_flow(call, path_params or {}, answer)):
-            self._lifecycle(kind, **fields)
-        return answer
+        return self._run(raw_call_flow(call, path_params or {}, self._changelog))
 
     def as_agent(self, token: Secret) -> Client:
         """A client acting with a delegated token (a ``MintedToken`` or its secret).
@@ -326,10 +304,7 @@ class AsyncClient(_ClientBase):
                    query: Mapping[str, object] | None = None, body: Any = None,
                    request_id: str | None = None) -> Answer:
         call = operation_call(operation_id, path_params, query, body, request_id)
-        answer = await self._run(_answer_flow(call))
-        for kind, fields in await self._run(raw_change_flow(call, path_params or {}, answer)):
-            self._lifecycle(kind, **fields)
-        return answer
+        return await self._run(raw_call_flow(call, path_params or {}, self._changelog))
 
     def as_agent(self, token: Secret) -> AsyncClient:
         return AsyncClient(http=self._http, **self._agent_settings(token))
@@ -393,8 +368,34 @@ class AsyncClient(_ClientBase):
             return stop.value  # type: ignore[no-any-return]
 
 
+LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
+
+
+def is_loopback(base_url: str) -> bool:
+    """Whether the URL's host is this machine: ``localhost`` or a loopback address
+    (127.0.0.0/8, ``::1``, or 127.x mapped into IPv6)."""
+    try:
+        host = httpx.URL(base_url).host.lower()
+    except httpx.InvalidURL:
+        return False
+    if host in LOOPBACK_NAMES:
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False  # any other name may resolve anywhere
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
 def _detect(base_url: str) -> Environment:
-    """A URL that answers as the etoro-nb sandbox is the sandbox; anything else is live."""
+    """A sandbox on this machine (a loopback URL that answers as the etoro-nb sandbox) is
+    the sandbox; any other URL is live, whatever it answers: the answer is unauthenticated,
+    so a server elsewhere claiming to be a sandbox must not switch off the real-money guard.
+    """
+    if not is_loopback(base_url):
+        return "live"
     try:
         body = httpx.get(base_url + "/", timeout=5.0).json()
     except (httpx.HTTPError, ValueError):

@@ -8,7 +8,8 @@ EtoroError
 ├── LedgerError                 the ledger can't be written: the request was not sent
 ├── ResponseFormatError         an answer of an unexpected shape (values never echoed)
 ├── APIConnectionError          no answer: connection refused, dropped, timed out
-│   └── APITimeoutError
+│   ├── APITimeoutError
+│   └── OrderOutcomeUnknownError  an order got no answer, nor did its lookup: placed or not
 └── APIError                    an answer: status, error_code, error_message, request_id
     ├── BadRequestError         400 (ValidationFailed, NoChangesDetected, IpsWhitelistInvalidIp, ...)
     ├── AuthenticationError     401: unknown, revoked or expired key
@@ -18,8 +19,12 @@ EtoroError
     ├── ConflictError           409 UserKeyNameAlreadyExists; 429 MaxUserTokensExceeded
     ├── RateLimitError          429 TooManyRequests (retry_after)
     ├── ServerError             5xx
-    └── PartialCreateError      207: portfolio created, first token not (carries both)
+    ├── PartialCreateError      207: portfolio created, first token not (carries both)
+    └── OrderNotPlacedError     an order got no answer; the server confirms it has no such order
 ```
+
+One warning: ``LedgerWarning``, when a change was made but the ledger could not record
+it (the caller still gets the result; the ledger shows the change as unfinished).
 
 The class is chosen by the body's ``errorCode`` first and the status second. No error's
 text ever contains a secret: messages are built from the server's code and message,
@@ -60,6 +65,10 @@ class LedgerError(EtoroError):
     """The usage ledger could not be written; the request it was about was not sent."""
 
 
+class LedgerWarning(UserWarning):
+    """A change was made but the ledger could not record its outcome."""
+
+
 class ResponseFormatError(EtoroError):
     """An answer did not have the shape the contract gives it."""
 
@@ -69,12 +78,20 @@ class APIConnectionError(EtoroError):
 
     def __init__(self, message: str, *, request_id: str, operation: str) -> None:
         super().__init__(f"{message} [operation {operation}, request id {request_id}]")
+        self.detail = message
         self.request_id = request_id
         self.operation = operation
 
 
 class APITimeoutError(APIConnectionError):
     """The request timed out."""
+
+
+class OrderOutcomeUnknownError(APIConnectionError):
+    """An order got no usable answer, and looking it up by its request id failed too: it
+    may or may not have been placed. Look it up later with
+    ``lookup_order(reference_id=error.request_id)``; placing it again with the same
+    ``request_id`` is safe too (the request id is the order's idempotency key)."""
 
 
 class APIError(EtoroError):
@@ -160,6 +177,16 @@ class PartialCreateError(APIError):
         if self._mint is None:
             raise RuntimeError("this error is not bound to a client")
         return self._mint()
+
+
+class OrderNotPlacedError(APIError):
+    """An order got no usable answer (no answer, or 5xx, after every retry), and the server
+    confirms it has no order with its request id (404 on the lookup): it was NOT placed,
+    and may be placed again. ``failure`` is the error its last attempt ended with."""
+
+    def __init__(self, *, failure: EtoroError, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.failure = failure
 
 
 _BY_CODE: dict[str, type[APIError]] = {

@@ -1,5 +1,5 @@
-"""polars loaders: portfolios, tokens, scope grants, usage, lifecycle, least privilege,
-trades, positions and per-portfolio accounting.
+"""polars loaders: portfolios, tokens, scope grants, usage, lifecycle (and unfinished
+changes), least privilege, trades, positions and per-portfolio accounting.
 
 Every loader has keyword-only options and a declared schema (``*_SCHEMA`` below):
 datetimes are ``Datetime("us", "UTC")``, scopes and whitelists ``List(String)``. Loaders
@@ -310,7 +310,9 @@ def _scan(ledger: Ledger, table: str) -> pl.LazyFrame:
             "SELECT file FROM segments WHERE table_name = ? ORDER BY seq", (table,))]
         live = conn.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY seq").fetchall()
     schema = {c: stored[c] for c in columns}
-    parts = [pl.scan_parquet(files).select(list(columns))] if files else []
+    # Segments sealed before a column was added lack it: it reads as null there.
+    parts = [pl.scan_parquet(files, schema=dict(stored), missing_columns="insert")
+             .select(list(columns))] if files else []
     parts.append(pl.DataFrame(live, schema=schema, orient="row").lazy())
     return pl.concat(parts, how="vertical")
 
@@ -361,17 +363,28 @@ def requests(ledger: Ledger, **filters: Any) -> pl.DataFrame:
     return pl.concat([outcomes, unanswered]).sort("seq").collect()
 
 
+def _lifecycle_rows(ledger: Ledger) -> pl.DataFrame:
+    """Every stored lifecycle row, decoded, with its ``phase`` (null: recorded after the
+    fact, before phases existed)."""
+    return (_scan(ledger, "lifecycle_events").collect()
+            .with_columns(_us_to_utc("ts_us", "ts"), _us_to_utc("expires_at_us", "expires_at"),
+                          pl.col("scopes").str.json_decode(SCOPES),
+                          pl.col("ips_whitelist").str.json_decode(SCOPES)))
+
+
 def lifecycle(ledger: Ledger, *, now: datetime | None = None,
               schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
-    """Delegation events, with ``token_expired`` derived for each token whose latest expiry
-    has passed (at ``now``, default the current UTC time) without an earlier revocation.
-    Every event of a token carries the name it was minted with; an update's changes are in
-    ``detail``."""
+    """Delegation changes made, with ``token_expired`` derived for each token whose latest
+    expiry has passed (at ``now``, default the current UTC time) without an earlier
+    revocation. Every event of a token carries the name it was minted with; an update's
+    changes are in ``detail``.
+
+    Only changes known to be made are here: the client records an *intent* before each
+    change's request and its *outcome* after; an intent whose outcome was never recorded
+    is in ``unfinished_changes()``, and a change the server refused is in neither."""
     now = _utc(now) or datetime.now(UTC)
-    frame = (_scan(ledger, "lifecycle_events").collect()
-             .with_columns(_us_to_utc("ts_us", "ts"), _us_to_utc("expires_at_us", "expires_at"),
-                           pl.col("scopes").str.json_decode(SCOPES),
-                           pl.col("ips_whitelist").str.json_decode(SCOPES))
+    frame = (_lifecycle_rows(ledger)
+             .filter(pl.col("phase").is_null() | (pl.col("phase") == "outcome"))
              .with_columns(pl.col("token_name").fill_null(
                  pl.col("token_name").drop_nulls().first().over("token_id")))
              .select(list(LIFECYCLE_SCHEMA)))
@@ -379,6 +392,29 @@ def lifecycle(ledger: Ledger, *, now: datetime | None = None,
     out = pl.concat([frame, derived]) if not derived.is_empty() else frame
     return out.sort("ts", "seq", nulls_last=True).cast(_schema(LIFECYCLE_SCHEMA,
                                                                 schema_overrides))
+
+
+def unfinished_changes(ledger: Ledger, *,
+                       schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """Delegation changes begun but never recorded as ended: intents with no outcome (and
+    no ``failed`` row) under the same ``request_id``, in ledger order (``LIFECYCLE_SCHEMA``;
+    ``kind`` is the change intended, the token columns what was asked for).
+
+    Each one may or may not have happened: its answer was lost, the process died, or the
+    ledger refused the outcome (the caller was warned). Compare with the API (e.g. a token
+    minted that nobody holds the secret of: revoke it), or with ``usage()`` by
+    ``request_id``.
+
+    Examples
+    --------
+    >>> enb.frames.unfinished_changes(client.ledger)        # doctest: +SKIP
+    """
+    rows = _lifecycle_rows(ledger)
+    ended = rows.filter(pl.col("phase").is_in(["outcome", "failed"])).select("request_id")
+    return (rows.filter(pl.col("phase") == "intent")
+            .join(ended, on="request_id", how="anti", nulls_equal=False)
+            .select(list(LIFECYCLE_SCHEMA)).sort("seq")
+            .cast(_schema(LIFECYCLE_SCHEMA, schema_overrides)))
 
 
 def _expirations(events: pl.DataFrame, now: datetime) -> pl.DataFrame:
@@ -471,7 +507,9 @@ def tokens_from_ledger(ledger: Ledger, *, now: datetime | date | None = None,
 
     ``until`` (exclusive) ignores later events: the tokens as they stood then. ``status``
     and ``days_to_expiry`` are taken at ``now`` (default: ``until``, else the current UTC
-    time), as in ``tokens()``. Tokens minted outside this ledger are not known to it.
+    time), as in ``tokens()``. Tokens minted outside this ledger are not known to it, and
+    only changes known to be made count (``lifecycle()``): ``unfinished_changes()`` lists
+    the ones begun whose outcome was never recorded.
     """
     end = _utc(until)
     at = _utc(now) or end or datetime.now(UTC)
@@ -543,4 +581,4 @@ def grants_from_ledger(ledger: Ledger, *, now: datetime | date | None = None,
 
 __all__ = ["VALUE_HISTORY_SCHEMA", "accounting", "grants", "grants_from_ledger", "least_privilege",
            "lifecycle", "portfolios", "positions", "requests", "scope_grants", "token_status", "tokens",
-           "tokens_from_ledger", "trades", "usage", "value_snapshot"]
+           "tokens_from_ledger", "trades", "unfinished_changes", "usage", "value_snapshot"]

@@ -41,7 +41,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from etoro_nb.errors import LedgerError
-from etoro_nb.ledger.schema import CHAINED, GENESIS, REAL_COLUMNS, SEALABLE, migrate
+from etoro_nb.ledger.schema import (
+    CHAINED,
+    GENESIS,
+    LATER_COLUMNS,
+    REAL_COLUMNS,
+    SEALABLE,
+    migrate,
+)
 
 if TYPE_CHECKING:
     from etoro_nb.ledger.checkpoint import CheckpointConfig, Checkpointer
@@ -52,9 +59,21 @@ KEY_BYTES = 32  # the HMAC key of token fingerprints
 LOCK_DEADLINE = 60.0
 
 
+# Rows reach chain_hash without their table's name (verify passes bare values), so a
+# table with LATER_COLUMNS is known by its width, which no other chained table shares.
+_LATER_BY_WIDTH = {len(CHAINED[t]): len(c) for t, c in LATER_COLUMNS.items()}
+assert len({len(c) for c in CHAINED.values()}) == len(CHAINED), "chained widths must differ"
+
+
 def chain_hash(prev_hash: str, values: Sequence[Any]) -> str:
-    """The hash of a row: its predecessor's hash and its values, canonically encoded."""
-    payload = json.dumps(list(values), separators=(",", ":"), ensure_ascii=False,
+    """The hash of a row: its predecessor's hash and its values, canonically encoded.
+    A later column (``LATER_COLUMNS``) left NULL is not hashed, as before it existed."""
+    values = list(values)
+    for _ in range(_LATER_BY_WIDTH.get(len(values), 0)):
+        if values[-1] is not None:
+            break
+        values.pop()
+    payload = json.dumps(values, separators=(",", ":"), ensure_ascii=False,
                          allow_nan=False)
     return hashlib.sha256(f"{prev_hash}|{payload}".encode()).hexdigest()
 

@@ -26,7 +26,7 @@ USAGE_COLUMNS = (
 )
 LIFECYCLE_COLUMNS = (
     "seq", "ts_us", "request_id", "kind", "portfolio_id", "token_id", "token_name", "scopes",
-    "ips_whitelist", "expires_at_us", "detail",
+    "ips_whitelist", "expires_at_us", "detail", "phase",
 )
 SEGMENT_COLUMNS = (
     "seq", "ts_us", "table_name", "first_seq", "last_seq", "rows", "file", "sha256",
@@ -34,6 +34,9 @@ SEGMENT_COLUMNS = (
 )
 CHAINED = {"usage_events": USAGE_COLUMNS, "lifecycle_events": LIFECYCLE_COLUMNS,
            "segments": SEGMENT_COLUMNS}
+LATER_COLUMNS = {"lifecycle_events": ("phase",)}
+"""Columns added to a chained table after rows were hashed without them (last in its
+column tuple). A row hashes them only when set, so the older rows still verify."""
 SEALABLE = ("usage_events", "lifecycle_events")
 REAL_COLUMNS = frozenset({"latency_ms"})
 GENESIS = "0" * 64
@@ -169,6 +172,10 @@ MIGRATIONS: dict[str, str] = {
     "0001_events": _V1,
     "0002_append_only": _append_only_triggers(),
     "0003_seal_guard": _seal_guard(),
+    # A delegation change is recorded as an intent before its request and an outcome (or
+    # 'failed') after; rows from before this migration (NULL) were recorded after the fact.
+    "0004_lifecycle_phase": "ALTER TABLE lifecycle_events ADD COLUMN phase TEXT "
+                            "CHECK (phase IN ('intent', 'outcome', 'failed'));",
 }
 
 

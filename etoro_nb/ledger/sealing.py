@@ -36,7 +36,7 @@ STORED: dict[str, dict[str, pl.DataType | type[pl.DataType]]] = {
     "lifecycle_events": {
         "seq": pl.Int64, "ts_us": pl.Int64, "request_id": _TEXT, "kind": _TEXT,
         "portfolio_id": _TEXT, "token_id": _TEXT, "token_name": _TEXT, "scopes": _TEXT,
-        "ips_whitelist": _TEXT, "expires_at_us": pl.Int64, "detail": _TEXT,
+        "ips_whitelist": _TEXT, "expires_at_us": pl.Int64, "detail": _TEXT, "phase": _TEXT,
         "prev_hash": _TEXT, "row_hash": _TEXT,
     },
 }

@@ -9,6 +9,9 @@ came (or a 5xx), the client looks at what exists before trying again:
   revoked and a replacement with the same name and scopes is minted;
 - a mint reconciles by token name: a token nobody received the secret of is revoked
   (and logged), then the mint is made again, so no live token exists that nobody holds.
+
+Every change is recorded in the ledger as an intent before its request and an outcome
+after (``changes``), reconciliation's own mints and revocations included.
 """
 
 from __future__ import annotations
@@ -21,24 +24,25 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from etoro_nb import rules
-from etoro_nb._base import Answer, Call, Flow
+from etoro_nb._base import AMBIGUOUS, Answer, Call, Flow
 from etoro_nb.errors import (
     APIConnectionError,
     BadRequestError,
+    EtoroError,
     NotFoundError,
     PartialCreateError,
-    ServerError,
     ValidationError,
 )
 from etoro_nb.models import AgentPortfolio, CreatedPortfolio, MintedToken, UserToken, parse
+from etoro_nb.resources.changes import Change, ChangeLog, grant_fields
 
 if TYPE_CHECKING:
     from etoro_nb.client import AsyncClient, Client
 
 log = logging.getLogger("etoro_nb.client")
-Ambiguous = (APIConnectionError, ServerError)
 V1 = "/api/v1/agent-portfolios"
 V2 = "/api/v2/agent-portfolios"
+SECRET_LOST = {"secret": "lost with the answer"}  # the detail of a token nobody received
 
 
 @dataclass(frozen=True)
@@ -110,39 +114,72 @@ def _local_not_found(message: str) -> NotFoundError:
                          request_id="-", operation="getAgentPortfolios")
 
 
-def revoke_flow(portfolio_id: str, token_id: str) -> Flow[None]:
-    pid, tid = rules.path_id(portfolio_id, "portfolio_id"), rules.path_id(token_id, "token_id")
+def change_flow(changelog: ChangeLog, change: Change, call: Call,
+                done_before: Callable[[EtoroError], bool] | None = None) -> Flow[Answer | None]:
+    """Send the call that makes ``change`` (under its request id); an error that proves
+    nothing changed is recorded as the change failing. ``done_before(error)`` says an
+    error means an earlier attempt made the change: then the answer is None."""
     try:
-        yield Call("deleteAgentPortfolioUserToken", "DELETE", f"{V1}/{pid}/user-tokens/{tid}")
-    except NotFoundError as exc:
-        if not exc.ambiguous_before:  # else an earlier attempt did revoke it
-            raise
+        return (yield replace(call, request_id=change.request_id))
+    except EtoroError as exc:
+        if done_before is not None and done_before(exc):
+            return None
+        changelog.failed(change, exc)
+        raise
+
+
+def _gone_before(exc: EtoroError) -> bool:
+    """A 404 after an attempt that got no answer: that attempt did the deletion."""
+    return isinstance(exc, NotFoundError) and exc.ambiguous_before
+
+
+def revoke_flow(portfolio_id: str, token_id: str, changelog: ChangeLog,
+                detail: Mapping[str, Any] | None = None) -> Flow[None]:
+    pid, tid = rules.path_id(portfolio_id, "portfolio_id"), rules.path_id(token_id, "token_id")
+    change = changelog.intent("token_revoked", portfolio_id=portfolio_id, token_id=token_id,
+                              detail=detail)
+    yield from change_flow(changelog, change, Call(
+        "deleteAgentPortfolioUserToken", "DELETE", f"{V1}/{pid}/user-tokens/{tid}"), _gone_before)
+    changelog.outcome(change, detail=detail)
 
 
 def mint_flow(portfolio_id: str, grant: TokenRequest, environment: str, cache: list[str],
-              request_id: str | None = None) -> Flow[MintedToken]:
+              changelog: ChangeLog, request_id: str | None = None,
+              detail: Mapping[str, Any] | None = None) -> Flow[MintedToken]:
     pid = rules.path_id(portfolio_id, "portfolio_id")
     allowed = yield from allowed_scopes_flow(cache)
     now = yield from now_flow(environment)
-    call = Call("createAgentPortfolioUserTokenV2", "POST", f"{V2}/{pid}/user-tokens",
-                json=grant.body(now, allowed), request_id=request_id, idempotent=False)
+    body = grant.body(now, allowed)
     # What existed before: only a token that appears after the call started can be ours.
     before = {t.id for t in (yield from find_flow(portfolio_id)).tokens}
     for _ in range(3):
+        change = changelog.intent("token_minted", request_id=request_id,
+                                  portfolio_id=portfolio_id, detail=detail, **grant_fields(body))
+        request_id = None  # a mint made again is a new request
+        call = Call("createAgentPortfolioUserTokenV2", "POST", f"{V2}/{pid}/user-tokens",
+                    json=body, request_id=change.request_id, idempotent=False)
         try:
             answer = yield call
-        except Ambiguous as exc:
+        except AMBIGUOUS as exc:
             portfolio = yield from find_flow(portfolio_id)
             orphan = next((t for t in portfolio.tokens
                            if t.name == grant.name and t.id not in before), None)
-            if orphan is not None:
-                yield from revoke_flow(portfolio_id, orphan.id)
-                log.warning("mint of token %r on %s had no answer (%s); the token it made "
-                            "(%s) was revoked because nobody received its secret; minting again",
-                            grant.name, portfolio_id, type(exc).__name__, orphan.id)
-            call = replace(call, request_id=None)
+            if orphan is None:
+                changelog.failed(change, exc, made_nothing=True)
+                continue
+            changelog.outcome(change, token=orphan, detail={**(detail or {}), **SECRET_LOST})
+            yield from revoke_flow(portfolio_id, orphan.id, changelog, detail={
+                "reconciliation": "nobody received its secret", "minted_by": change.request_id})
+            log.warning("mint of token %r on %s had no answer (%s); the token it made "
+                        "(%s) was revoked because nobody received its secret; minting again",
+                        grant.name, portfolio_id, type(exc).__name__, orphan.id)
             continue
-        return minted_from(answer.body, portfolio_id)
+        except EtoroError as exc:
+            changelog.failed(change, exc)
+            raise
+        token = minted_from(answer.body, portfolio_id)
+        changelog.outcome(change, token=token, detail=detail)
+        return token
     raise APIConnectionError(f"minting token {grant.name!r} kept failing",
                              request_id=call.request_id or "-", operation=call.operation)
 
@@ -156,7 +193,8 @@ class PortfolioRequest:
 
 
 def create_flow(req: PortfolioRequest, environment: str, cache: list[str],
-                request_id: str | None = None) -> Flow[CreatedPortfolio]:
+                changelog: ChangeLog, request_id: str | None = None,
+                consent: str | None = None) -> Flow[CreatedPortfolio]:
     allowed = yield from allowed_scopes_flow(cache)
     now = yield from now_flow(environment)
     body: dict[str, Any] = {"agentPortfolioName": req.name,
@@ -164,30 +202,44 @@ def create_flow(req: PortfolioRequest, environment: str, cache: list[str],
                             **req.token.body(now, allowed)}
     if req.description is not None:
         body["agentPortfolioDescription"] = req.description
-    call = Call("createAgentPortfolioV2", "POST", V2, json=body, request_id=request_id,
-                idempotent=False)
+    asked = {"name": req.name, "investment_usd": req.investment_usd, **_consent(consent)}
     # What existed before: only a portfolio that appears after the call started can be ours.
     before = {p.id for p in (yield from list_flow())}
     for _ in range(3):
+        change = changelog.intent("portfolio_created", request_id=request_id, detail=asked,
+                                  **grant_fields(body))
+        request_id = None  # a create made again is a new request
+        call = Call("createAgentPortfolioV2", "POST", V2, json=body,
+                    request_id=change.request_id, idempotent=False)
         try:
             answer = yield call
-        except Ambiguous:
+        except AMBIGUOUS as exc:
             existing = next((p for p in (yield from list_flow())
                              if p.name.lower() == req.name.lower() and p.id not in before), None)
             if existing is None:
-                call = replace(call, request_id=None)
+                changelog.failed(change, exc, made_nothing=True)
                 continue
             # It was created; the first token's secret was lost with the answer.
             lost = existing.token(req.token.name)
+            _record_created(changelog, change, existing, asked, lost,
+                            {**_consent(consent), **SECRET_LOST})
             if lost is not None:
-                yield from revoke_flow(existing.id, lost.id)
-            token = yield from mint_flow(existing.id, req.token, environment, cache)
+                yield from revoke_flow(existing.id, lost.id, changelog, detail={
+                    "reconciliation": "nobody received its secret",
+                    "minted_by": change.request_id})
+            token = yield from mint_flow(existing.id, req.token, environment, cache, changelog,
+                                         detail={**_consent(consent),
+                                                 "reconciliation": "replaces the first token"})
             portfolio = yield from find_flow(existing.id)
             log.warning("create of %r had no answer; it had been made: returned it, with "
                         "its first token re-minted", req.name)
             return CreatedPortfolio(portfolio=portfolio, token=token)
+        except EtoroError as exc:
+            changelog.failed(change, exc)
+            raise
         if answer.status == 207:
             portfolio = AgentPortfolio.model_validate({**answer.body, "userTokens": []})
+            _record_created(changelog, change, portfolio, asked, None, None)
             raise PartialCreateError(
                 portfolio=portfolio, status=207, error_code="UserTokenNotCreated",
                 error_message="the agent portfolio was created but its first token was not; "
@@ -200,22 +252,34 @@ def create_flow(req: PortfolioRequest, environment: str, cache: list[str],
         portfolio = AgentPortfolio.model_validate({
             **created, "createdAt": None,
             "userTokens": [{**public, "scopeNames": list(token.scopes)}]})
+        _record_created(changelog, change, portfolio, asked, token, _consent(consent))
         return CreatedPortfolio(portfolio=portfolio, token=token)
     raise APIConnectionError(f"creating agent portfolio {req.name!r} kept failing",
                              request_id=call.request_id or "-", operation=call.operation)
 
 
-def delete_flow(portfolio_id: str) -> Flow[None]:
-    try:
-        yield Call("deleteAgentPortfolio", "DELETE",
-                   f"{V1}/{rules.path_id(portfolio_id, 'portfolio_id')}")
-    except NotFoundError as exc:
-        if not exc.ambiguous_before:
-            raise
+def _record_created(changelog: ChangeLog, change: Change, portfolio: AgentPortfolio,
+                    asked: Mapping[str, Any], token: UserToken | None,
+                    token_detail: Mapping[str, Any] | None) -> None:
+    """The outcomes of a create: the portfolio, and its first token if one was made."""
+    changelog.outcome(change, portfolio_id=portfolio.id, detail={
+        **asked, "mirror_id": portfolio.mirror_id, "first_token_created": token is not None})
+    if token is not None:
+        changelog.outcome(change, "token_minted", token=token, portfolio_id=portfolio.id,
+                          detail=token_detail or None)
+
+
+def delete_flow(portfolio_id: str, changelog: ChangeLog) -> Flow[None]:
+    path = f"{V1}/{rules.path_id(portfolio_id, 'portfolio_id')}"
+    change = changelog.intent("portfolio_deleted", portfolio_id=portfolio_id)
+    yield from change_flow(changelog, change, Call("deleteAgentPortfolio", "DELETE", path),
+                           _gone_before)
+    changelog.outcome(change)
 
 
 def update_flow(portfolio_id: str, token_id: str, changes: dict[str, Any],
-                environment: str, cache: list[str]) -> Flow[None]:
+                environment: str, cache: list[str], changelog: ChangeLog,
+                consent: str | None = None) -> Flow[None]:
     body: dict[str, Any] = {}
     if "scopes" in changes:
         body["scopeNames"] = rules.scopes(changes["scopes"], (yield from allowed_scopes_flow(cache)))
@@ -228,12 +292,19 @@ def update_flow(portfolio_id: str, token_id: str, changes: dict[str, Any],
         raise ValidationError("changes", "give at least one of scopes, ips_whitelist, "
                                                "expires_at")
     pid, tid = rules.path_id(portfolio_id, "portfolio_id"), rules.path_id(token_id, "token_id")
-    try:
-        yield Call("updateAgentPortfolioUserTokenV2", "PATCH", f"{V2}/{pid}/user-tokens/{tid}",
-                   json=body)
-    except BadRequestError as exc:
-        if not (exc.ambiguous_before and exc.error_code == "NoChangesDetected"):
-            raise
+    detail = {**_changed(token_id, changes), **_consent(consent)}
+    change = changelog.intent("token_updated", portfolio_id=portfolio_id, token_id=token_id,
+                              detail=detail)
+    yield from change_flow(changelog, change, Call(
+        "updateAgentPortfolioUserTokenV2", "PATCH", f"{V2}/{pid}/user-tokens/{tid}", json=body),
+        _unchanged_after_retry)
+    changelog.outcome(change, detail=detail)
+
+
+def _unchanged_after_retry(exc: EtoroError) -> bool:
+    """NoChangesDetected after an attempt that got no answer: that attempt made them."""
+    return (isinstance(exc, BadRequestError) and exc.ambiguous_before
+            and exc.error_code == "NoChangesDetected")
 
 
 RAW_CHANGES = {
@@ -246,21 +317,43 @@ RAW_CHANGES = {
 }
 """The operations that change delegation, by the lifecycle event each one records."""
 Event = tuple[str, dict[str, Any]]
+VIA_CALL = {"via": "client.call"}
+
+
+def raw_call_flow(call: Call, path_params: Mapping[str, object],
+                  changelog: ChangeLog) -> Flow[Answer]:
+    """A raw ``client.call``; one that changes delegation is recorded as the typed methods
+    record theirs (an intent before, its outcomes after), so the audit sees delegation
+    changed from the playground too. Nothing reconciles here: a create or mint whose answer
+    was lost stays an unfinished change."""
+    kind = RAW_CHANGES.get(call.operation)
+    if kind is None:
+        return (yield call)
+    sent = call.json if isinstance(call.json, dict) else {}
+    grant = grant_fields(sent) if kind in ("portfolio_created", "token_minted") else {}
+    tid = str(path_params.get("userTokenId") or "") or None
+    change = changelog.intent(kind, request_id=call.request_id, token_id=tid,
+                              portfolio_id=str(path_params.get("agentPortfolioId") or "") or None,
+                              detail=VIA_CALL, **grant)
+    answer = yield from change_flow(changelog, change, call)
+    assert answer is not None
+    for made, fields in (yield from raw_change_flow(call, path_params, answer)):
+        changelog.outcome(change, made, **fields)
+    return answer
 
 
 def raw_change_flow(call: Call, path_params: Mapping[str, object],
                     answer: Answer) -> Flow[list[Event]]:
-    """The lifecycle events a raw ``client.call`` made, as the typed methods record them,
-    so the audit sees delegation changed from the playground too (and a token minted there
-    is known by its fingerprint). An update is recorded as the token stood after it (one
-    read), whatever the request's shape (v1 scope ids or v2 names)."""
+    """The lifecycle events a raw ``client.call`` made, as the typed methods record them
+    (a token minted there is known by its fingerprint). An update is recorded as the token
+    stood after it (one read), whatever the request's shape (v1 scope ids or v2 names)."""
     kind = RAW_CHANGES.get(call.operation)
     if kind is None or not 200 <= answer.status < 300:
         return []
     body = answer.body if isinstance(answer.body, dict) else {}
     pid = str(path_params.get("agentPortfolioId") or body.get("agentPortfolioId") or "")
     tid = str(path_params.get("userTokenId") or "") or None
-    via: dict[str, Any] = {"via": "client.call"}
+    via: dict[str, Any] = dict(VIA_CALL)
     if kind == "portfolio_created":
         tokens = [minted_from(t, pid) for t in body.get("userTokens", []) if t.get("userToken")]
         sent = call.json if isinstance(call.json, dict) else {}
@@ -296,7 +389,7 @@ class Rotation:
 
 
 def rotate_flow(portfolio_id: str, token_id: str, new_name: str | None, environment: str,
-                cache: list[str]) -> Flow[tuple[UserToken, MintedToken]]:
+                cache: list[str], changelog: ChangeLog) -> Flow[tuple[UserToken, MintedToken]]:
     portfolio = yield from find_flow(portfolio_id)
     old = portfolio.token_by_id(token_id)
     if old is None:
@@ -306,7 +399,8 @@ def rotate_flow(portfolio_id: str, token_id: str, new_name: str | None, environm
                 if old.expires_at is not None and old.created_at is not None else None)
     name = new_name or f"{old.name[:40]}-rot-{now:%Y%m%d%H%M%S}"
     grant = token_request(name, old.scopes, old.ips_whitelist or None, lifetime)
-    new = yield from mint_flow(portfolio_id, grant, environment, cache)
+    new = yield from mint_flow(portfolio_id, grant, environment, cache, changelog,
+                               detail={"rotates": old.id})
     return old, new
 
 
@@ -335,26 +429,23 @@ class AgentPortfolios:
         """A new agent portfolio funded with ``investment_usd`` of the owner's real balance,
         and its first token (the secret is in ``.token.secret``, shown only here).
         ``consent`` is the confirmation the owner gave, recorded with the lifecycle event."""
-        req = PortfolioRequest(rules.portfolio_name(name),
-                               rules.positive(investment_usd, "investment_usd"), description,
-                               token_request(token_name, scopes, ips_whitelist, expires_at))
+        req = portfolio_request(name, investment_usd, description, token_name, scopes,
+                                ips_whitelist, expires_at)
         c = self._client
         try:
-            created = c._run(create_flow(req, c.environment, c._scope_cache, request_id))
+            return c._run(create_flow(req, c.environment, c._scope_cache, c._changelog,
+                                      request_id, consent))
         except PartialCreateError as exc:
-            _record_created(c, exc.portfolio, None, req, consent)
             portfolio_id = exc.portfolio.id
             raise exc.bind(lambda: self.mint_token(portfolio_id, req.token.name,
                                                    scopes=req.token.scopes,
                                                    ips_whitelist=req.token.ips_whitelist,
-                                                   expires_at=req.token.expires_at)) from None
-        _record_created(c, created.portfolio, created.token, req, consent)
-        return created
+                                                   expires_at=req.token.expires_at,
+                                                   consent=consent)) from None
 
     def delete(self, portfolio_id: str) -> None:
         """Delete: revokes every token, closes the copy mirror, credits its value back."""
-        self._client._run(delete_flow(portfolio_id))
-        self._client._lifecycle("portfolio_deleted", portfolio_id=portfolio_id)
+        self._client._run(delete_flow(portfolio_id, self._client._changelog))
 
     def mint_token(self, portfolio_id: str, name: str, *, scopes: Iterable[str],
                    ips_whitelist: Iterable[str] | None = None,
@@ -362,10 +453,8 @@ class AgentPortfolios:
                    request_id: str | None = None, consent: str | None = None) -> MintedToken:
         c = self._client
         grant = token_request(name, scopes, ips_whitelist, expires_at)
-        token = c._run(mint_flow(portfolio_id, grant, c.environment, c._scope_cache, request_id))
-        c._lifecycle("token_minted", token=token, portfolio_id=portfolio_id,
-                     detail=_consent(consent) or None)
-        return token
+        return c._run(mint_flow(portfolio_id, grant, c.environment, c._scope_cache,
+                                c._changelog, request_id, _consent(consent) or None))
 
     def update_token(self, portfolio_id: str, token_id: str, *, consent: str | None = None,
                      **changes: Any) -> None:
@@ -373,14 +462,11 @@ class AgentPortfolios:
         (``None`` removes the expiry); only the names given are sent."""
         _check_changes(changes)
         c = self._client
-        c._run(update_flow(portfolio_id, token_id, changes, c.environment, c._scope_cache))
-        c._lifecycle("token_updated", portfolio_id=portfolio_id, token_id=token_id,
-                     detail={**_changed(token_id, changes), **_consent(consent)})
+        c._run(update_flow(portfolio_id, token_id, changes, c.environment, c._scope_cache,
+                           c._changelog, consent))
 
     def revoke_token(self, portfolio_id: str, token_id: str) -> None:
-        self._client._run(revoke_flow(portfolio_id, token_id))
-        self._client._lifecycle("token_revoked", portfolio_id=portfolio_id,
-                                token_id=token_id)
+        self._client._run(revoke_flow(portfolio_id, token_id, self._client._changelog))
 
     def rotate_token(self, portfolio_id: str, token_id: str, *,
                      new_name: str | None = None) -> Rotation:
@@ -388,9 +474,7 @@ class AgentPortfolios:
         stays live until ``rotation.confirm()``, so the agent switches without downtime."""
         c = self._client
         old, new = c._run(rotate_flow(portfolio_id, token_id, new_name, c.environment,
-                                      c._scope_cache))
-        c._lifecycle("token_minted", token=new, portfolio_id=portfolio_id,
-                     detail={"rotates": old.id})
+                                      c._scope_cache, c._changelog))
         return Rotation(old, new, lambda: self.revoke_token(portfolio_id, old.id))
 
 
@@ -415,28 +499,24 @@ class AsyncAgentPortfolios:
                      expires_at: datetime | timedelta | None = None,
                      request_id: str | None = None,
                      consent: str | None = None) -> CreatedPortfolio:
-        req = PortfolioRequest(rules.portfolio_name(name),
-                               rules.positive(investment_usd, "investment_usd"), description,
-                               token_request(token_name, scopes, ips_whitelist, expires_at))
+        req = portfolio_request(name, investment_usd, description, token_name, scopes,
+                                ips_whitelist, expires_at)
         c = self._client
         try:
-            created = await c._run(create_flow(req, c.environment, c._scope_cache, request_id))
+            return await c._run(create_flow(req, c.environment, c._scope_cache, c._changelog,
+                                            request_id, consent))
         except PartialCreateError as exc:
-            _record_created(c, exc.portfolio, None, req, consent)
             portfolio_id = exc.portfolio.id
 
             def mint() -> Awaitable[MintedToken]:
                 return self.mint_token(portfolio_id, req.token.name,
                                        scopes=req.token.scopes,
                                        ips_whitelist=req.token.ips_whitelist,
-                                       expires_at=req.token.expires_at)
+                                       expires_at=req.token.expires_at, consent=consent)
             raise exc.bind(mint) from None
-        _record_created(c, created.portfolio, created.token, req, consent)
-        return created
 
     async def delete(self, portfolio_id: str) -> None:
-        await self._client._run(delete_flow(portfolio_id))
-        self._client._lifecycle("portfolio_deleted", portfolio_id=portfolio_id)
+        await self._client._run(delete_flow(portfolio_id, self._client._changelog))
 
     async def mint_token(self, portfolio_id: str, name: str, *, scopes: Iterable[str],
                          ips_whitelist: Iterable[str] | None = None,
@@ -445,49 +525,38 @@ class AsyncAgentPortfolios:
                          consent: str | None = None) -> MintedToken:
         c = self._client
         grant = token_request(name, scopes, ips_whitelist, expires_at)
-        token = await c._run(mint_flow(portfolio_id, grant, c.environment, c._scope_cache,
-                                       request_id))
-        c._lifecycle("token_minted", token=token, portfolio_id=portfolio_id,
-                     detail=_consent(consent) or None)
-        return token
+        return await c._run(mint_flow(portfolio_id, grant, c.environment, c._scope_cache,
+                                      c._changelog, request_id, _consent(consent) or None))
 
     async def update_token(self, portfolio_id: str, token_id: str, *,
                            consent: str | None = None, **changes: Any) -> None:
         _check_changes(changes)
         c = self._client
-        await c._run(update_flow(portfolio_id, token_id, changes, c.environment, c._scope_cache))
-        c._lifecycle("token_updated", portfolio_id=portfolio_id, token_id=token_id,
-                     detail={**_changed(token_id, changes), **_consent(consent)})
+        await c._run(update_flow(portfolio_id, token_id, changes, c.environment,
+                                 c._scope_cache, c._changelog, consent))
 
     async def revoke_token(self, portfolio_id: str, token_id: str) -> None:
-        await self._client._run(revoke_flow(portfolio_id, token_id))
-        self._client._lifecycle("token_revoked", portfolio_id=portfolio_id,
-                                token_id=token_id)
+        await self._client._run(revoke_flow(portfolio_id, token_id, self._client._changelog))
 
     async def rotate_token(self, portfolio_id: str, token_id: str, *,
                            new_name: str | None = None) -> Rotation:
         c = self._client
         old, new = await c._run(rotate_flow(portfolio_id, token_id, new_name, c.environment,
-                                            c._scope_cache))
-        c._lifecycle("token_minted", token=new, portfolio_id=portfolio_id,
-                     detail={"rotates": old.id})
+                                            c._scope_cache, c._changelog))
         return Rotation(old, new, lambda: self.revoke_token(portfolio_id, old.id))
 
 
+def portfolio_request(name: str, investment_usd: float, description: str | None,
+                      token_name: str, scopes: Iterable[str],
+                      ips_whitelist: Iterable[str] | None,
+                      expires_at: datetime | timedelta | None) -> PortfolioRequest:
+    """A create's arguments, checked."""
+    return PortfolioRequest(rules.portfolio_name(name),
+                            rules.positive(investment_usd, "investment_usd"), description,
+                            token_request(token_name, scopes, ips_whitelist, expires_at))
+
+
 _CHANGES = {"scopes", "ips_whitelist", "expires_at"}
-
-
-def _record_created(client: Client | AsyncClient, portfolio: AgentPortfolio,
-                    token: MintedToken | None, req: PortfolioRequest,
-                    consent: str | None) -> None:
-    client._lifecycle("portfolio_created", portfolio_id=portfolio.id,
-                      detail={"name": portfolio.name, "investment_usd": req.investment_usd,
-                              "mirror_id": portfolio.mirror_id,
-                              "first_token_created": token is not None,
-                              **_consent(consent)})
-    if token is not None:
-        client._lifecycle("token_minted", token=token, portfolio_id=portfolio.id,
-                          detail=_consent(consent) or None)
 
 
 def _consent(consent: str | None) -> dict[str, str]:

@@ -3,17 +3,28 @@
 Orders use the v2 unified endpoint (open by amount or units, buy or sell, leverage,
 stop-loss and take-profit); closing uses the v1 market-close endpoint, the only one.
 The request id of an order is its idempotency key: a retried order is placed once.
+When an order's retries run out without a usable answer, it is looked up by that request
+id, so the caller learns whether it was placed (see ``open_flow``).
 On a live connection the real account's writes need ``allow_real``.
 """
 
 from __future__ import annotations
 
+import uuid
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from etoro_nb import rules
-from etoro_nb._base import Call, Flow
-from etoro_nb.errors import ValidationError
+from etoro_nb._base import AMBIGUOUS, Call, Flow
+from etoro_nb.errors import (
+    APIConnectionError,
+    APIError,
+    EtoroError,
+    NotFoundError,
+    OrderNotPlacedError,
+    OrderOutcomeUnknownError,
+    ValidationError,
+)
 from etoro_nb.models import ClosedOrder, OrderInfo, OrderPlaced, Portfolio, Trade
 from etoro_nb.progress import Progress, reporter
 
@@ -107,9 +118,52 @@ def order_body(instrument: int | str, side: str, amount: float | None, units: fl
 
 
 def open_flow(p: Paths, body: dict[str, Any], request_id: str | None) -> Flow[OrderPlaced]:
-    answer = yield Call(p.ops["open"], "POST", p.orders, json=body, request_id=request_id,
-                        real_money=p.mode == "real")
-    return OrderPlaced.model_validate(answer.body)
+    """Place an order. If every attempt failed in a way that may have placed it (no answer,
+    or a 5xx), it is looked up by its request id: returned if the server has it;
+    ``OrderNotPlacedError`` if the server confirms it has not; ``OrderOutcomeUnknownError``
+    (naming the request id) if the lookup fails too."""
+    rid = request_id or str(uuid.uuid4())  # known here, so the lookup can name it
+    call = Call(p.ops["open"], "POST", p.orders, json=body, request_id=rid,
+                real_money=p.mode == "real")
+    try:
+        answer = yield call
+    except EtoroError as exc:
+        if not (isinstance(exc, AMBIGUOUS) or (isinstance(exc, APIError) and exc.ambiguous_before)):
+            raise  # refused, or never sent: nothing was placed and the error says why
+        failure = exc
+    else:
+        return OrderPlaced.model_validate(answer.body)
+    return (yield from _placed_or_not(p, call.operation, rid, failure))
+
+
+def _placed_or_not(p: Paths, operation: str, rid: str, failure: EtoroError) -> Flow[OrderPlaced]:
+    """After an order's ambiguous failure: the order if it exists, else a clear error."""
+    what = _summary(failure)
+    try:
+        found = yield from lookup_flow(p, None, rid)
+    except NotFoundError as missing:
+        if isinstance(failure, APIError) and not isinstance(failure, AMBIGUOUS):
+            raise failure from None  # the last attempt was refused, and nothing was placed
+        raise OrderNotPlacedError(
+            failure=failure, status=missing.status, error_code="OrderNotPlaced",
+            error_message=f"the order was NOT placed: it got no usable answer ({what}) and "
+                          "the server has no order with its request id; placing it again "
+                          "is safe", request_id=rid, operation=operation,
+            body=missing.body) from None
+    except EtoroError as lookup:
+        raise OrderOutcomeUnknownError(
+            f"the order's outcome is UNKNOWN: it got no usable answer ({what}) and looking "
+            f"it up failed too ({_summary(lookup)}); look it up later with "
+            f"lookup_order(reference_id={rid!r})", request_id=rid, operation=operation) from None
+    return OrderPlaced.model_validate({"orderId": found.order_id, "referenceId": rid})
+
+
+def _summary(exc: EtoroError) -> str:
+    if isinstance(exc, APIError):
+        return f"{exc.status} {exc.error_code or 'no errorCode'} after {exc.attempts} attempt(s)"
+    if isinstance(exc, APIConnectionError):
+        return exc.detail
+    return type(exc).__name__
 
 
 def close_flow(p: Paths, position_id: int, instrument_id: int, units: float | None,
