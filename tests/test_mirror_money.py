@@ -1,10 +1,10 @@
 """Money through the owner's copy mirror: rounding of copies, and that nothing is lost.
 
 Money in the sandbox is booked in whole cents and units on a 0.000001 grid
-(docs/sandbox.md, "Money"), so the balance checks here compare integer cents exactly:
-after any trading, closing everything and deleting the agent portfolio gives the owner
-back exactly its investment plus the realised P&L of the portfolio's copies, to the cent.
-"""
+(docs/sandbox.md, "Precision, rounding and the balance"), so the balance checks here
+compare integer cents exactly: after any trading, closing everything and deleting the
+agent portfolio gives the owner back its investment plus the realised P&L of the
+portfolio's copies (the sum of their ``netProfit``), not a cent more or less."""
 
 from __future__ import annotations
 

@@ -301,13 +301,18 @@ class Trading:
         amount = float(pos["amount"])
         units = round(min(units, held), POSITION_ROUND)
         # held > 0 for every position this code opened; a 0 left by older versions closes whole.
-        released = round(amount * units / held, MONEY_ROUND) if held > 0 else amount
+        share = amount * units / held if held > 0 else amount
+        released = round(share, MONEY_ROUND)
         left_units = round(held - units, POSITION_ROUND)
         left_amount = round(amount - released, MONEY_ROUND)
         full = left_units <= 0 or left_amount <= 0
         if full:
-            units, released = held, amount
-        profit = round(max(self.pnl(pos, units, rate), -released), MONEY_ROUND)
+            units, share, released = held, amount, amount
+        # The proceeds (margin share plus P&L, never below 0) are rounded to the cent as a
+        # whole, as close to their exact value as cents allow; the P&L is what they add to
+        # the released margin.
+        proceeds = round(max(share + self.pnl(pos, units, rate), 0.0), MONEY_ROUND)
+        profit = round(proceeds - released, MONEY_ROUND)
         self._add_credit_or_mirror(pos, released, profit)
         self.conn.execute(
             "INSERT INTO trades (cid, position_id, order_id, instrument_id, is_buy, leverage, "
@@ -334,11 +339,14 @@ class Trading:
             "SELECT * FROM positions WHERE parent_position_id = ? AND closed_at IS NULL",
             (pos["position_id"],),
         ).fetchall():
-            share = child["units"] if full else round(child["units"] * units / held, POSITION_ROUND)
-            # A copy's share too small to hold on the unit grid is left as it is: nothing
-            # of it can close, and it closes with the rest of its parent.
-            if full or share > 0:
-                self._close(child, share, rate, order_id, now)
+            if full:
+                self._close(child, child["units"], rate, order_id, now)
+                continue
+            # A copy's share below the unit grid is left as it is: nothing of it can close
+            # at that precision, and it closes with the rest of its parent.
+            child_units = round(child["units"] * units / held, POSITION_ROUND)
+            if child_units > 0:
+                self._close(child, child_units, rate, order_id, now)
         return units
 
     def _add_credit_or_mirror(self, pos: sqlite3.Row, released: float, profit: float) -> None:
