@@ -6,6 +6,11 @@ Buys open at the ask and close at the bid, sells the other way round, so P&L is
 ``units x (close - open)`` for a buy and the negative for a sell, and a position never
 loses more than its amount. No fees. Every instrument is quoted in USD.
 
+Precision: money (credits, amounts, realised P&L, mirror cash) is booked in whole cents
+and units on a 0.000001 grid, so every balance is a sum of cents and adds up exactly.
+No open position ever holds 0 units or 0 cents: a copy that would is not opened, and a
+close that would leave less than that open closes the whole position.
+
 What an agent portfolio's account opens or closes on the **real** endpoints is copied
 into each open mirror of it at ``investment / virtual balance`` of the size, into the
 owner's real account. Pending market-if-touched orders and stop-loss / take-profit
@@ -31,7 +36,8 @@ EPS = 1e-9
 ORDER_TYPE_ID = {"mkt": 17, "mit": 1}
 STATUS = {"pending": (1, "Pending"), "executed": (3, "Executed"),
           "cancelled": (4, "Cancelled"), "rejected": (2, "Rejected")}
-POSITION_ROUND = 6
+POSITION_ROUND = 6  # units are kept to 6 decimals
+MONEY_ROUND = 2  # money is kept in cents
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,7 @@ class Trading:
         return self.delegation.credit(cid)
 
     def _add_credit(self, cid: int, delta: float) -> None:
-        self.conn.execute("UPDATE accounts SET credit = round(credit + ?, 6) WHERE cid = ?",
+        self.conn.execute("UPDATE accounts SET credit = round(credit + ?, 2) WHERE cid = ?",
                           (delta, cid))
 
     def open_rate(self, instrument_id: int, is_buy: bool, now: datetime) -> float:
@@ -204,16 +210,17 @@ class Trading:
             (position_id, iso(now), order["order_id"]),
         )
         for mirror, ratio in self._mirrors_of(order["cid"]):
-            copy_amount = min(order["amount"] * ratio, mirror["available_amount"])
-            if copy_amount <= EPS:
-                continue
+            copy_amount = round(min(order["amount"] * ratio, mirror["available_amount"]),
+                                MONEY_ROUND)
             copy_units = round(units * copy_amount / order["amount"], POSITION_ROUND)
+            if copy_amount <= 0 or copy_units <= 0:
+                continue  # too small to hold at the sandbox's precision: the cash stays put
             self._insert_position(
                 mirror["cid"], order["order_id"], order, copy_units, copy_amount, rate, now,
                 mirror_id=mirror["mirror_id"], parent_position_id=position_id,
             )
             self.conn.execute(
-                "UPDATE mirrors SET available_amount = round(available_amount - ?, 6) "
+                "UPDATE mirrors SET available_amount = round(available_amount - ?, 2) "
                 "WHERE mirror_id = ?",
                 (copy_amount, mirror["mirror_id"]),
             )
@@ -229,8 +236,8 @@ class Trading:
             "stop_loss, take_profit, is_tsl, mirror_id, parent_position_id) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (position_id, cid, order_id, order["instrument_id"], order["is_buy"],
-             order["leverage"], order["settlement"], units, units, round(amount, 6),
-             round(amount, 6), rate, iso(now), order["stop_loss"] or 0.0,
+             order["leverage"], order["settlement"], units, units, round(amount, MONEY_ROUND),
+             round(amount, MONEY_ROUND), rate, iso(now), order["stop_loss"] or 0.0,
              order["take_profit"] or 0.0, order["is_tsl"], mirror_id, parent_position_id),
         )
         return position_id
@@ -264,14 +271,16 @@ class Trading:
                 f"InstrumentId {instrument_id} does not match position {position_id}'s "
                 f"instrument {pos['instrument_id']}"
             )
-        if units is not None and (units <= 0 or units > pos["units"] + EPS):
+        # Units are held to 6 decimals, so that is the precision a deduction is taken at.
+        deduct = None if units is None else round(units, POSITION_ROUND)
+        if deduct is not None and (deduct <= 0 or deduct > pos["units"] + EPS):
             raise validation(
-                f"UnitsToDeduct must be above 0 and at most the position's {pos['units']} units"
+                f"UnitsToDeduct must be at least 0.000001 (units are kept to 6 decimals) and "
+                f"at most the position's {pos['units']} units, got {units}"
             )
-        to_close = pos["units"] if units is None else min(units, pos["units"])
         order_id = self.store.next_id("order")
         rate = self.close_rate(pos["instrument_id"], bool(pos["is_buy"]), now)
-        self._close(pos, to_close, rate, order_id, now)
+        to_close = self._close(pos, pos["units"] if deduct is None else deduct, rate, order_id, now)
         self.conn.execute(
             "INSERT INTO close_orders (order_id, cid, position_id, instrument_id, units, token, "
             "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -281,12 +290,29 @@ class Trading:
 
     def _close(
         self, pos: sqlite3.Row, units: float, rate: float, order_id: int, now: datetime
-    ) -> None:
-        """Close ``units`` of a position (and the same share of its copies) at ``rate``."""
-        fraction = min(1.0, units / pos["units"])
-        full = fraction >= 1.0 - EPS
-        released = pos["amount"] if full else pos["amount"] * fraction
-        profit = max(self.pnl(pos, units, rate), -released)
+    ) -> float:
+        """Close ``units`` of a position (and the same share of its copies) at ``rate``.
+
+        A close that would leave less than 0.000001 units or less than a cent open closes
+        the whole position instead, so an open position never holds 0 units or 0 amount
+        (closing a share of one would divide by zero). Returns the units closed.
+        """
+        held = float(pos["units"])
+        amount = float(pos["amount"])
+        units = round(min(units, held), POSITION_ROUND)
+        # held > 0 for every position this code opened; a 0 left by older versions closes whole.
+        share = amount * units / held if held > 0 else amount
+        released = round(share, MONEY_ROUND)
+        left_units = round(held - units, POSITION_ROUND)
+        left_amount = round(amount - released, MONEY_ROUND)
+        full = left_units <= 0 or left_amount <= 0
+        if full:
+            units, share, released = held, amount, amount
+        # The proceeds (margin share plus P&L, never below 0) are rounded to the cent as a
+        # whole, as close to their exact value as cents allow; the P&L is what they add to
+        # the released margin.
+        proceeds = round(max(share + self.pnl(pos, units, rate), 0.0), MONEY_ROUND)
+        profit = round(proceeds - released, MONEY_ROUND)
         self._add_credit_or_mirror(pos, released, profit)
         self.conn.execute(
             "INSERT INTO trades (cid, position_id, order_id, instrument_id, is_buy, leverage, "
@@ -294,9 +320,9 @@ class Trading:
             "net_profit, stop_loss, take_profit, is_tsl, parent_position_id, mirror_id) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (pos["cid"], pos["position_id"], order_id, pos["instrument_id"], pos["is_buy"],
-             pos["leverage"], round(units, POSITION_ROUND), pos["open_rate"], rate,
-             pos["opened_at"], iso(now), round(released, 6), pos["initial_amount"],
-             round(profit, 6), pos["stop_loss"], pos["take_profit"], pos["is_tsl"],
+             pos["leverage"], units, pos["open_rate"], rate,
+             pos["opened_at"], iso(now), released, pos["initial_amount"],
+             profit, pos["stop_loss"], pos["take_profit"], pos["is_tsl"],
              pos["parent_position_id"], pos["mirror_id"]),
         )
         if full:
@@ -306,22 +332,29 @@ class Trading:
             )
         else:
             self.conn.execute(
-                "UPDATE positions SET units = round(units - ?, 6), amount = round(amount - ?, 6) "
-                "WHERE position_id = ?",
-                (units, released, pos["position_id"]),
+                "UPDATE positions SET units = ?, amount = ? WHERE position_id = ?",
+                (left_units, left_amount, pos["position_id"]),
             )
         for child in self.conn.execute(
             "SELECT * FROM positions WHERE parent_position_id = ? AND closed_at IS NULL",
             (pos["position_id"],),
         ).fetchall():
-            self._close(child, child["units"] * fraction, rate, order_id, now)
+            if full:
+                self._close(child, child["units"], rate, order_id, now)
+                continue
+            # A copy's share below the unit grid is left as it is: nothing of it can close
+            # at that precision, and it closes with the rest of its parent.
+            child_units = round(child["units"] * units / held, POSITION_ROUND)
+            if child_units > 0:
+                self._close(child, child_units, rate, order_id, now)
+        return units
 
     def _add_credit_or_mirror(self, pos: sqlite3.Row, released: float, profit: float) -> None:
         """Return a closed share's value to its account, or to its mirror for a copy."""
         if pos["mirror_id"]:
             self.conn.execute(
-                "UPDATE mirrors SET available_amount = round(available_amount + ?, 6), "
-                "closed_net_profit = round(closed_net_profit + ?, 6) WHERE mirror_id = ?",
+                "UPDATE mirrors SET available_amount = round(available_amount + ?, 2), "
+                "closed_net_profit = round(closed_net_profit + ?, 2) WHERE mirror_id = ?",
                 (released + profit, profit, pos["mirror_id"]),
             )
         else:
@@ -339,7 +372,7 @@ class Trading:
         mirror = self.conn.execute(
             "SELECT * FROM mirrors WHERE mirror_id = ?", (mirror_id,)
         ).fetchone()
-        value = round(float(mirror["available_amount"]), 6)
+        value = round(float(mirror["available_amount"]), MONEY_ROUND)
         self.conn.execute(
             "UPDATE mirrors SET closed_at = ?, closed_value = ?, available_amount = 0 "
             "WHERE mirror_id = ?",
