@@ -45,10 +45,11 @@ from etoro_nb.ledger.schema import (
     CHAINED,
     GENESIS,
     LATER_COLUMNS,
+    MIGRATIONS,
     REAL_COLUMNS,
     SEALABLE,
-    migrate,
 )
+from etoro_nb.migrations import migrate
 
 if TYPE_CHECKING:
     from etoro_nb.ledger.checkpoint import CheckpointConfig, Checkpointer
@@ -157,7 +158,7 @@ class Ledger:
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute(f"PRAGMA synchronous = {durability.upper()}")
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            self._retrying(lambda: migrate(self._conn))
+            self._retrying(lambda: migrate(self._conn, MIGRATIONS))
         except (OSError, sqlite3.Error) as exc:
             raise LedgerError(f"cannot open the ledger at {self.path}: {exc}") from None
         self._fingerprints: dict[str, tuple[str, str]] = {}

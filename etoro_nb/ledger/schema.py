@@ -1,11 +1,11 @@
-"""The ledger's schema, as named migrations applied once each and recorded.
+"""The ledger's schema, as named migrations (``MIGRATIONS``) that ``etoro_nb.migrations``
+applies once each, in one transaction with their record, so a ledger is never half-migrated.
 
-Each migration runs in one transaction together with its row in ``_migrations``, so a
-ledger is never half-migrated. Event tables are append-only: triggers in the database
-refuse every UPDATE and every DELETE, except the DELETE of a row that a ``segments`` row
-already holds (``0003_seal_guard``). A ``segments`` row is accepted only if it continues
-its table's segments and names live rows exactly (first row's ``prev_hash``, last row's
-``row_hash``, no gap), so no flag or forged segment lets a row go that no segment holds.
+Event tables are append-only: triggers in the database refuse every UPDATE and every
+DELETE, except the DELETE of a row that a ``segments`` row already holds
+(``0003_seal_guard``). A ``segments`` row is accepted only if it continues its table's
+segments and names live rows exactly (first row's ``prev_hash``, last row's ``row_hash``,
+no gap), so no flag or forged segment lets a row go that no segment holds.
 
 The triggers stop mistakes and casual edits, not an attacker: anyone who can write the
 file can drop them. What proves integrity is the hash chain (``verify``) and, for the
@@ -14,10 +14,6 @@ gives each ledger a random identity (``ledger_meta.ledger_id``) that checkpoints
 """
 
 from __future__ import annotations
-
-import sqlite3
-import time
-from collections.abc import Callable
 
 USAGE_COLUMNS = (
     "seq", "ts_us", "phase", "request_id", "attempt", "principal", "portfolio_id", "token_id",
@@ -177,36 +173,3 @@ MIGRATIONS: dict[str, str] = {
     "0004_lifecycle_phase": "ALTER TABLE lifecycle_events ADD COLUMN phase TEXT "
                             "CHECK (phase IN ('intent', 'outcome', 'failed'));",
 }
-
-
-def migrate(conn: sqlite3.Connection, on_applied: Callable[[str], None] | None = None) -> None:
-    """Apply every migration not yet recorded, each in its own transaction."""
-    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, "
-                 "applied_us INTEGER NOT NULL)")
-    for name, sql in MIGRATIONS.items():
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            done = conn.execute("SELECT 1 FROM _migrations WHERE name = ?", (name,)).fetchone()
-            if done is None:
-                for statement in _statements(sql):
-                    conn.execute(statement)
-                conn.execute("INSERT INTO _migrations (name, applied_us) VALUES (?, ?)",
-                             (name, time.time_ns() // 1000))
-                if on_applied is not None:
-                    on_applied(name)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-
-def _statements(sql: str) -> list[str]:
-    """Split a script into statements (triggers keep their inner semicolons)."""
-    out: list[str] = []
-    buf = ""
-    for line in sql.strip().splitlines():
-        buf += line + "\n"
-        if sqlite3.complete_statement(buf):
-            out.append(buf.strip())
-            buf = ""
-    return [s for s in out if s]

@@ -1,5 +1,9 @@
 """The sandbox's state in SQLite: schema, transactions and id sequences.
 
+The schema is versioned like the ledger's: named migrations (``MIGRATIONS``) applied once
+each by ``etoro_nb.migrations`` and recorded in the database, so a state file made by an
+older version is brought up to date when a newer sandbox opens it.
+
 One connection serves the whole app. Every request runs its domain work inside one
 ``transaction()`` without awaiting, so each request is atomic and requests never
 interleave; a file database survives restarts of the server.
@@ -14,7 +18,11 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-SCHEMA = """
+from etoro_nb.migrations import Migrations, migrate
+
+# 0001 keeps IF NOT EXISTS: state files made before the schema had versions already hold
+# these tables, and adopt the version by recording it.
+STATE_V1 = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, next INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS users (
@@ -159,6 +167,10 @@ CREATE TABLE IF NOT EXISTS idempotency (
 );
 """
 
+MIGRATIONS: Migrations = {
+    "0001_state": STATE_V1,
+}
+
 # Where each id sequence starts, so ids look like eToro's and never collide across kinds.
 SEQUENCES = {
     "gcid": 3_100_000,
@@ -180,7 +192,7 @@ class Store:
         self.conn.execute("PRAGMA foreign_keys = ON")
         if path != ":memory:":
             self.conn.execute("PRAGMA journal_mode = WAL")
-        self.conn.executescript(SCHEMA)
+        migrate(self.conn, MIGRATIONS)
         self.lock = threading.RLock()
         with self.transaction():
             for name, start in SEQUENCES.items():
