@@ -8,7 +8,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeAlias
 
 from etoro_nb.lab import connect_hint
 from etoro_nb.sandbox.config import DEFAULT_API_KEY, DEFAULT_USER_KEY, Faults, SandboxConfig
@@ -34,9 +34,20 @@ def _rate(value: str) -> float:
     return rate
 
 
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="etoro-nb", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    _add_sandbox(commands)
+    _add_ledger(commands)
+    _add_lab(commands)
+    _add_report(commands)
+    return parser
+
+
+def _add_sandbox(commands: Commands) -> None:
     sandbox = commands.add_parser("sandbox", help="the local eToro-compatible sandbox")
     sandbox_cmds = sandbox.add_subparsers(dest="sandbox_command", required=True)
     serve = sandbox_cmds.add_parser("serve", help="serve the sandbox over HTTP until Ctrl-C")
@@ -67,6 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--max-body-bytes", type=int, default=d.max_body_bytes,
                        help="largest request body; 413 beyond it (default: 1 MiB)")
 
+
+def _add_ledger(commands: Commands) -> None:
     ledger = commands.add_parser("ledger", help="the usage ledger")
     ledger_cmds = ledger.add_subparsers(dest="ledger_command", required=True)
     synth = ledger_cmds.add_parser("synth", help="write a deterministic synthetic ledger")
@@ -101,14 +114,18 @@ def build_parser() -> argparse.ArgumentParser:
     seal = ledger_cmds.add_parser("seal", help="move live history into Parquet segments")
     seal.add_argument("path")
 
+
+def _add_lab(commands: Commands) -> None:
     lab = commands.add_parser(
         "lab", help="JupyterLab on the templates, with the sandbox serving beside it",
         description="Serve the sandbox on --port and open JupyterLab on the notebook folder; "
                     "arguments after -- go to JupyterLab (e.g. -- --no-browser).")
     lab.add_argument("notebooks", nargs="?", default="notebooks")
     lab.add_argument("--port", type=int, default=8765, help="the sandbox's port")
-    lab.add_argument("--seed", type=int, default=d.seed)
+    lab.add_argument("--seed", type=int, default=SandboxConfig().seed)
 
+
+def _add_report(commands: Commands) -> None:
     report = commands.add_parser(
         "report", help="run templates with parameters, render each to HTML",
         description="Run one template into OUT.html, or several into the folder OUT (one "
@@ -119,7 +136,6 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("-o", "--output", required=True,
                         help="the HTML report to write; a folder when several notebooks run")
     report.add_argument("--kernel", default="python3")
-    return parser
 
 
 def serve_config(args: argparse.Namespace) -> SandboxConfig:
