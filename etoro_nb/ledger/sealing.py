@@ -1,17 +1,25 @@
 """Sealing: closed history moves out of SQLite into immutable Parquet segments.
 
-A seal runs in one transaction: it writes the table's rows to a Parquet file (fsynced,
-then renamed into place), deletes them from SQLite (the append-only triggers allow it
-only while ``ledger_state.sealing`` is set, inside this transaction), and appends a
-``segments`` row, itself chained, holding the file's SHA-256 and the chain hashes at both
-ends. If the process dies before the commit, the rows stay in SQLite and the stray file is
-never read (only files listed in ``segments`` are).
+A seal first drafts its segment without holding the write lock: it reads the rows to seal
+in a read snapshot and writes them to a Parquet file (fsynced, renamed into place under a
+name no other seal uses). Then one short transaction checks that nobody sealed those rows
+meanwhile and appends a ``segments`` row, itself chained, holding the file's SHA-256 and
+the chain hashes at both ends. Last, the sealed rows are deleted from SQLite (the
+append-only triggers allow it only while ``ledger_state.sealing`` is set), a few hundred
+per transaction when the seal runs in the background, so no append waits long for the
+lock. Until then a sealed row is in both places and readers take it from its segment
+(every live read is of rows after the last segment). If the process dies before the
+segment is committed, the rows stay in SQLite and the stray file is never read (only files
+listed in ``segments`` are); if it dies after, the next seal finishes the deletion.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import secrets
+import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +30,7 @@ from etoro_nb.ledger.schema import CHAINED
 if TYPE_CHECKING:
     from etoro_nb.ledger.core import Ledger
 
+TIDY_ROWS = 250  # sealed rows deleted per transaction in the background: ~2 ms of lock
 _TEXT = pl.String
 STORED: dict[str, dict[str, pl.DataType | type[pl.DataType]]] = {
     "usage_events": {
@@ -58,37 +67,100 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def seal(ledger: Ledger, table: str) -> dict[str, Any] | None:
-    """Seal every live row of ``table``; returns the new segment, or None if empty."""
+@dataclass(frozen=True)
+class _Draft:
+    """A segment written to disk but not yet in the chain."""
+
+    after: int  # the last row sealed before this draft (0: none)
+    path: Path
+    segment: dict[str, Any]
+
+
+def seal(ledger: Ledger, table: str, *, through: int | None = None,
+         tidy_rows: int | None = None) -> dict[str, Any] | None:
+    """Seal the live rows of ``table`` (those up to row ``through``, default all); returns
+    the new segment, or None if there was nothing to seal or another seal got there first.
+    ``tidy_rows`` bounds the rows deleted per transaction afterwards (default: all at once).
+    """
     if table not in STORED:
         raise ValueError(f"only {', '.join(STORED)} can be sealed")
-    columns = ", ".join(STORED[table])
+    draft = _draft(ledger, table, through)
+    segment = None
+    try:
+        if draft is not None:
+            segment = ledger._write(lambda: _commit(ledger, table, draft))
+    finally:
+        if draft is not None and segment is None:
+            draft.path.unlink(missing_ok=True)
+    tidy(ledger, table, rows=tidy_rows)
+    return segment
 
-    def work() -> dict[str, Any] | None:
+
+def _draft(ledger: Ledger, table: str, through: int | None) -> _Draft | None:
+    """Read the rows to seal in one snapshot and write their segment file, lock-free."""
+    from etoro_nb.ledger.core import sealed_through
+
+    columns = ", ".join(STORED[table])
+    with ledger._reading() as conn:
+        after = sealed_through(conn, table)
+        cursor = conn.execute(f"SELECT {columns} FROM {table} WHERE seq > ? AND seq <= ? "
+                              "ORDER BY seq", (after, through if through is not None else 2**62))
+        # Built a batch at a time: one frame of every row would hold the GIL long enough
+        # to stall a request on another thread.
+        parts = []
+        while batch := cursor.fetchmany(1000):
+            parts.append(pl.DataFrame(batch, schema=STORED[table], orient="row"))
+    if not parts:
+        return None
+    frame = pl.concat(parts)
+    first, last = int(frame["seq"][0]), int(frame["seq"][-1])
+    ledger.segments_dir.mkdir(parents=True, exist_ok=True)
+    # A name of its own: a seal that loses the race deletes its file, never the winner's.
+    name = f"{table}-{first:012d}-{last:012d}-{secrets.token_hex(4)}.parquet"
+    final = ledger.segments_dir / name
+    tmp = final.with_name(name + ".tmp")
+    frame.write_parquet(tmp, compression="zstd", statistics=True)
+    _fsync(tmp)
+    os.replace(tmp, final)
+    _fsync(ledger.segments_dir)
+    return _Draft(after, final, {
+        "table_name": table, "first_seq": first, "last_seq": last, "rows": frame.height,
+        "file": name, "sha256": file_sha256(final), "first_prev_hash": frame["prev_hash"][0],
+        "last_hash": frame["row_hash"][-1]})
+
+
+def _commit(ledger: Ledger, table: str, draft: _Draft) -> dict[str, Any] | None:
+    """In the write transaction: chain the drafted segment, unless the table changed."""
+    from etoro_nb.ledger.core import now_us, sealed_through
+
+    conn = ledger._conn
+    segment = draft.segment
+    if sealed_through(conn, table) != draft.after:
+        return None  # sealed meanwhile by another process
+    stored = conn.execute(f"SELECT row_hash FROM {table} WHERE seq = ?",
+                          (segment["last_seq"],)).fetchone()
+    if stored is None or stored[0] != segment["last_hash"]:
+        return None
+    ledger._insert_chained("segments", {**segment, "ts_us": now_us()})
+    return segment
+
+
+def tidy(ledger: Ledger, table: str, *, rows: int | None = None) -> None:
+    """Delete the rows of ``table`` already in a segment, ``rows`` per transaction (default
+    all in one), letting waiting appends take the lock between transactions."""
+    from etoro_nb.ledger.core import sealed_through
+
+    def delete_some() -> bool:
         conn = ledger._conn
-        rows = conn.execute(f"SELECT {columns} FROM {table} ORDER BY seq").fetchall()
-        if not rows:
-            return None
-        first, last = int(rows[0][0]), int(rows[-1][0])
-        ledger.segments_dir.mkdir(parents=True, exist_ok=True)
-        name = f"{table}-{first:012d}-{last:012d}.parquet"
-        final = ledger.segments_dir / name
-        tmp = final.with_name(name + ".tmp")
-        frame = pl.DataFrame(rows, schema=STORED[table], orient="row")
-        frame.write_parquet(tmp, compression="zstd", statistics=True)
-        _fsync(tmp)
-        os.replace(tmp, final)
-        _fsync(ledger.segments_dir)
+        sealed = sealed_through(conn, table)
+        first = conn.execute(f"SELECT min(seq) FROM {table}").fetchone()[0]
+        if first is None or first > sealed:
+            return False
+        last = sealed if rows is None else min(sealed, first + rows - 1)
         conn.execute("UPDATE ledger_state SET sealing = 1 WHERE id = 1")
         conn.execute(f"DELETE FROM {table} WHERE seq <= ?", (last,))
         conn.execute("UPDATE ledger_state SET sealing = 0 WHERE id = 1")
-        segment = {"table_name": table, "first_seq": first, "last_seq": last,
-                   "rows": len(rows), "file": name, "sha256": file_sha256(final),
-                   "first_prev_hash": rows[0][-2], "last_hash": rows[-1][-1]}
-        from etoro_nb.ledger.core import now_us
+        return last < sealed
 
-        ledger._insert_chained("segments", {**segment, "ts_us": now_us()})
-        return segment
-
-    result: dict[str, Any] | None = ledger._write(work)
-    return result
+    while ledger._write(delete_some):
+        time.sleep(0.0005)  # hand the lock to an append waiting for it
