@@ -45,7 +45,7 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     Ledger(tmp_path / "l.sqlite").close()
     with sqlite3.connect(tmp_path / "l.sqlite") as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY name")]
-    assert names == ["0001_events", "0002_append_only"]
+    assert names == ["0001_events", "0002_append_only", "0005_read_indexes"]
 
 
 def test_the_database_refuses_updates_and_deletes(tmp_path: Path) -> None:
@@ -103,6 +103,7 @@ def test_a_sealed_ledger_verifies_and_continues_its_chain(tmp_path: Path) -> Non
     ledger = Ledger(tmp_path / "l.sqlite", seal_threshold=1000)
     for i in range(2500):
         _usage(ledger, f"r{i}")
+    assert ledger.wait_for_upkeep(timeout=60)  # seals run in the background
     assert [s["rows"] for s in ledger.segments("usage_events")] == [1000, 1000]
     assert ledger.live_count("usage_events") == 500
     result = ledger.verify()

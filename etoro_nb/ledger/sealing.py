@@ -108,7 +108,7 @@ def _draft(ledger: Ledger, table: str, through: int | None) -> _Draft | None:
         # Built a batch at a time: one frame of every row would hold the GIL long enough
         # to stall a request on another thread.
         parts = []
-        while batch := cursor.fetchmany(1000):
+        while batch := cursor.fetchmany(250):
             parts.append(pl.DataFrame(batch, schema=STORED[table], orient="row"))
     if not parts:
         return None
