@@ -45,7 +45,7 @@ def test_migrations_are_recorded_once(tmp_path: Path) -> None:
     Ledger(tmp_path / "l.sqlite").close()
     with sqlite3.connect(tmp_path / "l.sqlite") as conn:
         names = [r[0] for r in conn.execute("SELECT name FROM _migrations ORDER BY name")]
-    assert names == ["0001_events", "0002_append_only", "0005_read_indexes"]
+    assert names == ["0001_events", "0002_append_only"]
 
 
 def test_the_database_refuses_updates_and_deletes(tmp_path: Path) -> None:

@@ -97,6 +97,11 @@ def _insert_sql(table: str) -> str:
             f"VALUES ({placeholders})")
 
 
+_INSERT = {table: _insert_sql(table) for table in CHAINED}
+_HEAD = {table: f"SELECT seq, row_hash FROM {table} ORDER BY seq DESC LIMIT 1"
+         for table in CHAINED}
+
+
 def now_us() -> int:
     return time.time_ns() // 1000
 
@@ -232,7 +237,7 @@ class Ledger:
                 seq += 1
                 batch.append(_chained_row(columns, seq, prev, values))
                 prev = batch[-1][-1]
-            self._conn.executemany(_insert_sql(table), batch)
+            self._conn.executemany(_INSERT[table], batch)
             return seq
 
         last: int = self._write(work)
@@ -258,12 +263,11 @@ class Ledger:
 
     def _insert_chained(self, table: str, values: dict[str, Any]) -> int:
         seq, prev = self._head(table)
-        self._conn.execute(_insert_sql(table), _chained_row(CHAINED[table], seq + 1, prev, values))
+        self._conn.execute(_INSERT[table], _chained_row(CHAINED[table], seq + 1, prev, values))
         return seq + 1
 
     def _head(self, table: str) -> tuple[int, str]:
-        row = self._conn.execute(
-            f"SELECT seq, row_hash FROM {table} ORDER BY seq DESC LIMIT 1").fetchone()
+        row = self._conn.execute(_HEAD[table]).fetchone()
         if row is not None:
             return int(row[0]), str(row[1])
         if table in SEALABLE:

@@ -109,17 +109,9 @@ BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: {table} rows cannot be del
     return "\n".join(out)
 
 
-# Live rows are read by time window (every loader's since/until); equality filters on the
-# few live rows (a seal keeps them near the threshold) scan fast enough, and every index
-# costs each append a page write.
-_READ_INDEXES = """
-CREATE INDEX usage_by_time ON usage_events (ts_us);
-"""
-
 MIGRATIONS: dict[str, str] = {
     "0001_events": _V1,
     "0002_append_only": _append_only_triggers(),
-    "0005_read_indexes": _READ_INDEXES,
 }
 
 
