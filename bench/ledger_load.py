@@ -27,6 +27,7 @@ Target: no append delayed more than 5 ms by sealing.
 from __future__ import annotations
 
 import argparse
+import shutil
 import sqlite3
 import statistics
 import tempfile
@@ -106,9 +107,9 @@ def seal_delay(work: Path, requests: int, seal: str) -> tuple[float, float, floa
     latency in ms, recording ``requests`` requests into a fresh ledger that seals ``seal``:
     "never", "inline" (in the crossing append) or "background" (the default)."""
     inline = seal == "inline"
-    path = work / f"delay-{seal}-{time.time_ns()}.sqlite"
-    ledger = Ledger(path, seal_threshold=DEFAULT_SEAL_THRESHOLD if seal == "background"
-                    else None)
+    scratch = Path(tempfile.mkdtemp(prefix=f"delay-{seal}-", dir=work))
+    threshold = DEFAULT_SEAL_THRESHOLD if seal == "background" else None
+    ledger = Ledger(scratch / "ledger.sqlite", seal_threshold=threshold)
     recorder = UsageRecorder(ledger, principal="owner", environment="sandbox",
                              user_key="bench-user-key")
     latencies: list[float] = []
@@ -130,6 +131,7 @@ def seal_delay(work: Path, requests: int, seal: str) -> tuple[float, float, floa
     ledger.wait_for_upkeep()
     assert bool(ledger.segments("usage_events")) == (seal != "never")
     ledger.close()
+    shutil.rmtree(scratch)
     assert crossing is not None
     after = sorted(latencies[crossing:])
     return statistics.median(latencies), after[int(len(after) * 0.999)], after[-1]

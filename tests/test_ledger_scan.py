@@ -127,7 +127,8 @@ def test_kept_live_rows_follow_appends_and_seals_by_another_writer(tmp_path: Pat
 def test_a_sealed_row_awaiting_deletion_is_read_once_and_verifies(tmp_path: Path) -> None:
     ledger = _half_sealed(tmp_path / "l.sqlite")
     # A seal whose deletions have not run yet (they run after it commits, a few at a time).
-    draft = sealing._draft(ledger, "usage_events", None)
+    with ledger._reading() as conn:
+        draft = sealing.draft_segment(conn, ledger.segments_dir, "usage_events", None)
     assert draft is not None
     ledger._write(lambda: sealing._commit(ledger, "usage_events", draft))
     with ledger._reading() as conn:

@@ -241,6 +241,7 @@ class Ledger:
             return seq
 
         last: int = self._write(work)
+        self._upkeep.checkpoint()  # a bulk write grows the WAL by megabytes at once
         if self.seal_threshold is not None and self.live_count(table) >= self.seal_threshold:
             self.seal(table)
         return last
@@ -377,14 +378,14 @@ class Ledger:
 
     def _seal_if_due(self, table: str, through: int) -> None:
         """The upkeep thread's seal: rows up to ``through``, if that many are live."""
-        from etoro_nb.ledger.sealing import TIDY_ROWS, seal
+        from etoro_nb.ledger.sealing import seal
 
         if self.seal_threshold is None:
             return
         with self._reading() as conn:
             due = through - sealed_through(conn, table) >= self.seal_threshold
         if due:
-            seal(self, table, through=through, tidy_rows=TIDY_ROWS)
+            seal(self, table, through=through, background=True)
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the database file without blocking writers or readers."""

@@ -2,22 +2,27 @@
 
 A seal first drafts its segment without holding the write lock: it reads the rows to seal
 in a read snapshot and writes them to a Parquet file (fsynced, renamed into place under a
-name no other seal uses). Then one short transaction checks that nobody sealed those rows
-meanwhile and appends a ``segments`` row, itself chained, holding the file's SHA-256 and
-the chain hashes at both ends. Last, the sealed rows are deleted from SQLite (the
-append-only triggers allow it only while ``ledger_state.sealing`` is set), a few hundred
-per transaction when the seal runs in the background, so no append waits long for the
-lock. Until then a sealed row is in both places and readers take it from its segment
-(every live read is of rows after the last segment). If the process dies before the
-segment is committed, the rows stay in SQLite and the stray file is never read (only files
-listed in ``segments`` are); if it dies after, the next seal finishes the deletion.
+name no other seal uses; in a child process when sealing in the background). Then one
+short transaction checks that nobody sealed those rows meanwhile and appends a
+``segments`` row, itself chained, holding the file's SHA-256 and the chain hashes at both
+ends. Last, the sealed rows are deleted from SQLite (the append-only triggers allow it
+only while ``ledger_state.sealing`` is set), a few hundred per transaction when the seal
+runs in the background, so no append waits long for the lock. Until then a sealed row is
+in both places and readers take it from its segment (every live read is of rows after
+the last segment). If the process dies before the segment is committed, the rows stay in
+SQLite and the stray file is never read (only files listed in ``segments`` are); if it
+dies after, the next seal finishes the deletion.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import secrets
+import sqlite3
+import subprocess
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from etoro_nb.errors import LedgerError
 from etoro_nb.ledger.schema import CHAINED
 
 if TYPE_CHECKING:
     from etoro_nb.ledger.core import Ledger
 
 TIDY_ROWS = 250  # sealed rows deleted per transaction in the background: ~2 ms of lock
+DRAFT_TIMEOUT = 600.0
 _TEXT = pl.String
 STORED: dict[str, dict[str, pl.DataType | type[pl.DataType]]] = {
     "usage_events": {
@@ -77,14 +84,21 @@ class _Draft:
 
 
 def seal(ledger: Ledger, table: str, *, through: int | None = None,
-         tidy_rows: int | None = None) -> dict[str, Any] | None:
+         background: bool = False) -> dict[str, Any] | None:
     """Seal the live rows of ``table`` (those up to row ``through``, default all); returns
     the new segment, or None if there was nothing to seal or another seal got there first.
-    ``tidy_rows`` bounds the rows deleted per transaction afterwards (default: all at once).
+    ``background``: the upkeep thread's seal, which must not slow the requests of this
+    process: the segment is drafted by a child process (decoding thousands of rows into a
+    frame holds the GIL for tens of milliseconds) and the sealed rows are deleted
+    ``TIDY_ROWS`` per transaction.
     """
     if table not in STORED:
         raise ValueError(f"only {', '.join(STORED)} can be sealed")
-    draft = _draft(ledger, table, through)
+    if background:
+        draft = _draft_aside(ledger, table, through)
+    else:
+        with ledger._reading() as conn:
+            draft = draft_segment(conn, ledger.segments_dir, table, through)
     segment = None
     try:
         if draft is not None:
@@ -92,41 +106,77 @@ def seal(ledger: Ledger, table: str, *, through: int | None = None,
     finally:
         if draft is not None and segment is None:
             draft.path.unlink(missing_ok=True)
-    tidy(ledger, table, rows=tidy_rows)
+    tidy(ledger, table, rows=TIDY_ROWS if background else None)
+    ledger._upkeep.checkpoint()  # the deletions wrote as much WAL as the rows take
     return segment
 
 
-def _draft(ledger: Ledger, table: str, through: int | None) -> _Draft | None:
-    """Read the rows to seal in one snapshot and write their segment file, lock-free."""
+def draft_segment(conn: sqlite3.Connection, segments_dir: Path, table: str,
+                  through: int | None) -> _Draft | None:
+    """Write the segment file of the live rows (up to ``through``) as ``conn``'s open read
+    transaction sees them, without taking the write lock."""
     from etoro_nb.ledger.core import sealed_through
 
     columns = ", ".join(STORED[table])
-    with ledger._reading() as conn:
-        after = sealed_through(conn, table)
-        cursor = conn.execute(f"SELECT {columns} FROM {table} WHERE seq > ? AND seq <= ? "
-                              "ORDER BY seq", (after, through if through is not None else 2**62))
-        # Built a batch at a time: one frame of every row would hold the GIL long enough
-        # to stall a request on another thread.
-        parts = []
-        while batch := cursor.fetchmany(250):
-            parts.append(pl.DataFrame(batch, schema=STORED[table], orient="row"))
-    if not parts:
+    after = sealed_through(conn, table)
+    rows = conn.execute(f"SELECT {columns} FROM {table} WHERE seq > ? AND seq <= ? ORDER BY seq",
+                        (after, through if through is not None else 2**62)).fetchall()
+    if not rows:
         return None
-    frame = pl.concat(parts)
+    frame = pl.DataFrame(rows, schema=STORED[table], orient="row")
     first, last = int(frame["seq"][0]), int(frame["seq"][-1])
-    ledger.segments_dir.mkdir(parents=True, exist_ok=True)
+    segments_dir.mkdir(parents=True, exist_ok=True)
     # A name of its own: a seal that loses the race deletes its file, never the winner's.
     name = f"{table}-{first:012d}-{last:012d}-{secrets.token_hex(4)}.parquet"
-    final = ledger.segments_dir / name
+    final = segments_dir / name
     tmp = final.with_name(name + ".tmp")
-    frame.write_parquet(tmp, compression="zstd", statistics=True)
-    _fsync(tmp)
-    os.replace(tmp, final)
-    _fsync(ledger.segments_dir)
+    try:
+        frame.write_parquet(tmp, compression="zstd", statistics=True)
+        _fsync(tmp)
+        os.replace(tmp, final)
+        _fsync(segments_dir)
+    finally:
+        tmp.unlink(missing_ok=True)
     return _Draft(after, final, {
         "table_name": table, "first_seq": first, "last_seq": last, "rows": frame.height,
         "file": name, "sha256": file_sha256(final), "first_prev_hash": frame["prev_hash"][0],
         "last_hash": frame["row_hash"][-1]})
+
+
+def _draft_aside(ledger: Ledger, table: str, through: int | None) -> _Draft | None:
+    """``draft_segment`` run by a child process (``python -m etoro_nb.ledger.sealing``)."""
+    package_root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        p for p in (package_root, os.environ.get("PYTHONPATH")) if p)}
+    try:
+        out = subprocess.run(
+            [sys.executable, "-m", "etoro_nb.ledger.sealing", str(ledger.path),
+             str(ledger.segments_dir), table, str(through if through is not None else "")],
+            capture_output=True, text=True, timeout=DRAFT_TIMEOUT, env=env, check=False)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise LedgerError(f"could not draft a segment of {ledger.path}: {exc}") from None
+    if out.returncode != 0:
+        raise LedgerError(f"could not draft a segment of {ledger.path}: "
+                          f"{out.stderr.strip()[-500:]}")
+    found = json.loads(out.stdout)
+    return None if found is None else _Draft(found["after"], Path(found["path"]),
+                                             found["segment"])
+
+
+def main(argv: list[str]) -> int:
+    """``python -m etoro_nb.ledger.sealing LEDGER SEGMENTS_DIR TABLE THROUGH``: draft a
+    segment and print it as JSON (null if there was nothing to seal)."""
+    path, segments_dir, table, through = argv
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        draft = draft_segment(conn, Path(segments_dir), table, int(through) if through else None)
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    print(json.dumps(None if draft is None else {"after": draft.after, "path": str(draft.path),
+                                                 "segment": draft.segment}))
+    return 0
 
 
 def _commit(ledger: Ledger, table: str, draft: _Draft) -> dict[str, Any] | None:
@@ -164,3 +214,7 @@ def tidy(ledger: Ledger, table: str, *, rows: int | None = None) -> None:
 
     while ledger._write(delete_some):
         time.sleep(0.0005)  # hand the lock to an append waiting for it
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
