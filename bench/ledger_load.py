@@ -1,83 +1,197 @@
-"""Loading 1,000,000 usage events: frames.usage() against pandas.read_sql of the same events
-from a plain one-table SQLite file, and against polars.read_parquet of the same events.
+"""Loading a ledger of 1,000,000 usage events, all sealed and with 200,000 live rows, and
+the delay a threshold seal causes to the requests being recorded.
 
-Targets: at least 20x faster than pandas.read_sql, within 2x of read_parquet. The ledger is
-made once with `etoro-nb ledger synth` (deterministic); each reader's best of three runs
-counts.
+Loads: ``frames.usage()`` against ``pandas.read_sql`` of the same events from a plain
+one-table SQLite file, and against ``polars.read_parquet`` of them (targets: at least 20x
+faster than pandas, within 2x of read_parquet, in both cases). The filtered loads
+``usage(until=...)`` (the first day) and ``usage(portfolio=...)`` are compared with the
+all-sealed ledger. Each load is timed on a freshly opened ``Ledger`` (cold: nothing read
+yet) and as the best of three on it afterwards (warm: the live rows already decoded are
+kept, only new ones are read); the baselines are the best of three.
 
-    .venv/bin/python bench/ledger_load.py [--events 1000000] [--workdir DIR]
+The ledgers: one made by ``synthesize`` (default settings: sealed as it grows), and one
+with the same events whose last 200,000 were appended by a writer with sealing off, as
+processes that never seal (or a seal not yet run) leave them; both are read with the
+default settings.
+
+Seal delay: a fresh ledger at the default settings records requests (an intent and an
+outcome each, through ``UsageRecorder``) past the seal threshold twice. Printed: the median
+append latency and the slowest appends from the threshold crossing on (the seal runs
+meanwhile), against the same run without any seal (the machine's own noise) and with the
+seal done inside the crossing append (as before sealing moved off the request path).
+Target: no append delayed more than 5 ms by sealing.
+
+    .venv/bin/python bench/ledger_load.py [--events 1000000] [--live 200000] [--workdir DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import shutil
 import sqlite3
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pandas as pd
 import polars as pl
 
 from etoro_nb import frames
-from etoro_nb.ledger import Ledger
+from etoro_nb.ledger import DEFAULT_SEAL_THRESHOLD, Ledger
+from etoro_nb.ledger.recorder import UsageRecorder
+from etoro_nb.ledger.schema import USAGE_COLUMNS
 from etoro_nb.ledger.synth import synthesize
 
+BATCH = 50_000
 
-def best_of(fn: Callable[[], object], runs: int = 3) -> tuple[float, object]:
-    best, result = float("inf"), None
-    for _ in range(runs):
+
+def timed(fn: Callable[[], object]) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def best_of(fn: Callable[[], object], runs: int = 3) -> float:
+    return min(timed(fn) for _ in range(runs))
+
+
+def build(work: Path, events: int, live: int) -> tuple[Path, Path, pl.DataFrame]:
+    """The all-sealed ledger, the one with ``live`` live rows, and their events."""
+    sealed = work / f"sealed-{events}.sqlite"
+    if not sealed.exists():
         t0 = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - t0)
-    return best, result
+        synthesize(sealed, events=events, seed=1).close()
+        print(f"synthesized {events} events in {time.perf_counter() - t0:.1f} s")
+    with Ledger(sealed) as ledger:
+        usage = frames.usage(ledger)
+    assert isinstance(usage, pl.DataFrame)
+    partly = work / f"live-{events}-{live}.sqlite"
+    if not partly.exists():
+        rows = (usage.with_columns(ts_us=pl.col("ts").dt.epoch("us"))
+                .select(USAGE_COLUMNS[1:]).to_dicts())
+        with Ledger(partly) as ledger:  # sealed as it grows, like the first
+            for i in range(0, events - live, BATCH):
+                ledger.extend_usage(rows[i:min(i + BATCH, events - live)])
+        with Ledger(partly, seal_threshold=None) as ledger:  # a writer that never seals
+            for i in range(events - live, events, BATCH):
+                ledger.extend_usage(rows[i:i + BATCH])
+    return sealed, partly, usage
+
+
+def plain_copies(work: Path, usage: pl.DataFrame) -> tuple[Path, Path]:
+    """The same events in a plain one-table SQLite file and in one Parquet file."""
+    plain, parquet = work / "plain.sqlite", work / "plain.parquet"
+    if not plain.exists():
+        flat = usage.with_columns(pl.col("ts").dt.epoch("us").alias("ts"))
+        with sqlite3.connect(plain) as conn:
+            conn.execute(f"CREATE TABLE usage_events ({', '.join(flat.columns)})")
+            conn.executemany(f"INSERT INTO usage_events VALUES ({', '.join('?' * flat.width)})",
+                             flat.iter_rows())
+        usage.write_parquet(parquet)
+    return plain, parquet
+
+
+def loads(path: Path, load: Callable[[Ledger], object]) -> tuple[float, float]:
+    """(cold, warm) seconds of ``load`` on a freshly opened ledger."""
+    with Ledger(path) as ledger:
+        cold = timed(lambda: load(ledger))
+        warm = best_of(lambda: load(ledger))
+    return cold, warm
+
+
+def seal_delay(work: Path, requests: int, seal: str) -> tuple[float, float, float]:
+    """(median, 99.9th percentile and slowest from the first threshold crossing on) append
+    latency in ms, recording ``requests`` requests into a fresh ledger that seals ``seal``:
+    "never", "inline" (in the crossing append) or "background" (the default)."""
+    inline = seal == "inline"
+    scratch = Path(tempfile.mkdtemp(prefix=f"delay-{seal}-", dir=work))
+    threshold = DEFAULT_SEAL_THRESHOLD if seal == "background" else None
+    ledger = Ledger(scratch / "ledger.sqlite", seal_threshold=threshold)
+    recorder = UsageRecorder(ledger, principal="owner", environment="sandbox",
+                             user_key="bench-user-key")
+    latencies: list[float] = []
+    crossing = None
+    for i in range(requests):
+        for phase in ("intent", "outcome"):
+            t0 = time.perf_counter()
+            if phase == "intent":
+                recorder.intent("listAgentPortfolios", "GET", "/api/v1/agent-portfolios",
+                                f"request-{i}", 1)
+            else:
+                recorder.outcome("listAgentPortfolios", "GET", "/api/v1/agent-portfolios",
+                                 f"request-{i}", 1, 200, None, 1.0)
+            if inline and len(latencies) + 1 == DEFAULT_SEAL_THRESHOLD:
+                ledger.seal("usage_events")  # what the crossing append used to do
+            latencies.append((time.perf_counter() - t0) * 1000)
+            if crossing is None and len(latencies) == DEFAULT_SEAL_THRESHOLD:
+                crossing = len(latencies) - 1
+    ledger.wait_for_upkeep()
+    assert bool(ledger.segments("usage_events")) == (seal != "never")
+    ledger.close()
+    shutil.rmtree(scratch)
+    assert crossing is not None
+    after = sorted(latencies[crossing:])
+    return statistics.median(latencies), after[int(len(after) * 0.999)], after[-1]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--live", type=int, default=200_000)
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="etoro-nb-bench-"))
-    ledger_path = work / f"ledger-{args.events}.sqlite"
-    if not ledger_path.exists():
-        t0 = time.perf_counter()
-        synthesize(ledger_path, events=args.events, seed=1).close()
-        print(f"synthesized {args.events} events in {time.perf_counter() - t0:.1f} s")
-    ledger = Ledger(ledger_path)
-    # The same events, as the other two readers would find them.
-    events = frames.usage(ledger)
-    assert isinstance(events, pl.DataFrame)
-    plain = work / "plain.sqlite"
-    parquet = work / "plain.parquet"
-    if not plain.exists():
-        flat = events.with_columns(pl.col("ts").dt.epoch("us").alias("ts"))
-        with sqlite3.connect(plain) as conn:
-            conn.execute(f"CREATE TABLE usage_events ({', '.join(flat.columns)})")
-            conn.executemany(f"INSERT INTO usage_events VALUES ({', '.join('?' * flat.width)})",
-                             flat.iter_rows())
-        events.write_parquet(parquet)
-
-    t_frames, ours = best_of(lambda: frames.usage(ledger))
-    t_parquet, _ = best_of(lambda: pl.read_parquet(parquet))
+    work.mkdir(parents=True, exist_ok=True)
+    sealed, partly, usage = build(work, args.events, args.live)
+    plain, parquet = plain_copies(work, usage)
 
     def pandas_read() -> pd.DataFrame:
         with sqlite3.connect(plain) as conn:
             return pd.read_sql("SELECT * FROM usage_events", conn)
 
-    t_pandas, theirs = best_of(pandas_read)
-    assert isinstance(ours, pl.DataFrame) and isinstance(theirs, pd.DataFrame)
-    assert ours.height == len(theirs) == events.height
-    print(f"usage events loaded: {ours.height} (intents and outcomes; "
-          f"{len(ledger.segments('usage_events'))} sealed segments, "
-          f"{ledger.live_count('usage_events')} live rows)")
-    print(f"  frames.usage          {t_frames:8.3f} s")
-    print(f"  pandas.read_sql       {t_pandas:8.3f} s")
-    print(f"  polars.read_parquet   {t_parquet:8.3f} s")
-    print(f"pandas.read_sql / frames.usage: {t_pandas / t_frames:.1f}x faster (target >= 20x)")
-    print(f"frames.usage / read_parquet: {t_frames / t_parquet:.2f}x (target <= 2x)")
-    ledger.close()
+    t_pandas = best_of(pandas_read)
+    t_parquet = best_of(lambda: pl.read_parquet(parquet))
+    first_day = datetime(2026, 1, 6, tzinfo=UTC)
+    portfolio = usage["portfolio_id"][0]
+    print(f"{args.events} usage events; baselines: pandas.read_sql {t_pandas:.3f} s, "
+          f"polars.read_parquet {t_parquet:.3f} s")
+    filtered: dict[str, dict[str, tuple[float, float]]] = {}
+    for label, path in (("all sealed", sealed), (f"{args.live} live", partly)):
+        with Ledger(path) as ledger:
+            shape = (f"{len(ledger.segments('usage_events'))} segments, "
+                     f"{ledger.live_count('usage_events')} live rows")
+            got = frames.usage(ledger)
+            assert isinstance(got, pl.DataFrame) and got.equals(usage), "not the same events"
+        cold, warm = loads(path, frames.usage)
+        filtered[label] = {
+            "until": loads(path, lambda ledger: frames.usage(ledger, until=first_day)),
+            "portfolio": loads(path, lambda ledger: frames.usage(ledger, portfolio=portfolio))}
+        print(f"{label} ({shape}):")
+        for kind, t in (("cold", cold), ("warm", warm)):
+            print(f"  frames.usage {kind}: {t:.3f} s = {t_pandas / t:5.1f}x faster than pandas "
+                  f"(target >= 20x), {t / t_parquet:.2f}x read_parquet (target <= 2x)")
+    base = filtered["all sealed"]
+    for label, times in filtered.items():
+        for kind, (cold, warm) in times.items():
+            print(f"  usage({kind}=...) {label:>12}: cold {cold * 1e3:7.1f} ms "
+                  f"({cold / base[kind][0]:.1f}x all sealed), warm {warm * 1e3:7.1f} ms "
+                  f"({warm / base[kind][1]:.1f}x all sealed)")
+    requests = DEFAULT_SEAL_THRESHOLD + DEFAULT_SEAL_THRESHOLD // 4  # 2.5 thresholds' rows
+    print(f"appends of {requests} requests (intent + outcome), seal threshold "
+          f"{DEFAULT_SEAL_THRESHOLD} rows; latency from the first crossing on:")
+    noise = 0.0
+    for seal, what in (("never", "no seal (noise)"), ("inline", "seal in the crossing append "
+                                                       "(before)"),
+                       ("background", "seal in the background (now)")):
+        median, p999, slowest = seal_delay(work, requests, seal)
+        noise = slowest if seal == "never" else noise
+        extra = "" if seal == "never" else (f"; slowest - noise = {slowest - noise:.1f} ms "
+                                            "(target <= 5 ms)")
+        print(f"  {what:>36}: median {median:.3f} ms, p99.9 {p999:.2f} ms, "
+              f"slowest {slowest:.1f} ms{extra}")
 
 
 if __name__ == "__main__":

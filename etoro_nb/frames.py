@@ -24,8 +24,6 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 
 from etoro_nb.ledger import Ledger
-from etoro_nb.ledger.schema import LIFECYCLE_COLUMNS, USAGE_COLUMNS
-from etoro_nb.ledger.sealing import STORED
 from etoro_nb.progress import Progress
 
 if TYPE_CHECKING:
@@ -301,22 +299,6 @@ def value_snapshot(client: Client, *, agents: Mapping[str, Client] | None = None
 
 
 # -- from the ledger ----------------------------------------------------------------------
-def _scan(ledger: Ledger, table: str) -> pl.LazyFrame:
-    """Sealed segments and live rows of a ledger table as one lazy frame."""
-    stored = STORED[table]
-    columns = USAGE_COLUMNS if table == "usage_events" else LIFECYCLE_COLUMNS
-    with ledger.snapshot() as conn:
-        files = [ledger.segments_dir / row[0] for row in conn.execute(
-            "SELECT file FROM segments WHERE table_name = ? ORDER BY seq", (table,))]
-        live = conn.execute(f"SELECT {', '.join(columns)} FROM {table} ORDER BY seq").fetchall()
-    schema = {c: stored[c] for c in columns}
-    # Segments sealed before a column was added lack it: it reads as null there.
-    parts = [pl.scan_parquet(files, schema=dict(stored), missing_columns="insert")
-             .select(list(columns))] if files else []
-    parts.append(pl.DataFrame(live, schema=schema, orient="row").lazy())
-    return pl.concat(parts, how="vertical")
-
-
 def _us_to_utc(column: str, name: str) -> pl.Expr:
     return pl.col(column).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(name)
 
@@ -334,18 +316,8 @@ def usage(ledger: Ledger, *, since: datetime | date | None = None,
     and ``token`` ids, ``phase``. ``lazy=True`` returns the LazyFrame unevaluated.
     See ``requests()`` for one row per attempt.
     """
-    frame = _scan(ledger, "usage_events")
-    start, end = _utc(since), _utc(until)
-    if start is not None:
-        frame = frame.filter(pl.col("ts_us") >= int(start.timestamp() * 1_000_000))
-    if end is not None:
-        frame = frame.filter(pl.col("ts_us") < int(end.timestamp() * 1_000_000))
-    if portfolio is not None:
-        frame = frame.filter(pl.col("portfolio_id") == portfolio)
-    if token is not None:
-        frame = frame.filter(pl.col("token_id") == token)
-    if phase is not None:
-        frame = frame.filter(pl.col("phase") == phase)
+    frame = ledger.scan("usage_events", since=_utc(since), until=_utc(until),
+                        portfolio_id=portfolio, token_id=token, phase=phase)
     result = (frame.with_columns(_us_to_utc("ts_us", "ts")).select(list(USAGE_SCHEMA))
               .cast(_schema(USAGE_SCHEMA, schema_overrides)))
     return result if lazy else result.collect()
@@ -366,7 +338,7 @@ def requests(ledger: Ledger, **filters: Any) -> pl.DataFrame:
 def _lifecycle_rows(ledger: Ledger) -> pl.DataFrame:
     """Every stored lifecycle row, decoded, with its ``phase`` (null: recorded after the
     fact, before phases existed)."""
-    return (_scan(ledger, "lifecycle_events").collect()
+    return (ledger.scan("lifecycle_events").collect()
             .with_columns(_us_to_utc("ts_us", "ts"), _us_to_utc("expires_at_us", "expires_at"),
                           pl.col("scopes").str.json_decode(SCOPES),
                           pl.col("ips_whitelist").str.json_decode(SCOPES)))

@@ -104,6 +104,7 @@ def test_a_sealed_ledger_verifies_and_continues_its_chain(tmp_path: Path) -> Non
     ledger = Ledger(tmp_path / "l.sqlite", seal_threshold=1000)
     for i in range(2500):
         _usage(ledger, f"r{i}")
+    assert ledger.wait_for_upkeep(timeout=60)  # seals run in the background
     assert [s["rows"] for s in ledger.segments("usage_events")] == [1000, 1000]
     assert ledger.live_count("usage_events") == 500
     result = ledger.verify()

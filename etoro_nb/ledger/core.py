@@ -10,7 +10,9 @@ which survives power loss at the cost of a sync per event.
 Concurrency. Every append is one ``BEGIN IMMEDIATE`` transaction that reads the chain's
 head and inserts the next row, so several processes append to one file safely; a writer
 waits for the lock (``busy_timeout``) and retries until a deadline, so "database is
-locked" never reaches a caller before that.
+locked" never reaches a caller before that. Nothing slow runs inside an append: sealing
+and WAL checkpoints are done by a background thread (``upkeep``), and reads use a
+connection of their own, so a long read never holds up a request of the same process.
 
 Chain. Each row stores ``prev_hash`` and ``row_hash = sha256(prev_hash | canonical JSON of
 its values)``; ``verify()`` recomputes it from the first row, through sealed Parquet
@@ -37,6 +39,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -49,15 +52,24 @@ from etoro_nb.ledger.schema import (
     REAL_COLUMNS,
     SEALABLE,
 )
+from etoro_nb.ledger.upkeep import CHECKPOINT_EVERY, Upkeep
 from etoro_nb.migrations import migrate
 
 if TYPE_CHECKING:
+    import polars as pl
+
     from etoro_nb.ledger.checkpoint import CheckpointConfig, Checkpointer
 
 Durability = Literal["normal", "full"]
 DEFAULT_SEAL_THRESHOLD = 20_000
 KEY_BYTES = 32  # the HMAC key of token fingerprints
 LOCK_DEADLINE = 60.0
+SEAL_CHECK_EVERY = 1000  # rows between checks of the live part against the seal threshold
+# The canonical encoding: compact JSON, UTF-8 as is, no NaN. One encoder, made once
+# (json.dumps with these options builds a new one per call).
+_canonical = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False).encode
+_COLUMN_SETS = {table: frozenset(columns) for table, columns in CHAINED.items()}
 
 
 # Rows reach chain_hash without their table's name (verify passes bare values), so a
@@ -74,9 +86,15 @@ def chain_hash(prev_hash: str, values: Sequence[Any]) -> str:
         if values[-1] is not None:
             break
         values.pop()
-    payload = json.dumps(values, separators=(",", ":"), ensure_ascii=False,
-                         allow_nan=False)
-    return hashlib.sha256(f"{prev_hash}|{payload}".encode()).hexdigest()
+    return hashlib.sha256(f"{prev_hash}|{_canonical(values)}".encode()).hexdigest()
+
+
+def sealed_through(conn: sqlite3.Connection, table: str) -> int:
+    """The last row of ``table`` in a segment (0: none). Every read of live rows is of the
+    rows after it: a sealed row may linger in SQLite until its deletion is done."""
+    row = conn.execute("SELECT max(last_seq) FROM segments WHERE table_name = ?",
+                       (table,)).fetchone()
+    return int(row[0] or 0)
 
 
 def _stored(column: str, value: Any) -> Any:
@@ -93,7 +111,8 @@ def _chained_row(columns: Sequence[str], seq: int, prev: str,
                  values: dict[str, Any]) -> tuple[Any, ...]:
     """A row ready to insert: its values (hashed exactly as SQLite will give them back,
     REAL stays float), its predecessor's hash and its own."""
-    row = [seq, *(_stored(c, values.get(c)) for c in columns[1:])]
+    get = values.get
+    row = [seq, *[_stored(c, get(c)) for c in columns[1:]]]
     return (*row, prev, chain_hash(prev, row))
 
 
@@ -102,6 +121,11 @@ def _insert_sql(table: str) -> str:
     placeholders = ", ".join("?" * (len(columns) + 2))
     return (f"INSERT INTO {table} ({', '.join(columns)}, prev_hash, row_hash) "
             f"VALUES ({placeholders})")
+
+
+_INSERT = {table: _insert_sql(table) for table in CHAINED}
+_HEAD = {table: f"SELECT seq, row_hash FROM {table} ORDER BY seq DESC LIMIT 1"
+         for table in CHAINED}
 
 
 def now_us() -> int:
@@ -149,19 +173,25 @@ class Ledger:
         self.durability: Durability = durability
         self.seal_threshold = seal_threshold
         self.segments_dir = self.path.with_name(self.path.name + ".segments")
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # the writing connection
+        self._read_lock = threading.Lock()  # the reading connection
+        self._busy_timeout = busy_timeout
+        self._reader: sqlite3.Connection | None = None
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._key = self._load_key()
-            self._conn = sqlite3.connect(self.path, timeout=busy_timeout,
-                                         isolation_level=None, check_same_thread=False)
+            self._conn = self._connect()
             self._conn.execute("PRAGMA journal_mode = WAL")
             self._conn.execute(f"PRAGMA synchronous = {durability.upper()}")
-            self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
+            # Checkpoints copy and sync megabytes: the upkeep thread runs them, not an append.
+            self._conn.execute("PRAGMA wal_autocheckpoint = 0")
             self._retrying(lambda: migrate(self._conn, MIGRATIONS))
         except (OSError, sqlite3.Error) as exc:
             raise LedgerError(f"cannot open the ledger at {self.path}: {exc}") from None
         self._fingerprints: dict[str, tuple[str, str]] = {}
+        self._commits = 0
+        self._upkeep = Upkeep(self)
+        self._live_cache: dict[str, Any] = {}  # scan's decoded live rows, by table
         self._checkpointer: Checkpointer | None = None
         if checkpoint is not None:
             from etoro_nb.ledger.checkpoint import Checkpointer
@@ -171,6 +201,12 @@ class Ledger:
             except BaseException:
                 self._conn.close()  # no half-opened ledger left behind
                 raise
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                               check_same_thread=False)
+        conn.execute(f"PRAGMA busy_timeout = {int(self._busy_timeout * 1000)}")
+        return conn
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r}, durability={self.durability!r})"
@@ -233,8 +269,8 @@ class Ledger:
 
     def extend_usage(self, rows: Sequence[dict[str, Any]]) -> int:
         """Append many usage events in one transaction (bulk loads such as ``synth``);
-        returns the last sequence number. Seals first if the live part is past the
-        threshold."""
+        returns the last sequence number. Then seals, in this thread, if the live part is
+        past the threshold."""
         table = "usage_events"
         columns = CHAINED[table]
 
@@ -245,12 +281,13 @@ class Ledger:
                 seq += 1
                 batch.append(_chained_row(columns, seq, prev, values))
                 prev = batch[-1][-1]
-            self._conn.executemany(_insert_sql(table), batch)
+            self._conn.executemany(_INSERT[table], batch)
             return seq
 
         last: int = self._write(work)
         if self._checkpointer is not None:
             self._checkpointer.appended(len(rows))
+        self._upkeep.checkpoint()  # a bulk write grows the WAL by megabytes at once
         if self.seal_threshold is not None and self.live_count(table) >= self.seal_threshold:
             self.seal(table)
         return last
@@ -263,25 +300,23 @@ class Ledger:
 
     def _append(self, table: str, values: dict[str, Any]) -> int:
         values.setdefault("ts_us", now_us())
-        unknown = set(values) - set(CHAINED[table])
-        if unknown:
+        if not values.keys() <= _COLUMN_SETS[table]:
+            unknown = values.keys() - _COLUMN_SETS[table]
             raise ValueError(f"unknown {table} columns: {', '.join(sorted(unknown))}")
         seq: int = self._write(lambda: self._insert_chained(table, values))
         if self._checkpointer is not None:
             self._checkpointer.appended(1)
-        if (self.seal_threshold is not None and table in SEALABLE
-                and seq % 1000 == 0 and self.live_count(table) >= self.seal_threshold):
-            self.seal(table)
+        if self.seal_threshold is not None and seq % SEAL_CHECK_EVERY == 0 and table in SEALABLE:
+            self._upkeep.seal(table, seq)  # the upkeep thread checks the threshold and seals
         return seq
 
     def _insert_chained(self, table: str, values: dict[str, Any]) -> int:
         seq, prev = self._head(table)
-        self._conn.execute(_insert_sql(table), _chained_row(CHAINED[table], seq + 1, prev, values))
+        self._conn.execute(_INSERT[table], _chained_row(CHAINED[table], seq + 1, prev, values))
         return seq + 1
 
     def _head(self, table: str) -> tuple[int, str]:
-        row = self._conn.execute(
-            f"SELECT seq, row_hash FROM {table} ORDER BY seq DESC LIMIT 1").fetchone()
+        row = self._conn.execute(_HEAD[table]).fetchone()
         if row is not None:
             return int(row[0]), str(row[1])
         if table in SEALABLE:
@@ -303,6 +338,9 @@ class Ledger:
                     self._conn.execute("ROLLBACK")
                     raise
                 self._conn.execute("COMMIT")
+                self._commits += 1
+                if self._commits % CHECKPOINT_EVERY == 0:
+                    self._upkeep.checkpoint()
                 return result
         try:
             return self._retrying(attempt)
@@ -323,32 +361,96 @@ class Ledger:
                 delay = min(delay * 2, 0.05)
 
     # -- reading ------------------------------------------------------------------------
+    @contextmanager
+    def _reading(self) -> Iterator[sqlite3.Connection]:
+        """The reading connection inside one read transaction: a consistent snapshot."""
+        with self._read_lock:
+            if self._reader is None:
+                try:
+                    self._reader = self._connect()
+                except sqlite3.Error as exc:
+                    raise LedgerError(f"cannot read the ledger at {self.path}: {exc}") from None
+            self._reader.execute("BEGIN")
+            try:
+                yield self._reader
+            finally:
+                self._reader.execute("COMMIT")
+
     def live_count(self, table: str) -> int:
-        with self._lock:
-            return int(self._conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+        """Rows of ``table`` still in SQLite (not yet in a segment)."""
+        with self._reading() as conn:
+            after = sealed_through(conn, table) if table in SEALABLE else 0
+            return int(conn.execute(f"SELECT count(*) FROM {table} WHERE seq > ?",
+                                    (after,)).fetchone()[0])
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
-        """A consistent read of segments and live rows (a seal can't slip in between)."""
-        with self._lock:
-            self._conn.execute("BEGIN")
-            try:
-                yield self._conn
-            finally:
-                self._conn.execute("COMMIT")
+        """A consistent read of segments and live rows in which every sealed row is in its
+        segment only (a seal can't slip in between; deletions it left are finished first).
+        """
+        from etoro_nb.ledger.sealing import tidy
+
+        for _ in range(100):
+            for table in SEALABLE:
+                tidy(self, table)
+            with self._reading() as conn:
+                if not any(conn.execute(f"SELECT 1 FROM {t} WHERE seq <= ? LIMIT 1",
+                                        (sealed_through(conn, t),)).fetchone()
+                           for t in SEALABLE):
+                    yield conn
+                    return
+        raise LedgerError(f"the ledger at {self.path} is being sealed faster than it can be "
+                          "read; try again")
+
+    def scan(self, table: str, *, since: datetime | date | None = None,
+             until: datetime | date | None = None, **equal: str | int | None) -> pl.LazyFrame:
+        """The events of ``table``, sealed and live, as one lazy frame in ledger order
+        (see ``scan``): ``since`` (inclusive) and ``until`` (exclusive) bound the
+        timestamp, each keyword an equality filter on a column (None: no filter)."""
+        from etoro_nb.ledger.scan import scan
+
+        return scan(self, table, since=since, until=until, **equal)
 
     def segments(self, table: str | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            cur = self._conn.execute(
+        with self._reading() as conn:
+            cur = conn.execute(
                 "SELECT * FROM segments" + (" WHERE table_name = ?" if table else "") +
                 " ORDER BY seq", (table,) if table else ())
             names = [d[0] for d in cur.description]
             return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
 
+    def wait_for_upkeep(self, timeout: float | None = None) -> bool:
+        """Block until the seals and checkpoints asked for so far are done (they run in
+        the background); False if ``timeout`` seconds passed first."""
+        return self._upkeep.wait(timeout)
+
+    def _seal_if_due(self, table: str, through: int) -> None:
+        """The upkeep thread's seal: rows up to ``through``, if that many are live."""
+        from etoro_nb.ledger.sealing import seal
+
+        if self.seal_threshold is None:
+            return
+        with self._reading() as conn:
+            due = through - sealed_through(conn, table) >= self.seal_threshold
+        if due:
+            seal(self, table, through=through, background=True)
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the database file without blocking writers or readers."""
+        with self._read_lock:
+            if self._reader is None:
+                self._reader = self._connect()
+            self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
     def close(self) -> None:
         """Close the file (after a last checkpoint, if checkpoints are on and events came)."""
         if self._checkpointer is not None:
             self._checkpointer.close()
+        self._upkeep.close()
+        with self._read_lock:
+            self._live_cache.clear()
+            if self._reader is not None:
+                self._reader.close()
         with self._lock:
             self._conn.close()
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import datetime
-from typing import Literal
+from functools import lru_cache
+from typing import Any, Literal
 
 from etoro_nb.errors import LedgerError
 from etoro_nb.ledger.core import Ledger
@@ -15,6 +16,15 @@ log = logging.getLogger("etoro_nb.ledger")
 
 
 PORTFOLIO_PARAM = "{agentPortfolioId}"
+
+
+@lru_cache(maxsize=4096)
+def _described(operation_id: str, method: str, path: str) -> tuple[str, str, str | None,
+                                                                    str | None]:
+    """(method, route, scope required, portfolio addressed) of a call: the same for every
+    call to one path, so worked out once per path."""
+    info = describe(operation_id, method, path)
+    return info.method, info.route, info.scope_required, _portfolio_in(info.route, path)
 
 
 def _portfolio_in(route: str, path: str) -> str | None:
@@ -44,33 +54,35 @@ class UsageRecorder:
     def __repr__(self) -> str:
         return f"UsageRecorder({self.ledger!r}, principal={self.principal!r})"
 
-    def _row(self, operation_id: str, method: str, path: str, request_id: str,
-             attempt: int) -> dict[str, object]:
-        info = describe(operation_id, method, path)
+    def _row(self, phase: str, operation_id: str, method: str, path: str, request_id: str,
+             attempt: int) -> dict[str, Any]:
+        method, route, scope, portfolio = _described(operation_id, method, path)
         token = self.ledger.token_for(self.fingerprint) if self.fingerprint else None
-        ts = {} if self.clock is None else {"ts_us": int(self.clock().timestamp() * 1_000_000)}
-        return dict(**ts, request_id=request_id, attempt=attempt, principal=self.principal,
-                    portfolio_id=token[1] if token else _portfolio_in(info.route, path),
-                    token_id=token[0] if token else None,
-                    token_fingerprint=self.fingerprint, environment=self.environment,
-                    method=info.method, route=info.route, operation_id=operation_id,
-                    scope_required=info.scope_required)
+        row = {"phase": phase, "request_id": request_id, "attempt": attempt,
+               "principal": self.principal,
+               "portfolio_id": token[1] if token else portfolio,
+               "token_id": token[0] if token else None, "token_fingerprint": self.fingerprint,
+               "environment": self.environment, "method": method, "route": route,
+               "operation_id": operation_id, "scope_required": scope}
+        if self.clock is not None:
+            row["ts_us"] = int(self.clock().timestamp() * 1_000_000)
+        return row
 
     def intent(self, operation_id: str, method: str, path: str, request_id: str,
                attempt: int) -> None:
         """Commit the intent; a LedgerError here means the request must not be sent."""
-        self.ledger.append_usage(phase="intent",
-                                 **self._row(operation_id, method, path, request_id, attempt))
+        self.ledger.append_usage(**self._row("intent", operation_id, method, path, request_id,
+                                             attempt))
 
     def outcome(self, operation_id: str, method: str, path: str, request_id: str,
                 attempt: int, status: int | None, error_code: str | None,
                 latency_ms: float) -> None:
         """Commit the outcome. The request already happened, so a failure here is logged
         (the next request's intent will fail and stop further sending)."""
+        row = self._row("outcome", operation_id, method, path, request_id, attempt)
+        row.update(status=status, error_code=error_code, latency_ms=latency_ms)
         try:
-            self.ledger.append_usage(
-                phase="outcome", status=status, error_code=error_code, latency_ms=latency_ms,
-                **self._row(operation_id, method, path, request_id, attempt))
+            self.ledger.append_usage(**row)
         except LedgerError as exc:
             log.error("could not record the outcome of %s (request id %s): %s",
                       operation_id, request_id, exc)
