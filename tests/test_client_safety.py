@@ -19,6 +19,7 @@ from etoro_nb import errors
 from etoro_nb._base import RetryPolicy
 from etoro_nb.client import AsyncClient, Client, _detect, is_loopback
 from etoro_nb.ledger import Ledger, schema, sealing
+from etoro_nb.ledger import core as ledger_core
 from etoro_nb.sandbox import Faults, SandboxServer
 from tests.helpers import ALL_SCOPES, DEMO_READ
 
@@ -403,6 +404,8 @@ def test_a_ledger_from_before_phases_still_verifies_and_reads(
     # The ledger as it was before 0004_lifecycle_phase: no phase column, rows hashed without it.
     with monkeypatch.context() as old:
         old.setitem(schema.CHAINED, "lifecycle_events", schema.LIFECYCLE_COLUMNS[:-1])
+        old.setitem(ledger_core._INSERT, "lifecycle_events",
+                    ledger_core._insert_sql("lifecycle_events"))
         old.delitem(schema.MIGRATIONS, "0004_lifecycle_phase")
         old.setitem(sealing.STORED, "lifecycle_events", {
             k: v for k, v in sealing.STORED["lifecycle_events"].items() if k != "phase"})

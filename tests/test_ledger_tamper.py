@@ -21,6 +21,7 @@ from etoro_nb import errors
 from etoro_nb.client import Client
 from etoro_nb.ledger import Ledger, Verification, chain_hash, schema
 from etoro_nb.ledger import checkpoint as cp
+from etoro_nb.ledger import core as ledger_core
 from etoro_nb.ledger.checkpoint import CheckpointConfig, public_key, read_checkpoints
 from etoro_nb.ledger.schema import CHAINED, GENESIS
 from etoro_nb.ledger.sealing import STORED, file_sha256
@@ -192,8 +193,8 @@ def test_an_existing_ledger_migrates_and_keeps_its_history(
     with monkeypatch.context() as before:
         # A ledger from before the seal guard (0004's phase column is there so that today's
         # append_lifecycle can write to it; 0004 is tested on its own in test_client_safety).
-        before.setattr(schema, "MIGRATIONS", {k: v for k, v in schema.MIGRATIONS.items()
-                                              if k < "0003" or k.startswith("0004")})
+        before.setattr(ledger_core, "MIGRATIONS", {k: v for k, v in schema.MIGRATIONS.items()
+                                                   if k < "0003" or k.startswith("0004")})
         old = Ledger(path, seal_threshold=None)
         for i in range(40):
             _usage(old, f"old{i}")
