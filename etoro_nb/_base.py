@@ -20,20 +20,25 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
 
+from etoro_nb import rules
 from etoro_nb.errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
     RateLimitError,
     ServerError,
+    ValidationError,
     error_class,
 )
+from etoro_nb.operations import OperationInfo
+from etoro_nb.operations import operation as operation_info
 from etoro_nb.ratelimit import RateLimiter
 
 if TYPE_CHECKING:
@@ -54,18 +59,69 @@ AMBIGUOUS = (APIConnectionError, ServerError)
 T = TypeVar("T")
 
 
+# The client's argument names for the contract's path parameters: a typed method's bad id
+# is reported under the name its caller used (``portfolio_id``, not ``agentPortfolioId``).
+ARGUMENT_NAMES: Mapping[str, str] = MappingProxyType({
+    "agentPortfolioId": "portfolio_id", "userTokenId": "token_id", "positionId": "position_id",
+    "orderId": "order_id", "instrumentId": "instrument_id", "candlesCount": "count"})
+
+
 @dataclass(frozen=True)
 class Call:
-    """One logical request: every retry of it is the same call with the same request id."""
+    """One logical request: every retry of it is the same call with the same request id.
+
+    Built with ``Call.of`` from an operation id: its method, route, idempotency and whether
+    it touches real money all come from the operation's catalogue entry
+    (``etoro_nb.operations``); a path that is not the operation's route is refused."""
 
     operation: str
-    method: str
     path: str
     json: Any = None
     params: dict[str, Any] | None = None
     request_id: str | None = None
-    idempotent: bool = True
-    real_money: bool = False
+    info: OperationInfo = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        info = operation_info(self.operation)
+        if info is None or not info.matches(self.path):
+            route = "no route" if info is None else f"route {info.route}"
+            raise ValueError(f"{self.operation} has {route}; a call to {self.path!r} is not it "
+                             "(build calls with Call.of)")
+        object.__setattr__(self, "info", info)
+
+    @classmethod
+    def of(cls, operation_id: str, path_params: Mapping[str, object] | None = None, *,
+           params: Mapping[str, Any] | None = None, json: Any = None,
+           request_id: str | None = None,
+           names: Mapping[str, str] = ARGUMENT_NAMES) -> Call:
+        """The call to ``operation_id`` with its route's parameters filled in, each checked
+        and quoted (``rules.path_id``); ``names`` maps a parameter to the name a bad value
+        is reported under."""
+        info = operation_info(operation_id)
+        if info is None:
+            raise ValidationError("operation_id", f"{operation_id!r} is not an operation of "
+                                                  "the contract")
+        given = path_params or {}
+        path = info.route
+        for name in info.path_params:
+            label = names.get(name, name)
+            if name not in given:
+                raise ValidationError(label, "this path parameter is required")
+            path = path.replace("{" + name + "}", rules.path_id(given[name], label))
+        return cls(operation_id, path, json=json, params=dict(params) if params else None,
+                   request_id=request_id)
+
+    @property
+    def method(self) -> str:
+        return self.info.method
+
+    @property
+    def idempotent(self) -> bool:
+        return self.info.idempotent
+
+    @property
+    def real_money(self) -> bool:
+        return self.info.real_money
 
     @property
     def kind(self) -> Literal["read", "write"]:

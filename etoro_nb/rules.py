@@ -13,14 +13,9 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import quote
 
 from etoro_nb.errors import ValidationError
+from etoro_nb.scopes import NAMES as SCOPES
 
 NAME_MIN, NAME_MAX = 6, 10
-SCOPES = (
-    "etoro-public:trade.demo:read",
-    "etoro-public:trade.demo:write",
-    "etoro-public:trade.real:read",
-    "etoro-public:trade.real:write",
-)
 
 
 def portfolio_name(name: str) -> str:

@@ -10,12 +10,10 @@ from typing import Any
 
 import ipywidgets as w
 
+from etoro_nb import scopes as scope_names
 from etoro_nb.client import Client
 from etoro_nb.errors import APIError, EtoroError
 from etoro_nb.models import MintedToken
-
-DEMO_WRITE = "etoro-public:trade.demo:write"
-REAL_WRITE = "etoro-public:trade.real:write"
 
 
 def environment_label(client: Client, *, real: bool = True) -> str:
@@ -62,17 +60,16 @@ class Feedback(w.HTML):
 def consent_text(scopes: Iterable[str], *, environment: str,
                  investment_usd: float | None = None) -> str | None:
     """Plain words for what a grant lets an agent do, when it lets it trade; else None."""
-    scopes = set(scopes)
     parts = []
-    if DEMO_WRITE in scopes:
-        parts.append("open and close positions on its demo practice account (no real money)")
-    if REAL_WRITE in scopes:
+    for scope in scope_names.writes(scopes):  # reading needs no consent
+        if scope.account == "demo":
+            parts.append(scope.meaning)
+            continue
         money = ("up to the invested amount" if investment_usd is None
                  else f"up to the invested {investment_usd:,.2f} USD")
         where = ("simulated in this sandbox" if environment == "sandbox"
                  else "REAL money on your live eToro account")
-        parts.append(f"open and close positions on its real account; each trade is copied "
-                     f"into your mirror, moving {money} of your money ({where})")
+        parts.append(f"{scope.meaning}, moving {money} of your money ({where})")
     if not parts:
         return None
     return "The agent holding this token will be able to " + "; and ".join(parts) + "."

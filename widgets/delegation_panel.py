@@ -9,6 +9,7 @@ import ipywidgets as w
 import polars as pl
 
 from etoro_nb import frames, rules
+from etoro_nb import scopes as scope_names
 from etoro_nb.client import Client
 from etoro_nb.errors import EtoroError, ValidationError
 from widgets._common import (
@@ -112,7 +113,7 @@ class DelegationPanel(w.VBox):
             expiry = ("never" if t["expires_at"] is None
                       else f"{t['expires_at']:%Y-%m-%d %H:%M} UTC")
             rows.append(f"<tr><td>{html.escape(t['token_name'])}</td>"
-                        f"<td>{html.escape(', '.join(s.split(':', 1)[1] for s in t['scopes']))}"
+                        f"<td>{html.escape(', '.join(scope_names.short(s) for s in t['scopes']))}"
                         f"</td><td>{t['status']}</td><td>{expiry}</td>"
                         f"<td>{html.escape(', '.join(t['ips_whitelist']) or 'any')}</td>"
                         f"<td>{' '.join(badges)}</td></tr>")

@@ -10,11 +10,13 @@ from typing import Any
 
 import ipywidgets as w
 
+from etoro_nb._base import Call
 from etoro_nb.client import Client, operation_call
 from etoro_nb.errors import APIError, EtoroError
 from etoro_nb.models import MintedToken
+from etoro_nb.operations import OWNER_ONLY, OperationInfo, catalogue
 from etoro_nb.resources.agent_portfolios import minted_from
-from etoro_nb.spec import load_subset
+from etoro_nb.scopes import SCOPES
 from widgets._common import ConfirmBox, Feedback, SecretReveal, environment_badge, panel_repr
 
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
@@ -22,39 +24,14 @@ RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset
 MASK = "**********"
 
 
-def operations() -> dict[str, tuple[str, str, dict[str, Any]]]:
-    """operationId -> (method, path, operation object), in the document's order."""
-    out = {}
-    for path, ops in load_subset()["paths"].items():
-        for method, op in ops.items():
-            if method in ("get", "post", "put", "patch", "delete"):
-                out[op["operationId"]] = (method.upper(), path, op)
-    return out
-
-
-def example_body(op: dict[str, Any], spec: dict[str, Any]) -> Any:
-    """A request body prefilled from the document: its example, else one built from the
-    schema's properties and their examples."""
-    content = (op.get("requestBody") or {}).get("content", {}).get("application/json")
-    if not content:
-        return None
-    if "example" in content:
-        return content["example"]
-    if content.get("examples"):
-        return next(iter(content["examples"].values())).get("value")
-    schema = content.get("schema", {})
-    if "$ref" in schema:
-        schema = spec["components"]["schemas"][schema["$ref"].rsplit("/", 1)[1]]
-    out: dict[str, Any] = {}
-    for name, prop in schema.get("properties", {}).items():
-        if prop.get("deprecated"):
-            continue
-        if "example" in prop:
-            out[name] = prop["example"]
-        elif name in schema.get("required", []):
-            out[name] = {"string": "", "integer": 0, "number": 0, "boolean": False,
-                         "array": []}.get(prop.get("type", "string"))
-    return out
+def scope_note(info: OperationInfo) -> str:
+    """Who may call the operation, in words: the scope an agent token needs, or the owner."""
+    if info.scope_required == OWNER_ONLY:
+        return "owner only: an agent token is refused"
+    scope = SCOPES.get(info.scope_required or "")
+    if scope is None:
+        return "no particular scope"
+    return f"an agent token needs {scope.short}: {scope.meaning}"
 
 
 class PlaygroundPanel(w.VBox):
@@ -62,12 +39,11 @@ class PlaygroundPanel(w.VBox):
 
     def __init__(self, client: Client) -> None:
         self.client = client
-        self._spec = load_subset()
-        self._ops = operations()
+        self._ops = catalogue()
         self.badge = environment_badge(client)
         self.operation = w.Dropdown(
             description="Operation",
-            options=[(f"{m} {p}  ({oid})", oid) for oid, (m, p, _) in self._ops.items()],
+            options=[(f"{op.method} {op.route}  ({oid})", oid) for oid, op in self._ops.items()],
             layout=w.Layout(width="95%"))
         self.summary = w.HTML()
         self.as_agent = w.ToggleButtons(options=[("as owner", False), ("as agent token", True)],
@@ -103,20 +79,18 @@ class PlaygroundPanel(w.VBox):
 
     def load_operation(self) -> None:
         """Build the form for the chosen operation, prefilled from the document."""
-        method, path, op = self._ops[self.operation.value]
-        self.summary.value = (f"<b>{method} {html.escape(path)}</b>: "
-                              f"{html.escape(op.get('summary') or '')}"
-                              + (" <i>(deprecated)</i>" if op.get("deprecated") else ""))
-        self._fields = {}
-        for param in op.get("parameters", []):
-            if param["in"] == "header":
-                continue  # the client sends the keys and the request id
-            example = param.get("example", param.get("schema", {}).get("example", ""))
-            label = param["name"] + (" *" if param.get("required") else "")
-            self._fields[param["name"]] = (param["in"], w.Text(value=str(example),
-                                                               description=label))
+        op = self._ops[self.operation.value]
+        self.summary.value = (f"<b>{op.method} {html.escape(op.route)}</b>: "
+                              f"{html.escape(op.summary)}"
+                              + (" <i>(deprecated)</i>" if op.deprecated else "")
+                              + f"<br><small>{html.escape(scope_note(op))}</small>")
+        # Path and query parameters only: the client sends the keys and the request id.
+        self._fields = {p.name: (p.location, w.Text(value=p.example,
+                                                    description=p.name + (" *" if p.required
+                                                                          else "")))
+                        for p in op.parameters}
         self.params.children = [field for _, field in self._fields.values()]
-        body = example_body(op, self._spec)
+        body = op.example_body()
         self.body.value = "" if body is None else json.dumps(body, indent=2)
         self.body.layout.display = "none" if body is None else ""
 
@@ -163,7 +137,7 @@ class PlaygroundPanel(w.VBox):
             return
         send()
 
-    def _send(self, caller: Client, call: Any, path_params: dict[str, str]) -> None:
+    def _send(self, caller: Client, call: Call, path_params: dict[str, str]) -> None:
         try:
             answer = caller.call(call.operation, path_params=path_params, query=call.params,
                                  body=call.json)
@@ -176,7 +150,7 @@ class PlaygroundPanel(w.VBox):
             return
         self._show(answer.status, dict(answer.headers), answer.body, call)
 
-    def _show(self, status: int, headers: dict[str, str], body: Any, call: Any) -> None:
+    def _show(self, status: int, headers: dict[str, str], body: Any, call: Call) -> None:
         colour = "#1b7f3b" if 200 <= status < 300 else "#b00020"
         self.status.value = f'<b style="color:{colour}">HTTP {status}</b>'
         shown = {k: v for k, v in ((k.lower(), v) for k, v in headers.items())

@@ -26,6 +26,7 @@ import polars as pl
 from etoro_nb.frames import UTC_US, VALUE_HISTORY_SCHEMA, token_status
 from etoro_nb.operations import trade_operations
 from etoro_nb.rebalancer import WEIGHTS_SCHEMA
+from etoro_nb.scopes import PREFIX as SCOPE_PREFIX
 
 
 def _schema(columns: dict[str, Any]) -> pl.Schema:  # Any: polars' dtype union is not inferred
@@ -35,7 +36,6 @@ def _schema(columns: dict[str, Any]) -> pl.Schema:  # Any: polars' dtype union i
 NO_PORTFOLIO = "(no portfolio)"
 NO_PORTFOLIO_TITLE = "no portfolio (owner calls)"
 THIN_LINK = 0.1  # the value of the owner -> portfolio link of a portfolio without tokens
-SCOPE_PREFIX = "etoro-public:"
 
 ACTIVITY_MARKS = ("requests", "refused / errors", "trades")
 ACTIVITY_SCHEMA = _schema({
@@ -388,7 +388,7 @@ def _delegation(portfolios: pl.DataFrame, tokens: pl.DataFrame
 
 
 def _scope_text(scopes: pl.Expr) -> pl.Expr:
-    """Scopes without their ``etoro-public:`` prefix, comma separated; ``none`` if none."""
+    """Scopes without their prefix (``SCOPE_PREFIX``), comma separated; ``none`` if none."""
     text = scopes.list.eval(pl.element().str.strip_prefix(SCOPE_PREFIX)).list.join(", ")
     return pl.when(_blank(text)).then(pl.lit("none")).otherwise(text)
 

@@ -22,9 +22,8 @@ from pathlib import Path
 
 from etoro_nb.ledger.core import Ledger
 from etoro_nb.operations import catalogue
+from etoro_nb.scopes import NAMES as SCOPES
 
-SCOPES = ("etoro-public:trade.demo:read", "etoro-public:trade.demo:write",
-          "etoro-public:trade.real:read", "etoro-public:trade.real:write")
 AGENT_OPERATIONS = (  # (operation id, weight)
     ("getPortfolio", 14), ("getRealAccountPnl", 10), ("getPortfolioDemo", 10),
     ("getDemoAccountPnl", 6), ("listTradingHistory2", 4), ("listTradingHistory", 3),

@@ -40,8 +40,6 @@ if TYPE_CHECKING:
     from etoro_nb.client import AsyncClient, Client
 
 log = logging.getLogger("etoro_nb.client")
-V1 = "/api/v1/agent-portfolios"
-V2 = "/api/v2/agent-portfolios"
 SECRET_LOST = {"secret": "lost with the answer"}  # the detail of a token nobody received
 
 
@@ -86,19 +84,19 @@ def now_flow(environment: str) -> Flow[datetime]:
     """The server's now: the sandbox's (possibly simulated) clock, else the local UTC clock."""
     if environment != "sandbox":
         return datetime.now(UTC)
-    answer = yield Call("sandboxStatus", "GET", "/")
+    answer = yield Call.of("sandboxStatus")
     return datetime.fromisoformat(str(answer.body["now"]).replace("Z", "+00:00"))
 
 
 def allowed_scopes_flow(cache: list[str]) -> Flow[list[str]]:
     if not cache:
-        answer = yield Call("getAgentPortfolioAllowedScopesV2", "GET", f"{V2}/user-tokens/scopes")
+        answer = yield Call.of("getAgentPortfolioAllowedScopesV2")
         cache[:] = [s["name"] for s in answer.body["scopes"]]
     return list(cache)
 
 
 def list_flow() -> Flow[list[AgentPortfolio]]:
-    answer = yield Call("getAgentPortfolios", "GET", V1)
+    answer = yield Call.of("getAgentPortfolios")
     return [AgentPortfolio.model_validate(p) for p in answer.body["agentPortfolios"]]
 
 
@@ -135,18 +133,18 @@ def _gone_before(exc: EtoroError) -> bool:
 
 def revoke_flow(portfolio_id: str, token_id: str, changelog: ChangeLog,
                 detail: Mapping[str, Any] | None = None) -> Flow[None]:
-    pid, tid = rules.path_id(portfolio_id, "portfolio_id"), rules.path_id(token_id, "token_id")
+    call = Call.of("deleteAgentPortfolioUserToken",
+                   {"agentPortfolioId": portfolio_id, "userTokenId": token_id})
     change = changelog.intent("token_revoked", portfolio_id=portfolio_id, token_id=token_id,
                               detail=detail)
-    yield from change_flow(changelog, change, Call(
-        "deleteAgentPortfolioUserToken", "DELETE", f"{V1}/{pid}/user-tokens/{tid}"), _gone_before)
+    yield from change_flow(changelog, change, call, _gone_before)
     changelog.outcome(change, detail=detail)
 
 
 def mint_flow(portfolio_id: str, grant: TokenRequest, environment: str, cache: list[str],
               changelog: ChangeLog, request_id: str | None = None,
               detail: Mapping[str, Any] | None = None) -> Flow[MintedToken]:
-    pid = rules.path_id(portfolio_id, "portfolio_id")
+    mint = Call.of("createAgentPortfolioUserTokenV2", {"agentPortfolioId": portfolio_id})
     allowed = yield from allowed_scopes_flow(cache)
     now = yield from now_flow(environment)
     body = grant.body(now, allowed)
@@ -156,8 +154,7 @@ def mint_flow(portfolio_id: str, grant: TokenRequest, environment: str, cache: l
         change = changelog.intent("token_minted", request_id=request_id,
                                   portfolio_id=portfolio_id, detail=detail, **grant_fields(body))
         request_id = None  # a mint made again is a new request
-        call = Call("createAgentPortfolioUserTokenV2", "POST", f"{V2}/{pid}/user-tokens",
-                    json=body, request_id=change.request_id, idempotent=False)
+        call = replace(mint, json=body, request_id=change.request_id)
         try:
             answer = yield call
         except AMBIGUOUS as exc:
@@ -209,8 +206,7 @@ def create_flow(req: PortfolioRequest, environment: str, cache: list[str],
         change = changelog.intent("portfolio_created", request_id=request_id, detail=asked,
                                   **grant_fields(body))
         request_id = None  # a create made again is a new request
-        call = Call("createAgentPortfolioV2", "POST", V2, json=body,
-                    request_id=change.request_id, idempotent=False)
+        call = Call.of("createAgentPortfolioV2", json=body, request_id=change.request_id)
         try:
             answer = yield call
         except AMBIGUOUS as exc:
@@ -270,10 +266,9 @@ def _record_created(changelog: ChangeLog, change: Change, portfolio: AgentPortfo
 
 
 def delete_flow(portfolio_id: str, changelog: ChangeLog) -> Flow[None]:
-    path = f"{V1}/{rules.path_id(portfolio_id, 'portfolio_id')}"
+    call = Call.of("deleteAgentPortfolio", {"agentPortfolioId": portfolio_id})
     change = changelog.intent("portfolio_deleted", portfolio_id=portfolio_id)
-    yield from change_flow(changelog, change, Call("deleteAgentPortfolio", "DELETE", path),
-                           _gone_before)
+    yield from change_flow(changelog, change, call, _gone_before)
     changelog.outcome(change)
 
 
@@ -291,13 +286,12 @@ def update_flow(portfolio_id: str, token_id: str, changes: dict[str, Any],
     if not body:
         raise ValidationError("changes", "give at least one of scopes, ips_whitelist, "
                                                "expires_at")
-    pid, tid = rules.path_id(portfolio_id, "portfolio_id"), rules.path_id(token_id, "token_id")
+    call = Call.of("updateAgentPortfolioUserTokenV2",
+                   {"agentPortfolioId": portfolio_id, "userTokenId": token_id}, json=body)
     detail = {**_changed(token_id, changes), **_consent(consent)}
     change = changelog.intent("token_updated", portfolio_id=portfolio_id, token_id=token_id,
                               detail=detail)
-    yield from change_flow(changelog, change, Call(
-        "updateAgentPortfolioUserTokenV2", "PATCH", f"{V2}/{pid}/user-tokens/{tid}", json=body),
-        _unchanged_after_retry)
+    yield from change_flow(changelog, change, call, _unchanged_after_retry)
     changelog.outcome(change, detail=detail)
 
 

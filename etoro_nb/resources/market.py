@@ -25,8 +25,7 @@ def search_flow(text: str | None, fields: Iterable[str], page: int, page_size: i
         params["searchText"] = text
     if sort:
         params["sort"] = sort
-    answer = yield Call("searchForInstruments", "GET", "/api/v1/market-data/search",
-                        params=params)
+    answer = yield Call.of("searchForInstruments", params=params)
     return list(answer.body["items"])
 
 
@@ -34,9 +33,8 @@ def rates_flow(instrument_ids: Iterable[int]) -> Flow[list[Rate]]:
     ids = [int(i) for i in instrument_ids]
     if not 1 <= len(ids) <= 100:
         raise ValidationError("instrument_ids", "give 1 to 100 instrument ids")
-    answer = yield Call("retrieveCurrentMarketRatesPricingInformation", "GET",
-                        "/api/v1/market-data/instruments/rates",
-                        params={"instrumentIds": ",".join(map(str, ids))})
+    answer = yield Call.of("retrieveCurrentMarketRatesPricingInformation",
+                           params={"instrumentIds": ",".join(map(str, ids))})
     return [Rate.model_validate(r) for r in answer.body["rates"]]
 
 
@@ -44,13 +42,13 @@ def candles_flow(instrument_id: int, interval: str, count: int,
                  direction: str) -> Flow[list[Candle]]:
     if interval not in INTERVALS:
         raise ValidationError("interval", f"is one of {', '.join(INTERVALS)}")
-    if not 1 <= count <= 1000:
-        raise ValidationError("count", "is 1 to 1000")
+    if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
+        raise ValidationError("count", "is a whole number from 1 to 1000")
     if direction not in ("asc", "desc"):
         raise ValidationError("direction", "is 'asc' or 'desc'")
-    answer = yield Call("getCandles", "GET",
-                        f"/api/v1/market-data/instruments/{int(instrument_id)}/history/candles/"
-                        f"{direction}/{interval}/{count}")
+    answer = yield Call.of("getCandles", {"instrumentId": int(instrument_id),
+                                          "direction": direction, "interval": interval,
+                                          "candlesCount": count})
     return [Candle.model_validate(c) for group in answer.body["candles"]
             for c in group["candles"]]
 

@@ -42,18 +42,12 @@ def _check_mode(mode: str) -> Mode:
 
 
 class Paths:
-    """The contract's paths for one mode (their spelling differs between modes)."""
+    """One mode's operations (the contract names them differently per mode); their
+    methods and paths come from the catalogue (``Call.of``)."""
 
     def __init__(self, mode: Mode) -> None:
         demo = mode == "demo"
         self.mode = mode
-        seg = "demo/" if demo else ""
-        self.portfolio = f"/api/v1/trading/info/{seg}portfolio"
-        self.pnl = f"/api/v1/trading/info/{'demo' if demo else 'real'}/pnl"
-        self.history = f"/api/v1/trading/info/trade/{seg}history"
-        self.orders = f"/api/v2/trading/execution/{seg}orders"
-        self.lookup = f"/api/v2/trading/info/{seg}orders:lookup"
-        self.close = f"/api/v1/trading/execution/{seg}market-close-orders/positions"
         self.close_instrument_field = "InstrumentID" if demo else "InstrumentId"
         suffix = "Demo" if demo else ""
         self.ops = {
@@ -68,7 +62,7 @@ class Paths:
 
 
 def portfolio_flow(p: Paths, *, pnl: bool) -> Flow[Portfolio]:
-    answer = yield Call(p.ops["pnl" if pnl else "portfolio"], "GET", p.pnl if pnl else p.portfolio)
+    answer = yield Call.of(p.ops["pnl" if pnl else "portfolio"])
     return Portfolio.model_validate(answer.body["clientPortfolio"])
 
 
@@ -77,9 +71,9 @@ def history_flow(p: Paths, since: date, page_size: int,
     trades: list[Trade] = []
     page = 1
     while True:
-        answer = yield Call(p.ops["history"], "GET", p.history,
-                            params={"minDate": since.isoformat(), "page": page,
-                                    "pageSize": page_size})
+        answer = yield Call.of(p.ops["history"],
+                               params={"minDate": since.isoformat(), "page": page,
+                                       "pageSize": page_size})
         batch = [Trade.model_validate(t) for t in answer.body]
         trades.extend(batch)
         if progress is not None:
@@ -123,8 +117,7 @@ def open_flow(p: Paths, body: dict[str, Any], request_id: str | None) -> Flow[Or
     ``OrderNotPlacedError`` if the server confirms it has not; ``OrderOutcomeUnknownError``
     (naming the request id) if the lookup fails too."""
     rid = request_id or str(uuid.uuid4())  # known here, so the lookup can name it
-    call = Call(p.ops["open"], "POST", p.orders, json=body, request_id=rid,
-                real_money=p.mode == "real")
+    call = Call.of(p.ops["open"], json=body, request_id=rid)
     try:
         answer = yield call
     except EtoroError as exc:
@@ -171,22 +164,20 @@ def close_flow(p: Paths, position_id: int, instrument_id: int, units: float | No
     body: dict[str, Any] = {p.close_instrument_field: instrument_id}
     if units is not None:
         body["UnitsToDeduct"] = rules.positive(units, "units")
-    answer = yield Call(p.ops["close"], "POST",
-                        f"{p.close}/{rules.path_id(position_id, 'position_id')}", json=body,
-                        request_id=request_id, real_money=p.mode == "real")
+    answer = yield Call.of(p.ops["close"], {"positionId": position_id}, json=body,
+                           request_id=request_id)
     return ClosedOrder.model_validate(answer.body["orderForClose"])
 
 
 def cancel_flow(p: Paths, order_id: int) -> Flow[None]:
-    yield Call(p.ops["cancel"], "DELETE", f"{p.orders}/{rules.path_id(order_id, 'order_id')}",
-               real_money=p.mode == "real")
+    yield Call.of(p.ops["cancel"], {"orderId": order_id})
 
 
 def lookup_flow(p: Paths, order_id: int | None, reference_id: str | None) -> Flow[OrderInfo]:
     if (order_id is None) == (reference_id is None):
         raise ValidationError("order_id/reference_id", "give exactly one of them")
     params = {"orderId": order_id} if order_id is not None else {"referenceId": reference_id}
-    answer = yield Call(p.ops["lookup"], "GET", p.lookup, params=params)
+    answer = yield Call.of(p.ops["lookup"], params=params)
     return OrderInfo.from_api(answer.body)
 
 
