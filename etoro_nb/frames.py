@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
+from etoro_nb import scopes
 from etoro_nb.ledger import Ledger
 from etoro_nb.progress import Progress
 
@@ -435,7 +436,7 @@ def least_privilege(grants: pl.DataFrame, usage_frame: pl.DataFrame, *,
     that would have sufficed: the scopes the token used."""
     frame = usage_frame.filter(pl.col("phase") == "outcome", pl.col("principal") == "agent",
                                pl.col("token_id").is_not_null(),
-                               pl.col("scope_required").str.starts_with("etoro-public:"))
+                               pl.col("scope_required").str.starts_with(scopes.PREFIX))
     start, end = _utc(since), _utc(until)
     if start is not None:
         frame = frame.filter(pl.col("ts") >= start)

@@ -185,12 +185,7 @@ def test_scopes_are_the_contracts_and_the_sandboxs() -> None:
 
 
 def test_scope_names_are_written_once_client_side() -> None:
-    known = {
-        "etoro_nb/scopes.py": "the definitions",
-        # least_privilege's prefix filter: another branch owns frames.py this round; it
-        # becomes scopes.PREFIX when that branch merges.
-        "etoro_nb/frames.py": "one prefix filter, pending",
-    }
+    known = {"etoro_nb/scopes.py": "the definitions"}
     sources = [p for d in ("etoro_nb", "widgets") for p in (ROOT / d).rglob("*.py")
                if "sandbox" not in p.parts]
     written = {str(p.relative_to(ROOT)) for p in sources if "etoro-public:" in p.read_text()}
