@@ -23,6 +23,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from pydantic import StrictStr, TypeAdapter
+
 from etoro_nb import rules
 from etoro_nb._base import AMBIGUOUS, Answer, Call, Flow, read
 from etoro_nb.errors import (
@@ -40,6 +42,7 @@ if TYPE_CHECKING:
     from etoro_nb._runner import AsyncRunner, Runner
 
 log = logging.getLogger("etoro_nb.client")
+SCOPE_NAMES = TypeAdapter(list[StrictStr])
 SECRET_LOST = {"secret": "lost with the answer"}  # the detail of a token nobody received
 
 
@@ -92,7 +95,8 @@ def now_flow(environment: str) -> Flow[datetime]:
 def allowed_scopes_flow(cache: list[str]) -> Flow[list[str]]:
     if not cache:
         answer = yield Call.of("getAgentPortfolioAllowedScopesV2")
-        cache[:] = read(answer, lambda body: [str(s["name"]) for s in body["scopes"]])
+        cache[:] = read(answer, lambda body: SCOPE_NAMES.validate_python(
+            [s["name"] for s in body["scopes"]]))
     return list(cache)
 
 
@@ -369,11 +373,13 @@ def raw_change_flow(call: Call, path_params: Mapping[str, object],
 
 
 def _raw_grants(kind: str, call: Call, pid: str, body: Any) -> list[Event]:
-    """The events of a raw create or mint, read from its answer."""
-    body = body if isinstance(body, dict) else {}
+    """The events of a raw create or mint, read from its answer (inside ``read``: an
+    answer of the wrong shape raises, and the change stays unfinished in the ledger)."""
     via: dict[str, Any] = dict(VIA_CALL)
     if kind == "token_minted":
         return [(kind, {"token": minted_from(body, pid), "portfolio_id": pid, "detail": via})]
+    if not isinstance(body.get("agentPortfolioId"), str):  # a create names what it made
+        raise KeyError("agentPortfolioId")
     tokens = [minted_from(t, pid) for t in body.get("userTokens", []) if t.get("userToken")]
     sent = call.json if isinstance(call.json, dict) else {}
     created = {"name": body.get("agentPortfolioName"), "mirror_id": body.get("mirrorId"),

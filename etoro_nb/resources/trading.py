@@ -14,6 +14,8 @@ import uuid
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import TypeAdapter
+
 from etoro_nb import rules
 from etoro_nb._base import AMBIGUOUS, Call, Flow, read
 from etoro_nb.errors import (
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from etoro_nb._runner import AsyncRunner, Runner, RunnerState
 
 Mode = Literal["demo", "real"]
+TRADES = TypeAdapter(list[Trade])  # a page of history: an array, not any iterable
 PAGE_SIZE = 100
 
 
@@ -74,7 +77,7 @@ def history_flow(p: Paths, since: date, page_size: int,
         answer = yield Call.of(p.ops["history"],
                                params={"minDate": since.isoformat(), "page": page,
                                        "pageSize": page_size})
-        batch = read(answer, lambda body: [Trade.model_validate(t) for t in body])
+        batch = read(answer, TRADES.validate_python)
         trades.extend(batch)
         if progress is not None:
             progress(len(trades), page)
