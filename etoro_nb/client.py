@@ -483,3 +483,13 @@ async def connect_async(api_key: str | None = None, user_key: str | None = None,
         config = await asyncio.to_thread(_live_config, creds, environment, allow_real, quota,
                                          ledger, checkpoint)
     return AsyncClient(config)
+
+
+if TYPE_CHECKING:
+    from etoro_nb._runner import AsyncRunner, Runner
+    from etoro_nb.client_api import ClientAPI
+
+    def _implements(client: Client, async_client: AsyncClient) -> tuple[Runner, AsyncRunner,
+                                                                        ClientAPI]:
+        """Checked by mypy only: each client implements the protocols it is used through."""
+        return client, async_client, client
