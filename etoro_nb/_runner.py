@@ -9,14 +9,14 @@ from ``etoro_nb.client`` (the dependency goes one way: client -> resources -> ru
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 if TYPE_CHECKING:
     from etoro_nb._base import Flow
+    from etoro_nb.config import Environment
     from etoro_nb.resources.changes import ChangeLog
 
 T = TypeVar("T")
-Environment = Literal["sandbox", "live"]
 
 
 class RunnerState(Protocol):
@@ -60,4 +60,4 @@ class AsyncRunner(RunnerState, Protocol):
         ...
 
 
-__all__ = ["AsyncRunner", "Environment", "Runner", "RunnerState"]
+__all__ = ["AsyncRunner", "Runner", "RunnerState"]
