@@ -20,12 +20,13 @@ import math
 import random
 import time
 import uuid
-from collections.abc import Generator, Mapping
+from collections.abc import Callable, Generator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import httpx
+from pydantic import ValidationError as PydanticValidationError
 
 from etoro_nb import rules
 from etoro_nb.errors import (
@@ -33,6 +34,7 @@ from etoro_nb.errors import (
     APIError,
     APITimeoutError,
     RateLimitError,
+    ResponseFormatError,
     ServerError,
     ValidationError,
     error_class,
@@ -136,6 +138,7 @@ class Answer:
     request_id: str
     attempts: int
     ambiguous_before: bool = False  # an earlier attempt may have taken effect
+    operation: str = ""
 
 
 Flow = Generator[Call, Answer, T]
@@ -206,6 +209,37 @@ def parse_body(response: httpx.Response) -> Any:
         return response.text
 
 
+# What reading a body of the wrong shape raises: pydantic's error, a missing key or index,
+# a value of the wrong type (``None["x"]``, ``int("x")``, ``[].get``).
+SHAPE_ERRORS = (PydanticValidationError, ResponseFormatError, KeyError, IndexError, TypeError,
+                ValueError, AttributeError)
+
+
+def describe(exc: Exception) -> str:
+    """What was wrong with a body, by field and rule, never by value: pydantic's locations
+    and messages (without their inputs), a missing key's name, else the error's type."""
+    if isinstance(exc, PydanticValidationError):
+        return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(body)'}: {e['msg']}"
+                         for e in exc.errors(include_input=False, include_url=False))
+    if isinstance(exc, ResponseFormatError):
+        return exc.detail
+    if isinstance(exc, KeyError):  # the keys are the code's own literals, never body values
+        return f"missing field {exc.args[0]!r}" if exc.args else "missing field"
+    return f"{type(exc).__name__} reading it"
+
+
+def read(answer: Answer, parse: Callable[[Any], T]) -> T:
+    """``parse(answer.body)``: every typed result is read from an answer through here, so
+    a body of the wrong shape is a ``ResponseFormatError`` naming the operation and the
+    request id (and the fields, never their values: an answer may hold a secret)."""
+    try:
+        return parse(answer.body)
+    except SHAPE_ERRORS as exc:
+        detail = describe(exc)
+    raise ResponseFormatError(f"unexpected answer: {detail}", request_id=answer.request_id,
+                              operation=answer.operation or "-")
+
+
 class Core:
     """Request building and answer handling, with no I/O of its own."""
 
@@ -272,7 +306,7 @@ class Core:
                      body.get("errorCode") if isinstance(body, dict) else None)
         if 200 <= status < 300:
             return Answer(status, body, response.headers, attempts.request_id, attempts.number,
-                          attempts.ambiguous)
+                          attempts.ambiguous, call.operation)
         retry_after = parse_retry_after(response.headers)
         code = body.get("errorCode") if isinstance(body, dict) else None
         if code != "MaxUserTokensExceeded" and self.policy.retry_status(

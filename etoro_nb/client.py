@@ -8,32 +8,40 @@ credentials, ``connect()`` starts the embedded sandbox and says so.
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Generator, Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, Unpack
 
 import httpx
 from pydantic import SecretStr
 
-from etoro_nb._base import DEFAULT_TIMEOUT, Answer, Call, Core, RetryPolicy
+from etoro_nb._base import Answer, Call, Core, Flow, RetryPolicy, read
+from etoro_nb.client_config import (
+    ClientConfig,
+    ClientSettings,
+    Secret,
+    config_of,
+    is_loopback,
+    reveal,
+)
 from etoro_nb.config import (
+    Credentials,
     Environment,
     ledger_path,
     real_trading_allowed,
     resolve_credentials,
 )
 from etoro_nb.errors import (
-    ConfigurationError,
     EtoroError,
     RealMoneyNotAllowedError,
     ValidationError,
 )
 from etoro_nb.ledger import Ledger
 from etoro_nb.ledger.recorder import UsageRecorder
-from etoro_nb.models import Me, MintedToken
+from etoro_nb.models import Me
 from etoro_nb.operations import catalogue
 from etoro_nb.ratelimit import Quota, RateLimiter
 from etoro_nb.resources.agent_portfolios import (
@@ -52,22 +60,7 @@ if TYPE_CHECKING:
     from etoro_nb.sandbox.server import SandboxServer
 
 T = TypeVar("T")
-Secret = str | SecretStr | MintedToken
-
-
-def _reveal(value: Secret, name: str = "user_key") -> str:
-    """The plain key, checked: printable ASCII with no spaces (as HTTP headers need)."""
-    if isinstance(value, MintedToken):
-        key = value.secret.get_secret_value()
-    elif isinstance(value, SecretStr):
-        key = value.get_secret_value()
-    else:
-        key = value
-    if not isinstance(key, str) or not key or not key.isascii() or not key.isprintable() \
-            or any(c.isspace() for c in key):
-        # Never echo the value: it is a secret.
-        raise ConfigurationError(f"{name} must be non-empty printable ASCII with no spaces")
-    return key
+__all__ = ["AsyncClient", "Client", "ClientConfig", "connect", "connect_async", "is_loopback"]
 
 
 def operation_call(operation_id: str, path_params: Mapping[str, object] | None,
@@ -84,61 +77,66 @@ def operation_call(operation_id: str, path_params: Mapping[str, object] | None,
 
 def me_flow() -> Generator[Call, Answer, Me]:
     answer = yield Call.of("getAuthenticatedUserProfile")
-    return Me.model_validate(answer.body)
+    return read(answer, Me.model_validate)
 
 
 class _ClientBase:
-    """Settings and state both clients hold; never a secret in its repr."""
+    """Settings and state both clients hold; never a secret in its repr.
 
-    def __init__(self, *, base_url: str, api_key: Secret, user_key: Secret,
-                 environment: Environment, allow_real: bool = False,
-                 principal: Literal["owner", "agent"] = "owner",
-                 quota: Quota | None = None, limiter: RateLimiter | None = None,
-                 retry: RetryPolicy | None = None, timeout: httpx.Timeout = DEFAULT_TIMEOUT,
-                 sandbox: SandboxServer | None = None, ledger: Ledger | None = None,
-                 clock: Callable[[], datetime] | None = None,
-                 simulated_time: bool = False, owns_ledger: bool = False) -> None:
-        if environment == "sandbox" and sandbox is None and not is_loopback(base_url):
-            # Saying "sandbox" switches off the real-money guard: only for this machine.
-            raise ConfigurationError(
-                f"environment='sandbox' is only for a sandbox on this machine (a loopback "
-                f"base_url); {httpx.URL(base_url).host or base_url!r} is treated as live")
-        self.environment: Environment = environment
-        self.allow_real = allow_real
-        self.principal = principal
-        self.base_url = base_url.rstrip("/")
-        self._api_key = SecretStr(_reveal(api_key, "api_key"))
-        self._timeout = timeout
+    Both implement the runner protocols of ``etoro_nb._runner`` publicly (``run_flow``,
+    ``changelog``, ``scope_cache``, ``ensure_real_allowed``, ``environment``): that is all
+    the resources use."""
+
+    def __init__(self, config: ClientConfig) -> None:
+        self.config = config
+        sandbox = config.sandbox
+        self.environment: Environment = config.environment
+        self.allow_real = config.allow_real
+        self.principal = config.principal
+        self.base_url = config.base_url
+        self._timeout = config.timeout
         # On an embedded sandbox with a simulated clock, quota windows pass in simulated
         # time (as the sandbox counts them) and waiting in real time would achieve nothing.
-        self._simulated_time = simulated_time or (
+        self._simulated_time = config.simulated_time or (
             sandbox is not None and sandbox.sandbox.clock.simulated)
+        limiter = config.limiter
         if limiter is None and self._simulated_time:
             assert sandbox is not None
             sim_clock = sandbox.sandbox.clock
-            limiter = RateLimiter(quota, clock=lambda: sim_clock.now().timestamp())
-        self._limiter = limiter or RateLimiter(quota)
-        self._retry = retry or RetryPolicy()
-        self.ledger = ledger
-        self._owns_ledger = owns_ledger  # opened by connect() for this client: closed with it
+            limiter = RateLimiter(config.quota, clock=lambda: sim_clock.now().timestamp())
+        self._limiter = limiter or RateLimiter(config.quota)
+        self._retry = config.retry or RetryPolicy()
+        self.ledger = config.ledger
+        self._owns_ledger = config.owns_ledger  # opened by connect() for this client: closed with it
         # The ledger's timeline: an embedded sandbox's (possibly simulated) clock, else UTC now.
-        self._clock = clock or (sandbox.sandbox.clock.now if sandbox is not None
-                                else lambda: datetime.now(UTC))
-        recorder = None if ledger is None else UsageRecorder(
-            ledger, principal=principal, environment=environment, user_key=_reveal(user_key),
-            clock=self._clock)
-        self._core = Core(base_url=self.base_url, api_key=_reveal(api_key, "api_key"),
-                          user_key=_reveal(user_key), limiter=self._limiter, policy=self._retry,
+        self._clock = config.clock or (sandbox.sandbox.clock.now if sandbox is not None
+                                       else lambda: datetime.now(UTC))
+        user_key = config.user_key.get_secret_value()
+        recorder = None if self.ledger is None else UsageRecorder(
+            self.ledger, principal=self.principal, environment=self.environment,
+            user_key=user_key, clock=self._clock)
+        self._core = Core(base_url=self.base_url, api_key=config.api_key.get_secret_value(),
+                          user_key=user_key, limiter=self._limiter, policy=self._retry,
                           recorder=recorder)
         self._scope_cache: list[str] = []
         # Delegation changes: an intent before each change's request, its outcome after.
-        self._changelog = ChangeLog(ledger, self._clock)
+        self._changelog = ChangeLog(self.ledger, self._clock)
         self._sandbox = sandbox
 
     @property
     def sandbox(self) -> SandboxServer | None:
         """The embedded sandbox this client started, if it did (clock, faults, state)."""
         return self._sandbox
+
+    @property
+    def changelog(self) -> ChangeLog:
+        """Where this client records delegation changes (runner protocol)."""
+        return self._changelog
+
+    @property
+    def scope_cache(self) -> list[str]:
+        """The scope names this key may grant, once fetched (runner protocol)."""
+        return self._scope_cache
 
     def __repr__(self) -> str:
         return (f"{type(self).__name__}(environment={self.environment!r}, "
@@ -149,33 +147,36 @@ class _ClientBase:
         sandbox's simulated clock, else this machine's UTC clock."""
         return self._clock()
 
-    def ensure_real_allowed(self) -> None:
+    def ensure_real_allowed(self, real_money: bool = True) -> None:
         """Raise ``RealMoneyNotAllowedError`` now if this client may not trade the real
         account (live without the opt-in): for agents that should fail at start, not at
-        their first order."""
-        self._guard(True)
-
-    def _guard(self, real_money: bool) -> None:
-        """Refuse a real-money call on a live connection without the explicit opt-in."""
+        their first order. ``real_money=False`` checks nothing (a demo call)."""
         if real_money and self.environment == "live" and not self.allow_real:
             raise RealMoneyNotAllowedError(
                 "the real trading endpoints move real money on this live connection; opt in "
                 "with connect(..., allow_real=True) or ETORO_NB_ALLOW_REAL=1")
 
-    def _agent_settings(self, token: Secret) -> dict[str, Any]:
-        return dict(base_url=self.base_url, api_key=self._api_key, user_key=_reveal(token),
-                    environment=self.environment, allow_real=self.allow_real,
-                    principal="agent", limiter=self._limiter, retry=self._retry,
-                    timeout=self._timeout, ledger=self.ledger, clock=self._clock,
-                    simulated_time=self._simulated_time)
+    def _agent_config(self, token: Secret) -> ClientConfig:
+        """This client's settings acting with ``token``: same limiter, retry, ledger and
+        clock; the agent's client neither owns the ledger nor stops the sandbox."""
+        return replace(self.config, user_key=SecretStr(reveal(token)), principal="agent",
+                       limiter=self._limiter, retry=self._retry, clock=self._clock,
+                       simulated_time=self._simulated_time, sandbox=None, owns_ledger=False,
+                       quota=None)
 
 
 class Client(_ClientBase):
-    """The synchronous client. Use it as a context manager or call ``close()``."""
+    """The synchronous client. Use it as a context manager or call ``close()``.
 
-    def __init__(self, *, transport: httpx.BaseTransport | None = None,
-                 http: httpx.Client | None = None, **settings: Any) -> None:
-        super().__init__(**settings)
+    Settings are ``ClientConfig``'s fields given as keywords
+    (``Client(base_url=..., api_key=..., user_key=..., environment=...)``), or a
+    ``ClientConfig`` already made (``Client(config)``), not both. ``transport`` or ``http``
+    replace the connection (tests, sharing one pool)."""
+
+    def __init__(self, config: ClientConfig | None = None, /, *,
+                 transport: httpx.BaseTransport | None = None,
+                 http: httpx.Client | None = None, **settings: Unpack[ClientSettings]) -> None:
+        super().__init__(config_of(config, settings))
         self._owns_http = http is None
         self._http = http or httpx.Client(timeout=self._timeout, transport=transport)
         self.agent_portfolios = AgentPortfolios(self)
@@ -186,11 +187,11 @@ class Client(_ClientBase):
         return Trading(self, mode)
 
     def me(self) -> Me:
-        return self._run(me_flow())
+        return self.run_flow(me_flow())
 
     def now(self) -> datetime:
         """The server's now (a sandbox's simulated clock, or UTC now on live)."""
-        return self._run(now_flow(self.environment))
+        return self.run_flow(now_flow(self.environment))
 
     def call(self, operation_id: str, *, path_params: Mapping[str, object] | None = None,
              query: Mapping[str, object] | None = None, body: Any = None,
@@ -199,14 +200,14 @@ class Client(_ClientBase):
         for exploring the API. Retries, quota, ledger and the real-money guard apply;
         an error answer raises as usual (its ``headers`` and ``body`` are on the error)."""
         call = operation_call(operation_id, path_params, query, body, request_id)
-        return self._run(raw_call_flow(call, path_params or {}, self._changelog))
+        return self.run_flow(raw_call_flow(call, path_params or {}, self._changelog))
 
     def as_agent(self, token: Secret) -> Client:
         """A client acting with a delegated token (a ``MintedToken`` or its secret).
 
         It shares this client's connections and quota bookkeeping; closing it is optional,
         closing this client closes both."""
-        return Client(http=self._http, **self._agent_settings(token))
+        return Client(self._agent_config(token), http=self._http)
 
     def close(self) -> None:
         if self._owns_http:
@@ -227,7 +228,7 @@ class Client(_ClientBase):
             time.sleep(seconds)
 
     def _send(self, call: Call) -> Answer:
-        self._guard(call.real_money)  # every request passes here: no real order slips by
+        self.ensure_real_allowed(call.real_money)  # every request passes here: no real order slips by
         core = self._core
         attempts = core.start(call)
         while True:
@@ -253,7 +254,9 @@ class Client(_ClientBase):
                 delay = outcome
             self._sleep(delay)
 
-    def _run(self, flow: Generator[Call, Answer, T]) -> T:
+    def run_flow(self, flow: Flow[T]) -> T:
+        """Drive a flow (``_base``) to its result, sending each call it yields (runner
+        protocol: what the resources use)."""
         try:
             call = next(flow)
             while True:
@@ -268,11 +271,13 @@ class Client(_ClientBase):
 
 
 class AsyncClient(_ClientBase):
-    """The asyncio client: the same surface, awaited."""
+    """The asyncio client: the same surface, awaited; made like ``Client``."""
 
-    def __init__(self, *, transport: httpx.AsyncBaseTransport | None = None,
-                 http: httpx.AsyncClient | None = None, **settings: Any) -> None:
-        super().__init__(**settings)
+    def __init__(self, config: ClientConfig | None = None, /, *,
+                 transport: httpx.AsyncBaseTransport | None = None,
+                 http: httpx.AsyncClient | None = None,
+                 **settings: Unpack[ClientSettings]) -> None:
+        super().__init__(config_of(config, settings))
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(timeout=self._timeout, transport=transport)
         self.agent_portfolios = AsyncAgentPortfolios(self)
@@ -282,19 +287,19 @@ class AsyncClient(_ClientBase):
         return AsyncTrading(self, mode)
 
     async def me(self) -> Me:
-        return await self._run(me_flow())
+        return await self.run_flow(me_flow())
 
     async def now(self) -> datetime:
-        return await self._run(now_flow(self.environment))
+        return await self.run_flow(now_flow(self.environment))
 
     async def call(self, operation_id: str, *, path_params: Mapping[str, object] | None = None,
                    query: Mapping[str, object] | None = None, body: Any = None,
                    request_id: str | None = None) -> Answer:
         call = operation_call(operation_id, path_params, query, body, request_id)
-        return await self._run(raw_call_flow(call, path_params or {}, self._changelog))
+        return await self.run_flow(raw_call_flow(call, path_params or {}, self._changelog))
 
     def as_agent(self, token: Secret) -> AsyncClient:
-        return AsyncClient(http=self._http, **self._agent_settings(token))
+        return AsyncClient(self._agent_config(token), http=self._http)
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -315,7 +320,7 @@ class AsyncClient(_ClientBase):
             await asyncio.sleep(seconds)
 
     async def _send(self, call: Call) -> Answer:
-        self._guard(call.real_money)  # every request passes here: no real order slips by
+        self.ensure_real_allowed(call.real_money)  # every request passes here: no real order slips by
         core = self._core
         attempts = core.start(call)
         while True:
@@ -341,7 +346,8 @@ class AsyncClient(_ClientBase):
                 delay = outcome
             await self._sleep(delay)
 
-    async def _run(self, flow: Generator[Call, Answer, T]) -> T:
+    async def run_flow(self, flow: Flow[T]) -> T:
+        """``Client.run_flow``, awaited."""
         try:
             call = next(flow)
             while True:
@@ -355,25 +361,8 @@ class AsyncClient(_ClientBase):
             return stop.value  # type: ignore[no-any-return]
 
 
-LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
-
-
-def is_loopback(base_url: str) -> bool:
-    """Whether the URL's host is this machine: ``localhost`` or a loopback address
-    (127.0.0.0/8, ``::1``, or 127.x mapped into IPv6)."""
-    try:
-        host = httpx.URL(base_url).host.lower()
-    except httpx.InvalidURL:
-        return False
-    if host in LOOPBACK_NAMES:
-        return True
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return False  # any other name may resolve anywhere
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback
+def _says_sandbox(body: object) -> Environment:
+    return "sandbox" if isinstance(body, dict) and body.get("environment") == "sandbox" else "live"
 
 
 def _detect(base_url: str) -> Environment:
@@ -387,33 +376,68 @@ def _detect(base_url: str) -> Environment:
         body = httpx.get(base_url + "/", timeout=5.0).json()
     except (httpx.HTTPError, ValueError):
         return "live"
-    return "sandbox" if isinstance(body, dict) and body.get("environment") == "sandbox" else "live"
+    return _says_sandbox(body)
 
 
-def _settings(api_key: str | None, user_key: str | None, base_url: str | None,
-              allow_real: bool | None, env_file: str | Path | None,
-              sandbox: SandboxConfig | None, quota: Quota | None,
-              ledger: Ledger | str | Path | None) -> dict[str, Any]:
+async def _detect_async(base_url: str) -> Environment:
+    """``_detect`` without blocking the event loop (the probe is an ``httpx.AsyncClient``)."""
+    if not is_loopback(base_url):
+        return "live"
+    try:
+        async with httpx.AsyncClient(timeout=5.0) as http:
+            body = (await http.get(base_url + "/")).json()
+    except (httpx.HTTPError, ValueError):
+        return "live"
+    return _says_sandbox(body)
+
+
+def _resolve(api_key: str | None, user_key: str | None, base_url: str | None,
+             env_file: str | Path | None) -> tuple[Credentials | None, CheckpointConfig | None]:
+    """The live credentials, if any, and the checkpoint setting: read before anything starts,
+    so a bad setting stops ``connect`` before a sandbox starts."""
     creds = resolve_credentials(api_key, user_key, base_url, env_file=env_file)
     from etoro_nb.ledger.checkpoint import checkpoint_from_env  # cryptography: only when used
 
-    checkpoint = checkpoint_from_env()  # a bad setting stops us before a sandbox starts
-    if creds is None:
-        from etoro_nb.sandbox.server import start as start_sandbox  # uvicorn: only when used
+    return creds, checkpoint_from_env()
 
-        server = start_sandbox(sandbox or SandboxConfig())
-        print(f"etoro-nb: no live credentials given, so this is the embedded SANDBOX "
-              f"(simulated money) at {server.base_url}")
-        return dict(base_url=server.base_url, api_key=server.credentials.api_key,
-                    user_key=server.credentials.user_key, environment="sandbox",
-                    allow_real=True, quota=quota, sandbox=server,
-                    ledger=_ledger(ledger, "sandbox", checkpoint), owns_ledger=not isinstance(ledger, Ledger))
-    environment = _detect(creds.base_url)
-    return dict(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
-                environment=environment,
-                allow_real=True if environment == "sandbox" else real_trading_allowed(allow_real),
-                quota=quota, ledger=_ledger(ledger, environment, checkpoint),
-                owns_ledger=not isinstance(ledger, Ledger))
+
+def _start_sandbox(sandbox: SandboxConfig | None) -> SandboxServer:
+    """Start the embedded sandbox (blocks until it listens) and say so."""
+    from etoro_nb.sandbox.server import start as start_sandbox  # uvicorn: only when used
+
+    server = start_sandbox(sandbox or SandboxConfig())
+    print(f"etoro-nb: no live credentials given, so this is the embedded SANDBOX "
+          f"(simulated money) at {server.base_url}")
+    return server
+
+
+def _sandbox_config(server: SandboxServer, quota: Quota | None,
+                    ledger: Ledger | str | Path | None,
+                    checkpoint: CheckpointConfig | None) -> ClientConfig:
+    """The settings of a client of the sandbox ``connect`` started (it stops it on close);
+    opens the ledger. On failure the sandbox is stopped: nothing is left running."""
+    try:
+        return ClientConfig(base_url=server.base_url,
+                            api_key=SecretStr(server.credentials.api_key),
+                            user_key=SecretStr(server.credentials.user_key),
+                            environment="sandbox", allow_real=True, quota=quota, sandbox=server,
+                            ledger=_ledger(ledger, "sandbox", checkpoint),
+                            owns_ledger=not isinstance(ledger, Ledger))
+    except BaseException:
+        server.stop()
+        raise
+
+
+def _live_config(creds: Credentials, environment: Environment, allow_real: bool | None,
+                 quota: Quota | None, ledger: Ledger | str | Path | None,
+                 checkpoint: CheckpointConfig | None) -> ClientConfig:
+    """The settings of a client of ``creds.base_url``; opens the ledger."""
+    return ClientConfig(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
+                        environment=environment,
+                        allow_real=True if environment == "sandbox"
+                        else real_trading_allowed(allow_real),
+                        quota=quota, ledger=_ledger(ledger, environment, checkpoint),
+                        owns_ledger=not isinstance(ledger, Ledger))
 
 
 def _ledger(chosen: Ledger | str | Path | None, environment: Environment,
@@ -434,15 +458,38 @@ def connect(api_key: str | None = None, user_key: str | None = None, *,
     request is recorded in ``client.ledger`` (``ledger=`` a path or a ``Ledger``, else
     ``ETORO_NB_LEDGER``, else a per-user default apart for sandbox and live); a ledger it
     opens writes signed checkpoints when ``ETORO_NB_CHECKPOINT`` names a file."""
-    return Client(**_settings(api_key, user_key, base_url, allow_real, env_file, sandbox, quota,
-                              ledger))
+    creds, checkpoint = _resolve(api_key, user_key, base_url, env_file)
+    if creds is None:
+        return Client(_sandbox_config(_start_sandbox(sandbox), quota, ledger, checkpoint))
+    return Client(_live_config(creds, _detect(creds.base_url), allow_real, quota, ledger,
+                               checkpoint))
 
 
-def connect_async(api_key: str | None = None, user_key: str | None = None, *,
-                  base_url: str | None = None, allow_real: bool | None = None,
-                  env_file: str | Path | None = ".env", sandbox: SandboxConfig | None = None,
-                  quota: Quota | None = None,
-                  ledger: Ledger | str | Path | None = None) -> AsyncClient:
-    """``connect()`` for asyncio: the same choices, an ``AsyncClient``."""
-    return AsyncClient(**_settings(api_key, user_key, base_url, allow_real, env_file, sandbox,
-                                   quota, ledger))
+async def connect_async(api_key: str | None = None, user_key: str | None = None, *,
+                        base_url: str | None = None, allow_real: bool | None = None,
+                        env_file: str | Path | None = ".env",
+                        sandbox: SandboxConfig | None = None, quota: Quota | None = None,
+                        ledger: Ledger | str | Path | None = None) -> AsyncClient:
+    """``connect()`` for asyncio: the same choices, an ``AsyncClient``
+    (``client = await enb.connect_async()``). Nothing blocks the event loop: reading the
+    settings, starting the sandbox and opening the ledger run in a worker thread
+    (``asyncio.to_thread``), and the probe of a loopback URL is an async request."""
+    creds, checkpoint = await asyncio.to_thread(_resolve, api_key, user_key, base_url, env_file)
+    if creds is None:
+        server = await asyncio.to_thread(_start_sandbox, sandbox)
+        config = await asyncio.to_thread(_sandbox_config, server, quota, ledger, checkpoint)
+    else:
+        environment = await _detect_async(creds.base_url)
+        config = await asyncio.to_thread(_live_config, creds, environment, allow_real, quota,
+                                         ledger, checkpoint)
+    return AsyncClient(config)
+
+
+if TYPE_CHECKING:
+    from etoro_nb._runner import AsyncRunner, Runner
+    from etoro_nb.client_api import ClientAPI
+
+    def _implements(client: Client, async_client: AsyncClient) -> tuple[Runner, AsyncRunner,
+                                                                        ClientAPI]:
+        """Checked by mypy only: each client implements the protocols it is used through."""
+        return client, async_client, client

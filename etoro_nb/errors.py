@@ -34,10 +34,7 @@ the request id and the operation.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
-
-if TYPE_CHECKING:
-    from etoro_nb.models import AgentPortfolio
+from typing import Any
 
 
 class EtoroError(Exception):
@@ -70,7 +67,18 @@ class LedgerWarning(UserWarning):
 
 
 class ResponseFormatError(EtoroError):
-    """An answer did not have the shape the contract gives it."""
+    """An answer did not have the shape the contract gives it.
+
+    ``detail`` names the fields and rules broken, never the body's values (an answer may
+    hold a secret); ``request_id`` and ``operation`` say which answer, when known."""
+
+    def __init__(self, detail: str, *, request_id: str | None = None,
+                 operation: str | None = None) -> None:
+        where = "" if operation is None else f" [operation {operation}, request id {request_id}]"
+        super().__init__(f"{detail}{where}")
+        self.detail = detail
+        self.request_id = request_id
+        self.operation = operation
 
 
 class APIConnectionError(EtoroError):
@@ -159,12 +167,13 @@ class ServerError(APIError):
 class PartialCreateError(APIError):
     """207: the agent portfolio exists but its first token was not created.
 
-    ``portfolio`` is the new portfolio; ``mint_token()`` mints the token that was asked
-    for (same name, scopes, whitelist and expiry) and returns it with its secret (from
-    an ``AsyncClient``, it returns an awaitable).
+    ``portfolio`` is the new portfolio (an ``etoro_nb.models.AgentPortfolio``, typed ``Any``
+    here so this module depends on nothing else in the package); ``mint_token()`` mints
+    the token that was asked for (same name, scopes, whitelist and expiry) and returns it
+    with its secret (from an ``AsyncClient``, it returns an awaitable).
     """
 
-    def __init__(self, *, portfolio: AgentPortfolio, **kw: Any) -> None:
+    def __init__(self, *, portfolio: Any, **kw: Any) -> None:
         super().__init__(**kw)
         self.portfolio = portfolio
         self._mint: Callable[[], Any] | None = None

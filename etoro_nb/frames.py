@@ -28,7 +28,7 @@ from etoro_nb.ledger import Ledger
 from etoro_nb.progress import Progress
 
 if TYPE_CHECKING:
-    from etoro_nb.client import Client
+    from etoro_nb.client_api import ClientAPI as Client  # the sync surface loaders call
     from etoro_nb.models import AgentPortfolio, Mirror, Position
 
 UTC_US = pl.Datetime("us", "UTC")

@@ -1,7 +1,9 @@
 """Typed results of the contract's answers (pydantic), with friendly field names.
 
 Each model reads the contract's JSON (``model_validate``) through field aliases, so the
-wire names stay exactly the contract's while Python code reads ``portfolio.name``.
+wire names stay exactly the contract's while Python code reads ``portfolio.name``. The
+client reads every answer through ``_base.read``, which turns a body of the wrong shape
+into a ``ResponseFormatError``; this module depends on nothing else in the package.
 A minted token's secret is a ``pydantic.SecretStr``: it prints as ``**********`` and is
 revealed only by ``token.secret.get_secret_value()``.
 """
@@ -9,30 +11,13 @@ revealed only by ``token.secret.get_secret_value()``.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
-from pydantic import ValidationError as PydanticValidationError
-
-from etoro_nb.errors import ResponseFormatError
 
 
 class Model(BaseModel):
     model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
-
-
-M = TypeVar("M", bound=Model)
-
-
-def parse(model: type[M], data: Any) -> M:
-    """Validate an answer; an unexpected shape is a ResponseFormatError that names the
-    fields but never echoes their values (an answer may hold a secret)."""
-    try:
-        return model.model_validate(data)
-    except PydanticValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}"
-                             for e in exc.errors(include_input=False, include_url=False))
-    raise ResponseFormatError(f"unexpected {model.__name__} answer: {problems}")
 
 
 # -- delegation ---------------------------------------------------------------------------

@@ -37,7 +37,7 @@ from etoro_nb.frames import UTC_US, frame_of
 from etoro_nb.models import Portfolio
 
 if TYPE_CHECKING:
-    from etoro_nb.client import Client
+    from etoro_nb.client_api import ClientAPI
 
 WEIGHT_TOLERANCE = 1e-3
 """How far the target weights may sum from 1 (they are then scaled to sum to exactly 1)."""
@@ -239,14 +239,15 @@ def _weights(values: Mapping[int | None, float]) -> dict[int | None, float]:
 class Rebalancer:
     """An agent that rebalances its own account (``mode`` ``"demo"`` or ``"real"``) toward
     ``targets`` (symbol or instrument id -> weight), acting through ``agent``, a client
-    from ``client.as_agent(token)``.
+    from ``client.as_agent(token)``: a synchronous ``Client`` (``etoro_nb.client_api``
+    says why; from asyncio, run ``step()`` in a worker thread).
 
     The targets are checked at once (``ValidationError``), then their symbols are looked
     up with the agent's key (market data). ``clock`` gives each step's time without a
     request; by default the client's own (a sandbox's simulated clock, else UTC now).
     """
 
-    def __init__(self, agent: Client, mode: str, targets: Targets, *,
+    def __init__(self, agent: ClientAPI, mode: str, targets: Targets, *,
                  min_trade_usd: float = MIN_TRADE_USD,
                  clock: Callable[[], datetime] | None = None) -> None:
         weights = validate_targets(targets)

@@ -41,7 +41,7 @@ def test_create_list_and_delete(client: Client, created: CreatedPortfolio) -> No
 def test_allowed_scopes_are_fetched_once(client: Client) -> None:
     assert client.agent_portfolios.allowed_scopes() == [DEMO_READ, DEMO_WRITE, REAL_READ,
                                                         REAL_WRITE]
-    assert client._scope_cache == [DEMO_READ, DEMO_WRITE, REAL_READ, REAL_WRITE]
+    assert client.scope_cache == [DEMO_READ, DEMO_WRITE, REAL_READ, REAL_WRITE]
 
 
 def test_mint_update_revoke(client: Client, created: CreatedPortfolio) -> None:

@@ -23,8 +23,10 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from pydantic import StrictStr, TypeAdapter
+
 from etoro_nb import rules
-from etoro_nb._base import AMBIGUOUS, Answer, Call, Flow
+from etoro_nb._base import AMBIGUOUS, Answer, Call, Flow, read
 from etoro_nb.errors import (
     APIConnectionError,
     BadRequestError,
@@ -33,13 +35,14 @@ from etoro_nb.errors import (
     PartialCreateError,
     ValidationError,
 )
-from etoro_nb.models import AgentPortfolio, CreatedPortfolio, MintedToken, UserToken, parse
+from etoro_nb.models import AgentPortfolio, CreatedPortfolio, MintedToken, UserToken
 from etoro_nb.resources.changes import Change, ChangeLog, grant_fields
 
 if TYPE_CHECKING:
-    from etoro_nb.client import AsyncClient, Client
+    from etoro_nb._runner import AsyncRunner, Runner
 
 log = logging.getLogger("etoro_nb.client")
+SCOPE_NAMES = TypeAdapter(list[StrictStr])
 SECRET_LOST = {"secret": "lost with the answer"}  # the detail of a token nobody received
 
 
@@ -73,10 +76,11 @@ def token_request(name: str, scopes: Iterable[str], ips_whitelist: Iterable[str]
 
 def minted_from(body: Mapping[str, Any], portfolio_id: str) -> MintedToken:
     """A just-minted token from an answer's token object: a mint's answer, or one of a
-    create's ``userTokens`` (whose scopes come as ``[{"name": ...}]``)."""
+    create's ``userTokens`` (whose scopes come as ``[{"name": ...}]``). Called inside
+    ``read``, which reports a body of the wrong shape."""
     names = body.get("scopeNames") or [s["name"] for s in body.get("scopes", [])
                                        if isinstance(s, dict) and "name" in s]
-    return parse(MintedToken, {**body, "scopeNames": names, "portfolio_id": portfolio_id})
+    return MintedToken.model_validate({**body, "scopeNames": names, "portfolio_id": portfolio_id})
 
 
 # -- flows --------------------------------------------------------------------------------
@@ -85,19 +89,21 @@ def now_flow(environment: str) -> Flow[datetime]:
     if environment != "sandbox":
         return datetime.now(UTC)
     answer = yield Call.of("sandboxStatus")
-    return datetime.fromisoformat(str(answer.body["now"]).replace("Z", "+00:00"))
+    return read(answer, lambda body: datetime.fromisoformat(body["now"].replace("Z", "+00:00")))
 
 
 def allowed_scopes_flow(cache: list[str]) -> Flow[list[str]]:
     if not cache:
         answer = yield Call.of("getAgentPortfolioAllowedScopesV2")
-        cache[:] = [s["name"] for s in answer.body["scopes"]]
+        cache[:] = read(answer, lambda body: SCOPE_NAMES.validate_python(
+            [s["name"] for s in body["scopes"]]))
     return list(cache)
 
 
 def list_flow() -> Flow[list[AgentPortfolio]]:
     answer = yield Call.of("getAgentPortfolios")
-    return [AgentPortfolio.model_validate(p) for p in answer.body["agentPortfolios"]]
+    return read(answer, lambda body: [AgentPortfolio.model_validate(p)
+                                      for p in body["agentPortfolios"]])
 
 
 def find_flow(portfolio_id: str) -> Flow[AgentPortfolio]:
@@ -174,7 +180,7 @@ def mint_flow(portfolio_id: str, grant: TokenRequest, environment: str, cache: l
         except EtoroError as exc:
             changelog.failed(change, exc)
             raise
-        token = minted_from(answer.body, portfolio_id)
+        token = read(answer, lambda body: minted_from(body, portfolio_id))
         changelog.outcome(change, token=token, detail=detail)
         return token
     raise APIConnectionError(f"minting token {grant.name!r} kept failing",
@@ -234,24 +240,30 @@ def create_flow(req: PortfolioRequest, environment: str, cache: list[str],
             changelog.failed(change, exc)
             raise
         if answer.status == 207:
-            portfolio = AgentPortfolio.model_validate({**answer.body, "userTokens": []})
+            portfolio = read(answer, lambda body: AgentPortfolio.model_validate(
+                {**body, "userTokens": []}))
             _record_created(changelog, change, portfolio, asked, None, None)
             raise PartialCreateError(
                 portfolio=portfolio, status=207, error_code="UserTokenNotCreated",
                 error_message="the agent portfolio was created but its first token was not; "
                               "call mint_token() on this error to mint it",
                 request_id=answer.request_id, operation=call.operation, body=answer.body)
-        created = answer.body
-        token_body = created["userTokens"][0]
-        token = minted_from(token_body, created["agentPortfolioId"])
-        public = {k: v for k, v in token_body.items() if k not in ("userToken", "scopes")}
-        portfolio = AgentPortfolio.model_validate({
-            **created, "createdAt": None,
-            "userTokens": [{**public, "scopeNames": list(token.scopes)}]})
+        portfolio, token = read(answer, _created)
         _record_created(changelog, change, portfolio, asked, token, _consent(consent))
         return CreatedPortfolio(portfolio=portfolio, token=token)
     raise APIConnectionError(f"creating agent portfolio {req.name!r} kept failing",
                              request_id=call.request_id or "-", operation=call.operation)
+
+
+def _created(body: Any) -> tuple[AgentPortfolio, MintedToken]:
+    """A create's answer: the portfolio (its first token listed without the secret) and
+    that token with its secret."""
+    token_body = body["userTokens"][0]
+    token = minted_from(token_body, body["agentPortfolioId"])
+    public = {k: v for k, v in token_body.items() if k not in ("userToken", "scopes")}
+    portfolio = AgentPortfolio.model_validate({
+        **body, "createdAt": None, "userTokens": [{**public, "scopeNames": list(token.scopes)}]})
+    return portfolio, token
 
 
 def _record_created(changelog: ChangeLog, change: Change, portfolio: AgentPortfolio,
@@ -344,29 +356,38 @@ def raw_change_flow(call: Call, path_params: Mapping[str, object],
     kind = RAW_CHANGES.get(call.operation)
     if kind is None or not 200 <= answer.status < 300:
         return []
-    body = answer.body if isinstance(answer.body, dict) else {}
-    pid = str(path_params.get("agentPortfolioId") or body.get("agentPortfolioId") or "")
+    pid = read(answer, lambda body: str(path_params.get("agentPortfolioId")
+                                        or (body.get("agentPortfolioId") if isinstance(body, dict)
+                                            else None) or ""))
     tid = str(path_params.get("userTokenId") or "") or None
-    via: dict[str, Any] = dict(VIA_CALL)
-    if kind == "portfolio_created":
-        tokens = [minted_from(t, pid) for t in body.get("userTokens", []) if t.get("userToken")]
-        sent = call.json if isinstance(call.json, dict) else {}
-        created = {"name": body.get("agentPortfolioName"), "mirror_id": body.get("mirrorId"),
-                   "investment_usd": sent.get("investmentAmountInUsd"),
-                   "first_token_created": bool(tokens), **via}
-        return [("portfolio_created", {"portfolio_id": pid, "detail": created}),
-                *(("token_minted", {"token": t, "portfolio_id": pid, "detail": via})
-                  for t in tokens)]
-    if kind == "token_minted":
-        return [(kind, {"token": minted_from(body, pid), "portfolio_id": pid, "detail": via})]
     if kind == "token_updated":
         now = (yield from find_flow(pid)).token_by_id(tid)
         state = {} if now is None else {
             "scopes": list(now.scopes), "ips_whitelist": list(now.ips_whitelist),
             "expires_at": now.expires_at.isoformat() if now.expires_at else None}
         return [(kind, {"portfolio_id": pid, "token_id": tid,
-                        "detail": {"token_id": tid, **state, **via}})]
+                        "detail": {"token_id": tid, **state, **VIA_CALL}})]
+    if kind in ("portfolio_created", "token_minted"):
+        return read(answer, lambda body: _raw_grants(kind, call, pid, body))
     return [(kind, {"portfolio_id": pid, "token_id": tid})]
+
+
+def _raw_grants(kind: str, call: Call, pid: str, body: Any) -> list[Event]:
+    """The events of a raw create or mint, read from its answer (inside ``read``: an
+    answer of the wrong shape raises, and the change stays unfinished in the ledger)."""
+    via: dict[str, Any] = dict(VIA_CALL)
+    if kind == "token_minted":
+        return [(kind, {"token": minted_from(body, pid), "portfolio_id": pid, "detail": via})]
+    if not isinstance(body.get("agentPortfolioId"), str):  # a create names what it made
+        raise KeyError("agentPortfolioId")
+    tokens = [minted_from(t, pid) for t in body.get("userTokens", []) if t.get("userToken")]
+    sent = call.json if isinstance(call.json, dict) else {}
+    created = {"name": body.get("agentPortfolioName"), "mirror_id": body.get("mirrorId"),
+               "investment_usd": sent.get("investmentAmountInUsd"),
+               "first_token_created": bool(tokens), **via}
+    return [("portfolio_created", {"portfolio_id": pid, "detail": created}),
+            *(("token_minted", {"token": t, "portfolio_id": pid, "detail": via})
+              for t in tokens)]
 
 
 @dataclass(frozen=True)
@@ -403,17 +424,17 @@ class AgentPortfolios:
     """``client.agent_portfolios``: create, list and delete portfolios; mint, update,
     rotate and revoke their tokens. Owner only: an agent's token gets 403."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Runner) -> None:
         self._client = client
 
     def list(self) -> builtins.list[AgentPortfolio]:
-        return self._client._run(list_flow())
+        return self._client.run_flow(list_flow())
 
     def get(self, portfolio_id: str) -> AgentPortfolio:
-        return self._client._run(find_flow(portfolio_id))
+        return self._client.run_flow(find_flow(portfolio_id))
 
     def allowed_scopes(self) -> builtins.list[str]:
-        return self._client._run(allowed_scopes_flow(self._client._scope_cache))
+        return self._client.run_flow(allowed_scopes_flow(self._client.scope_cache))
 
     def create(self, name: str, investment_usd: float, *, scopes: Iterable[str],
                token_name: str = "agent", description: str | None = None,
@@ -427,7 +448,7 @@ class AgentPortfolios:
                                 ips_whitelist, expires_at)
         c = self._client
         try:
-            return c._run(create_flow(req, c.environment, c._scope_cache, c._changelog,
+            return c.run_flow(create_flow(req, c.environment, c.scope_cache, c.changelog,
                                       request_id, consent))
         except PartialCreateError as exc:
             portfolio_id = exc.portfolio.id
@@ -439,7 +460,7 @@ class AgentPortfolios:
 
     def delete(self, portfolio_id: str) -> None:
         """Delete: revokes every token, closes the copy mirror, credits its value back."""
-        self._client._run(delete_flow(portfolio_id, self._client._changelog))
+        self._client.run_flow(delete_flow(portfolio_id, self._client.changelog))
 
     def mint_token(self, portfolio_id: str, name: str, *, scopes: Iterable[str],
                    ips_whitelist: Iterable[str] | None = None,
@@ -447,8 +468,8 @@ class AgentPortfolios:
                    request_id: str | None = None, consent: str | None = None) -> MintedToken:
         c = self._client
         grant = token_request(name, scopes, ips_whitelist, expires_at)
-        return c._run(mint_flow(portfolio_id, grant, c.environment, c._scope_cache,
-                                c._changelog, request_id, _consent(consent) or None))
+        return c.run_flow(mint_flow(portfolio_id, grant, c.environment, c.scope_cache,
+                                c.changelog, request_id, _consent(consent) or None))
 
     def update_token(self, portfolio_id: str, token_id: str, *, consent: str | None = None,
                      **changes: Any) -> None:
@@ -456,36 +477,36 @@ class AgentPortfolios:
         (``None`` removes the expiry); only the names given are sent."""
         _check_changes(changes)
         c = self._client
-        c._run(update_flow(portfolio_id, token_id, changes, c.environment, c._scope_cache,
-                           c._changelog, consent))
+        c.run_flow(update_flow(portfolio_id, token_id, changes, c.environment, c.scope_cache,
+                           c.changelog, consent))
 
     def revoke_token(self, portfolio_id: str, token_id: str) -> None:
-        self._client._run(revoke_flow(portfolio_id, token_id, self._client._changelog))
+        self._client.run_flow(revoke_flow(portfolio_id, token_id, self._client.changelog))
 
     def rotate_token(self, portfolio_id: str, token_id: str, *,
                      new_name: str | None = None) -> Rotation:
         """Mint a replacement with the same scopes, whitelist and lifetime; the old token
         stays live until ``rotation.confirm()``, so the agent switches without downtime."""
         c = self._client
-        old, new = c._run(rotate_flow(portfolio_id, token_id, new_name, c.environment,
-                                      c._scope_cache, c._changelog))
+        old, new = c.run_flow(rotate_flow(portfolio_id, token_id, new_name, c.environment,
+                                      c.scope_cache, c.changelog))
         return Rotation(old, new, lambda: self.revoke_token(portfolio_id, old.id))
 
 
 class AsyncAgentPortfolios:
     """The ``AsyncClient`` twin of ``AgentPortfolios``."""
 
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: AsyncRunner) -> None:
         self._client = client
 
     async def list(self) -> builtins.list[AgentPortfolio]:
-        return await self._client._run(list_flow())
+        return await self._client.run_flow(list_flow())
 
     async def get(self, portfolio_id: str) -> AgentPortfolio:
-        return await self._client._run(find_flow(portfolio_id))
+        return await self._client.run_flow(find_flow(portfolio_id))
 
     async def allowed_scopes(self) -> builtins.list[str]:
-        return await self._client._run(allowed_scopes_flow(self._client._scope_cache))
+        return await self._client.run_flow(allowed_scopes_flow(self._client.scope_cache))
 
     async def create(self, name: str, investment_usd: float, *, scopes: Iterable[str],
                      token_name: str = "agent", description: str | None = None,
@@ -497,7 +518,7 @@ class AsyncAgentPortfolios:
                                 ips_whitelist, expires_at)
         c = self._client
         try:
-            return await c._run(create_flow(req, c.environment, c._scope_cache, c._changelog,
+            return await c.run_flow(create_flow(req, c.environment, c.scope_cache, c.changelog,
                                             request_id, consent))
         except PartialCreateError as exc:
             portfolio_id = exc.portfolio.id
@@ -510,7 +531,7 @@ class AsyncAgentPortfolios:
             raise exc.bind(mint) from None
 
     async def delete(self, portfolio_id: str) -> None:
-        await self._client._run(delete_flow(portfolio_id, self._client._changelog))
+        await self._client.run_flow(delete_flow(portfolio_id, self._client.changelog))
 
     async def mint_token(self, portfolio_id: str, name: str, *, scopes: Iterable[str],
                          ips_whitelist: Iterable[str] | None = None,
@@ -519,24 +540,24 @@ class AsyncAgentPortfolios:
                          consent: str | None = None) -> MintedToken:
         c = self._client
         grant = token_request(name, scopes, ips_whitelist, expires_at)
-        return await c._run(mint_flow(portfolio_id, grant, c.environment, c._scope_cache,
-                                      c._changelog, request_id, _consent(consent) or None))
+        return await c.run_flow(mint_flow(portfolio_id, grant, c.environment, c.scope_cache,
+                                      c.changelog, request_id, _consent(consent) or None))
 
     async def update_token(self, portfolio_id: str, token_id: str, *,
                            consent: str | None = None, **changes: Any) -> None:
         _check_changes(changes)
         c = self._client
-        await c._run(update_flow(portfolio_id, token_id, changes, c.environment,
-                                 c._scope_cache, c._changelog, consent))
+        await c.run_flow(update_flow(portfolio_id, token_id, changes, c.environment,
+                                 c.scope_cache, c.changelog, consent))
 
     async def revoke_token(self, portfolio_id: str, token_id: str) -> None:
-        await self._client._run(revoke_flow(portfolio_id, token_id, self._client._changelog))
+        await self._client.run_flow(revoke_flow(portfolio_id, token_id, self._client.changelog))
 
     async def rotate_token(self, portfolio_id: str, token_id: str, *,
                            new_name: str | None = None) -> Rotation:
         c = self._client
-        old, new = await c._run(rotate_flow(portfolio_id, token_id, new_name, c.environment,
-                                            c._scope_cache, c._changelog))
+        old, new = await c.run_flow(rotate_flow(portfolio_id, token_id, new_name, c.environment,
+                                            c.scope_cache, c.changelog))
         return Rotation(old, new, lambda: self.revoke_token(portfolio_id, old.id))
 
 

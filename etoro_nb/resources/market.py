@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from etoro_nb._base import Call, Flow
+from etoro_nb._base import Call, Flow, read
 from etoro_nb.errors import ValidationError
 from etoro_nb.models import Candle, Rate
 
 if TYPE_CHECKING:
-    from etoro_nb.client import AsyncClient, Client
+    from etoro_nb._runner import AsyncRunner, Runner
 
 INTERVALS = ("OneMinute", "FiveMinutes", "TenMinutes", "FifteenMinutes", "ThirtyMinutes",
              "OneHour", "FourHours", "OneDay", "OneWeek")
@@ -26,7 +26,7 @@ def search_flow(text: str | None, fields: Iterable[str], page: int, page_size: i
     if sort:
         params["sort"] = sort
     answer = yield Call.of("searchForInstruments", params=params)
-    return list(answer.body["items"])
+    return read(answer, lambda body: [dict(item) for item in body["items"]])
 
 
 def rates_flow(instrument_ids: Iterable[int]) -> Flow[list[Rate]]:
@@ -35,7 +35,7 @@ def rates_flow(instrument_ids: Iterable[int]) -> Flow[list[Rate]]:
         raise ValidationError("instrument_ids", "give 1 to 100 instrument ids")
     answer = yield Call.of("retrieveCurrentMarketRatesPricingInformation",
                            params={"instrumentIds": ",".join(map(str, ids))})
-    return [Rate.model_validate(r) for r in answer.body["rates"]]
+    return read(answer, lambda body: [Rate.model_validate(r) for r in body["rates"]])
 
 
 def candles_flow(instrument_id: int, interval: str, count: int,
@@ -49,40 +49,40 @@ def candles_flow(instrument_id: int, interval: str, count: int,
     answer = yield Call.of("getCandles", {"instrumentId": int(instrument_id),
                                           "direction": direction, "interval": interval,
                                           "candlesCount": count})
-    return [Candle.model_validate(c) for group in answer.body["candles"]
-            for c in group["candles"]]
+    return read(answer, lambda body: [Candle.model_validate(c) for group in body["candles"]
+                                      for c in group["candles"]])
 
 
 class Market:
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: Runner) -> None:
         self._client = client
 
     def search(self, text: str | None = None, *, fields: Iterable[str] = DEFAULT_FIELDS,
                page: int = 1, page_size: int = 20, sort: str | None = None,
                **filters: Any) -> list[dict[str, Any]]:
         """Instruments matching ``text``; extra keywords filter on Instrument fields."""
-        return self._client._run(search_flow(text, fields, page, page_size, sort, filters))
+        return self._client.run_flow(search_flow(text, fields, page, page_size, sort, filters))
 
     def rates(self, instrument_ids: Iterable[int]) -> list[Rate]:
-        return self._client._run(rates_flow(instrument_ids))
+        return self._client.run_flow(rates_flow(instrument_ids))
 
     def candles(self, instrument_id: int, interval: str = "OneDay", count: int = 100, *,
                 direction: str = "asc") -> list[Candle]:
-        return self._client._run(candles_flow(instrument_id, interval, count, direction))
+        return self._client.run_flow(candles_flow(instrument_id, interval, count, direction))
 
 
 class AsyncMarket:
-    def __init__(self, client: AsyncClient) -> None:
+    def __init__(self, client: AsyncRunner) -> None:
         self._client = client
 
     async def search(self, text: str | None = None, *, fields: Iterable[str] = DEFAULT_FIELDS,
                      page: int = 1, page_size: int = 20, sort: str | None = None,
                      **filters: Any) -> list[dict[str, Any]]:
-        return await self._client._run(search_flow(text, fields, page, page_size, sort, filters))
+        return await self._client.run_flow(search_flow(text, fields, page, page_size, sort, filters))
 
     async def rates(self, instrument_ids: Iterable[int]) -> list[Rate]:
-        return await self._client._run(rates_flow(instrument_ids))
+        return await self._client.run_flow(rates_flow(instrument_ids))
 
     async def candles(self, instrument_id: int, interval: str = "OneDay", count: int = 100, *,
                       direction: str = "asc") -> list[Candle]:
-        return await self._client._run(candles_flow(instrument_id, interval, count, direction))
+        return await self._client.run_flow(candles_flow(instrument_id, interval, count, direction))

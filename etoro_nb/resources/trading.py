@@ -14,8 +14,10 @@ import uuid
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from pydantic import TypeAdapter
+
 from etoro_nb import rules
-from etoro_nb._base import AMBIGUOUS, Call, Flow
+from etoro_nb._base import AMBIGUOUS, Call, Flow, read
 from etoro_nb.errors import (
     APIConnectionError,
     APIError,
@@ -29,9 +31,10 @@ from etoro_nb.models import ClosedOrder, OrderInfo, OrderPlaced, Portfolio, Trad
 from etoro_nb.progress import Progress, reporter
 
 if TYPE_CHECKING:
-    from etoro_nb.client import AsyncClient, Client
+    from etoro_nb._runner import AsyncRunner, Runner, RunnerState
 
 Mode = Literal["demo", "real"]
+TRADES = TypeAdapter(list[Trade])  # a page of history: an array, not any iterable
 PAGE_SIZE = 100
 
 
@@ -63,7 +66,7 @@ class Paths:
 
 def portfolio_flow(p: Paths, *, pnl: bool) -> Flow[Portfolio]:
     answer = yield Call.of(p.ops["pnl" if pnl else "portfolio"])
-    return Portfolio.model_validate(answer.body["clientPortfolio"])
+    return read(answer, lambda body: Portfolio.model_validate(body["clientPortfolio"]))
 
 
 def history_flow(p: Paths, since: date, page_size: int,
@@ -74,7 +77,7 @@ def history_flow(p: Paths, since: date, page_size: int,
         answer = yield Call.of(p.ops["history"],
                                params={"minDate": since.isoformat(), "page": page,
                                        "pageSize": page_size})
-        batch = [Trade.model_validate(t) for t in answer.body]
+        batch = read(answer, TRADES.validate_python)
         trades.extend(batch)
         if progress is not None:
             progress(len(trades), page)
@@ -125,7 +128,7 @@ def open_flow(p: Paths, body: dict[str, Any], request_id: str | None) -> Flow[Or
             raise  # refused, or never sent: nothing was placed and the error says why
         failure = exc
     else:
-        return OrderPlaced.model_validate(answer.body)
+        return read(answer, OrderPlaced.model_validate)
     return (yield from _placed_or_not(p, call.operation, rid, failure))
 
 
@@ -166,7 +169,7 @@ def close_flow(p: Paths, position_id: int, instrument_id: int, units: float | No
         body["UnitsToDeduct"] = rules.positive(units, "units")
     answer = yield Call.of(p.ops["close"], {"positionId": position_id}, json=body,
                            request_id=request_id)
-    return ClosedOrder.model_validate(answer.body["orderForClose"])
+    return read(answer, lambda body: ClosedOrder.model_validate(body["orderForClose"]))
 
 
 def cancel_flow(p: Paths, order_id: int) -> Flow[None]:
@@ -178,7 +181,7 @@ def lookup_flow(p: Paths, order_id: int | None, reference_id: str | None) -> Flo
         raise ValidationError("order_id/reference_id", "give exactly one of them")
     params = {"orderId": order_id} if order_id is not None else {"referenceId": reference_id}
     answer = yield Call.of(p.ops["lookup"], params=params)
-    return OrderInfo.from_api(answer.body)
+    return read(answer, OrderInfo.from_api)
 
 
 def _since(since: date | datetime) -> date:
@@ -186,14 +189,14 @@ def _since(since: date | datetime) -> date:
 
 
 class _TradingBase:
-    def __init__(self, client: Any, mode: str) -> None:
+    def __init__(self, client: RunnerState, mode: str) -> None:
         self._client = client
         self.mode: Mode = _check_mode(mode)
         self._paths = Paths(self.mode)
 
     def _guard(self) -> None:
         """Refuse at once, before any lookup a flow makes (sending enforces it too)."""
-        self._client._guard(self.mode == "real")
+        self._client.ensure_real_allowed(self.mode == "real")
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(mode={self.mode!r}, environment={self._client.environment!r})"
@@ -202,21 +205,21 @@ class _TradingBase:
 class Trading(_TradingBase):
     """One account's trading: portfolio, P&L, history, orders and closing."""
 
-    _client: Client
+    _client: Runner
 
     def portfolio(self) -> Portfolio:
-        return self._client._run(portfolio_flow(self._paths, pnl=False))
+        return self._client.run_flow(portfolio_flow(self._paths, pnl=False))
 
     def pnl(self) -> Portfolio:
         """The portfolio with unrealised P&L per position and in total."""
-        return self._client._run(portfolio_flow(self._paths, pnl=True))
+        return self._client.run_flow(portfolio_flow(self._paths, pnl=True))
 
     def history(self, since: date | datetime, *, page_size: int = PAGE_SIZE,
                 progress: bool | Progress | None = None) -> list[Trade]:
         """Every closed trade since a date, all pages. ``progress`` is a callback
         ``(loaded, pages)`` called after each page, or ``True`` for a progress bar."""
         with reporter(progress, f"{self.mode} trade history") as report:
-            return self._client._run(history_flow(self._paths, _since(since), page_size,
+            return self._client.run_flow(history_flow(self._paths, _since(since), page_size,
                                                   report))
 
     def open_order(self, instrument: int | str, side: str = "buy", *,
@@ -229,39 +232,39 @@ class Trading(_TradingBase):
         body = order_body(instrument, side, amount, units, leverage, stop_loss, take_profit,
                           trailing_stop, trigger_rate)
         self._guard()
-        return self._client._run(open_flow(self._paths, body, request_id))
+        return self._client.run_flow(open_flow(self._paths, body, request_id))
 
     def close_position(self, position_id: int, instrument_id: int, *, units: float | None = None,
                        request_id: str | None = None) -> ClosedOrder:
         """Close a position, or ``units`` of it."""
         self._guard()
-        return self._client._run(close_flow(self._paths, position_id, instrument_id, units,
+        return self._client.run_flow(close_flow(self._paths, position_id, instrument_id, units,
                                             request_id))
 
     def cancel_order(self, order_id: int) -> None:
         self._guard()
-        self._client._run(cancel_flow(self._paths, order_id))
+        self._client.run_flow(cancel_flow(self._paths, order_id))
 
     def lookup_order(self, order_id: int | None = None, *,
                      reference_id: str | None = None) -> OrderInfo:
-        return self._client._run(lookup_flow(self._paths, order_id, reference_id))
+        return self._client.run_flow(lookup_flow(self._paths, order_id, reference_id))
 
 
 class AsyncTrading(_TradingBase):
     """The ``AsyncClient`` twin of ``Trading``."""
 
-    _client: AsyncClient
+    _client: AsyncRunner
 
     async def portfolio(self) -> Portfolio:
-        return await self._client._run(portfolio_flow(self._paths, pnl=False))
+        return await self._client.run_flow(portfolio_flow(self._paths, pnl=False))
 
     async def pnl(self) -> Portfolio:
-        return await self._client._run(portfolio_flow(self._paths, pnl=True))
+        return await self._client.run_flow(portfolio_flow(self._paths, pnl=True))
 
     async def history(self, since: date | datetime, *, page_size: int = PAGE_SIZE,
                       progress: bool | Progress | None = None) -> list[Trade]:
         with reporter(progress, f"{self.mode} trade history") as report:
-            return await self._client._run(history_flow(self._paths, _since(since), page_size,
+            return await self._client.run_flow(history_flow(self._paths, _since(since), page_size,
                                                         report))
 
     async def open_order(self, instrument: int | str, side: str = "buy", *,
@@ -273,19 +276,19 @@ class AsyncTrading(_TradingBase):
         body = order_body(instrument, side, amount, units, leverage, stop_loss, take_profit,
                           trailing_stop, trigger_rate)
         self._guard()
-        return await self._client._run(open_flow(self._paths, body, request_id))
+        return await self._client.run_flow(open_flow(self._paths, body, request_id))
 
     async def close_position(self, position_id: int, instrument_id: int, *,
                              units: float | None = None,
                              request_id: str | None = None) -> ClosedOrder:
         self._guard()
-        return await self._client._run(close_flow(self._paths, position_id, instrument_id,
+        return await self._client.run_flow(close_flow(self._paths, position_id, instrument_id,
                                                   units, request_id))
 
     async def cancel_order(self, order_id: int) -> None:
         self._guard()
-        await self._client._run(cancel_flow(self._paths, order_id))
+        await self._client.run_flow(cancel_flow(self._paths, order_id))
 
     async def lookup_order(self, order_id: int | None = None, *,
                            reference_id: str | None = None) -> OrderInfo:
-        return await self._client._run(lookup_flow(self._paths, order_id, reference_id))
+        return await self._client.run_flow(lookup_flow(self._paths, order_id, reference_id))
