@@ -17,7 +17,8 @@ from pydantic import AliasChoices, BaseModel, ConfigDict, Field, SecretStr
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore")
+    # defer_build: each model's validator is built on first use, not at import.
+    model_config = ConfigDict(populate_by_name=True, frozen=True, extra="ignore", defer_build=True)
 
 
 # -- delegation ---------------------------------------------------------------------------

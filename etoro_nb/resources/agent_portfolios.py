@@ -21,6 +21,7 @@ import logging
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from pydantic import StrictStr, TypeAdapter
@@ -42,7 +43,13 @@ if TYPE_CHECKING:
     from etoro_nb._runner import AsyncRunner, Runner
 
 log = logging.getLogger("etoro_nb.client")
-SCOPE_NAMES = TypeAdapter(list[StrictStr])
+
+
+@cache
+def scope_names() -> TypeAdapter[list[str]]:
+    """The validator of the allowed-scopes answer, built on first use (not at import)."""
+    return TypeAdapter(list[StrictStr])
+
 SECRET_LOST = {"secret": "lost with the answer"}  # the detail of a token nobody received
 
 
@@ -95,7 +102,7 @@ def now_flow(environment: str) -> Flow[datetime]:
 def allowed_scopes_flow(cache: list[str]) -> Flow[list[str]]:
     if not cache:
         answer = yield Call.of("getAgentPortfolioAllowedScopesV2")
-        cache[:] = read(answer, lambda body: SCOPE_NAMES.validate_python(
+        cache[:] = read(answer, lambda body: scope_names().validate_python(
             [s["name"] for s in body["scopes"]]))
     return list(cache)
 
