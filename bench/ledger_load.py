@@ -11,8 +11,10 @@ kept, only new ones are read); the baselines are the best of three.
 
 The ledgers: one made by ``synthesize`` (default settings: sealed as it grows), and one
 with the same events whose last 200,000 were appended by a writer with sealing off, as
-processes that never seal (or a seal not yet run) leave them; both are read with the
-default settings.
+processes that never seal (or a seal not yet run) leave them; its upkeep thread drafts the
+live rows as they come (default settings: every 5,000 rows, see ``etoro_nb.ledger.drafts``),
+and it closes once its upkeep is done, as a long-running writer's would be. Both are read
+with the default settings.
 
 Seal delay: a fresh ledger at the default settings records requests (an intent and an
 outcome each, through ``UsageRecorder``) past the seal threshold twice. Printed: the median
@@ -40,7 +42,7 @@ import pandas as pd
 import polars as pl
 
 from etoro_nb import frames
-from etoro_nb.ledger import DEFAULT_SEAL_THRESHOLD, Ledger
+from etoro_nb.ledger import DEFAULT_SEAL_THRESHOLD, Ledger, drafts
 from etoro_nb.ledger.recorder import UsageRecorder
 from etoro_nb.ledger.schema import USAGE_COLUMNS
 from etoro_nb.ledger.synth import synthesize
@@ -78,6 +80,7 @@ def build(work: Path, events: int, live: int) -> tuple[Path, Path, pl.DataFrame]
         with Ledger(partly, seal_threshold=None) as ledger:  # a writer that never seals
             for i in range(events - live, events, BATCH):
                 ledger.extend_usage(rows[i:i + BATCH])
+            ledger.wait_for_upkeep()  # its drafts of the live rows
     return sealed, partly, usage
 
 
@@ -162,7 +165,8 @@ def main() -> None:
     for label, path in (("all sealed", sealed), (f"{args.live} live", partly)):
         with Ledger(path) as ledger:
             shape = (f"{len(ledger.segments('usage_events'))} segments, "
-                     f"{ledger.live_count('usage_events')} live rows")
+                     f"{ledger.live_count('usage_events')} live rows, "
+                     f"{len(drafts.present(ledger.segments_dir))} drafts")
             got = frames.usage(ledger)
             assert isinstance(got, pl.DataFrame) and got.equals(usage), "not the same events"
         cold, warm = loads(path, frames.usage)

@@ -70,7 +70,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file (or a directory's entries) to the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -136,9 +137,9 @@ def draft_segment(conn: sqlite3.Connection, segments_dir: Path, table: str,
     tmp = final.with_name(name + ".tmp")
     try:
         frame.write_parquet(tmp, compression="zstd", statistics=True)
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, final)
-        _fsync(segments_dir)
+        fsync_path(segments_dir)
     finally:
         tmp.unlink(missing_ok=True)
     return _Draft(after, final, {
