@@ -26,6 +26,7 @@ import polars as pl
 from etoro_nb.ledger import drafts
 from etoro_nb.ledger.schema import CHAINED, GENESIS, SEALABLE
 from etoro_nb.ledger.sealing import STORED, file_sha256
+from etoro_nb.ledger.tables import TABLES
 
 if TYPE_CHECKING:
     from etoro_nb.ledger.checkpoint import Checkpoint
@@ -42,6 +43,7 @@ class _Chain:
 
     def __init__(self, table: str, wanted: set[int], kept: set[int] | None = None) -> None:
         self.table = table
+        self.spec = TABLES[table]
         self.kept = kept or set()  # rows kept whole (those drafts claim), in ``rows_kept``
         self.rows_kept: dict[int, tuple[Any, ...]] = {}
         self.prev = GENESIS
@@ -62,7 +64,7 @@ class _Chain:
             if prev_hash != self.prev:
                 raise _Broken(f"{self.table} row {seq} {where}: its link to row {seq - 1} "
                               "is broken")
-            if chain_hash(self.prev, values) != row_hash:
+            if chain_hash(self.prev, self.spec.hashed_values(values)) != row_hash:
                 raise _Broken(f"{self.table} row {seq} {where} was altered: its hash does not "
                               "match its contents")
             if seq in self.wanted:
