@@ -362,3 +362,45 @@ def test_a_draft_gone_before_it_is_read_leaves_its_rows_to_sql(
 
     monkeypatch.setattr(drafts, "usable", then_pruned)
     assert Ledger(path, seal_threshold=None).scan("usage_events").collect().equals(expected)
+
+
+DRAFTING_SEALER = """
+import sys
+from etoro_nb.ledger import Ledger, drafts
+from tests.test_ledger_scan import _append
+drafts.DRAFT_ROWS = 20
+ledger = Ledger(sys.argv[1], seal_threshold=None)
+for round_ in range(40):
+    _append(ledger, 600 + round_ * 25, 25)
+    with ledger._reading() as conn:
+        drafts.draft_due(conn, ledger.segments_dir, "usage_events")
+        drafts.prune(conn, ledger.segments_dir)
+    if round_ % 4 == 3:
+        ledger.seal()
+ledger.close()
+"""
+
+
+def test_scans_stay_consistent_while_another_process_drafts_and_seals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(drafts, "DRAFT_ROWS", 20)
+    path = tmp_path / "l.sqlite"
+    _half_sealed(path).close()
+    writer = subprocess.Popen([sys.executable, "-c", DRAFTING_SEALER, str(path)], cwd=ROOT,
+                              stderr=subprocess.DEVNULL)
+    scans = 0
+    seen = 0
+    while writer.poll() is None or scans < 3:
+        reader = Ledger(path, seal_threshold=None)  # cold each time: drafts and SQL
+        seqs = reader.scan("usage_events").collect()["seq"].to_list()
+        reader.close()
+        assert seqs == list(range(1, len(seqs) + 1))  # no row dropped, none twice
+        assert len(seqs) >= seen
+        seen, scans = len(seqs), scans + 1
+    assert writer.returncode == 0
+    assert seen == 600 + 40 * 25
+    final = Ledger(path, seal_threshold=None)
+    assert final.verify().ok
+    assert final.scan("usage_events").collect().equals(
+        Ledger(path, seal_threshold=None).scan("usage_events").collect())
