@@ -13,7 +13,7 @@ from typing import Any
 import polars as pl
 import pytest
 
-from etoro_nb.ledger import Ledger, sealing
+from etoro_nb.ledger import Ledger, drafts, sealing
 from etoro_nb.ledger.upkeep import CHECKPOINT_EVERY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -231,3 +231,176 @@ def test_bad_scan_arguments_are_refused_by_name(tmp_path: Path) -> None:
         ledger.scan("usage_events", since="2026-03-01")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="table must be one of"):
         ledger.scan("segments")
+
+
+# -- drafts: columnar copies of live rows -------------------------------------------------
+
+
+def _drafted(ledger: Ledger) -> int:
+    with ledger._reading() as conn:
+        return drafts.draft_due(conn, ledger.segments_dir, "usage_events")
+
+
+def test_a_cold_scan_reads_the_drafted_live_rows_from_their_drafts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(drafts, "DRAFT_ROWS", 10**9)  # no draft: the reference reads SQL
+    path = tmp_path / "l.sqlite"
+    ledger = _half_sealed(path)
+    _append(ledger, 600, 30)  # rows 401-630 live
+    plain = Ledger(path, seal_threshold=None)
+    reference = {repr(f): plain.scan("usage_events", **f).collect() for f in FILTERS}
+    monkeypatch.setattr(drafts, "DRAFT_ROWS", 50)
+    assert drafts.present(ledger.segments_dir) == []
+    assert _drafted(ledger) == 200  # rows 401-600; 601-630 are not a full draft yet
+    for filters in FILTERS:
+        fresh = Ledger(path, seal_threshold=None)
+        statements: list[str] = []
+        with fresh._reading() as conn:
+            conn.set_trace_callback(statements.append)
+        got = fresh.scan("usage_events", **filters).collect()
+        assert got.equals(reference[repr(filters)]), filters
+        live = [s for s in statements if "FROM usage_events WHERE seq >" in s]
+        assert len(live) == 1 and "seq > 600" in live[0], live  # rows after the drafts only
+        fresh.close()
+
+
+def test_the_writers_upkeep_drafts_live_rows_and_deletes_those_a_seal_covers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(drafts, "DRAFT_ROWS", 100)
+    ledger = Ledger(tmp_path / "l.sqlite", seal_threshold=None)
+    _append(ledger, 0, CHECKPOINT_EVERY + 30)  # the checkpoint after 500 commits drafts
+    assert ledger.wait_for_upkeep(timeout=120)
+    assert [(d.first, d.last) for d in drafts.present(ledger.segments_dir)] == \
+        [(1, 100), (101, 200), (201, 300), (301, 400), (401, 500)]
+    assert ledger.verify().ok
+    ledger.seal()  # rows 1-530 sealed: every draft is obsolete
+    assert ledger.wait_for_upkeep(timeout=120)
+    assert drafts.present(ledger.segments_dir) == []
+    assert Ledger(tmp_path / "l.sqlite").scan("usage_events").collect().height == 530
+    ledger.close()
+
+
+def test_a_cold_read_of_many_undrafted_rows_drafts_them_for_the_next_reader(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(drafts, "DRAFT_ROWS", 40)
+    path = tmp_path / "l.sqlite"
+    _half_sealed(path).close()  # rows 401-600 live, none drafted
+    first = Ledger(path, seal_threshold=None).scan("usage_events").collect()
+    assert [(d.first, d.last) for d in drafts.present(path.with_name("l.sqlite.segments"))] \
+        == [(401 + 40 * k, 440 + 40 * k) for k in range(5)]
+    nxt = Ledger(path, seal_threshold=None)
+    statements: list[str] = []
+    with nxt._reading() as conn:
+        conn.set_trace_callback(statements.append)
+    assert nxt.scan("usage_events").collect().equals(first)
+    assert [s for s in statements if "FROM usage_events WHERE seq >" in s] == \
+        ["SELECT seq, ts_us, phase, request_id, attempt, principal, portfolio_id, token_id, "
+         "token_fingerprint, environment, method, route, operation_id, scope_required, status, "
+         "error_code, latency_ms FROM usage_events WHERE seq > 600 ORDER BY seq"]
+
+
+def test_a_draft_that_does_not_match_the_ledger_is_ignored_and_fails_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(drafts, "DRAFT_ROWS", 10**9)
+    path = tmp_path / "l.sqlite"
+    ledger = _half_sealed(path)
+    expected = Ledger(path, seal_threshold=None).scan("usage_events").collect()
+    monkeypatch.setattr(drafts, "DRAFT_ROWS", 100)
+    # Drafts of other rows 1-500 (another ledger once at this path, say): 401-500 follows
+    # the last sealed row, but is not this ledger's.
+    other = Ledger(tmp_path / "other.sqlite", seal_threshold=None)
+    _append(other, 1, 500)
+    with other._reading() as conn:
+        drafts.draft_due(conn, ledger.segments_dir, "usage_events")
+    assert [(d.first, d.last) for d in drafts.present(ledger.segments_dir)][-1] == (401, 500)
+    fresh = Ledger(path, seal_threshold=None)
+    statements: list[str] = []
+    with fresh._reading() as conn:
+        conn.set_trace_callback(statements.append)
+    assert fresh.scan("usage_events").collect().equals(expected)
+    assert any("WHERE seq > 400" in s for s in statements)  # no draft used
+    result = ledger.verify()
+    assert not result.ok and "draft usage_events-" in str(result.problem)
+
+
+def test_a_tampered_draft_is_caught_by_verify(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(drafts, "DRAFT_ROWS", 100)
+    ledger = _half_sealed(tmp_path / "l.sqlite")
+    _drafted(ledger)
+    assert ledger.verify().ok
+    draft = drafts.present(ledger.segments_dir)[0]
+    rows = pl.read_parquet(draft.path)
+    rows.with_columns(status=pl.when(pl.col("seq") == 450).then(500).otherwise("status")) \
+        .write_parquet(draft.path)  # same name, same hashes: only the status of row 450
+    result = ledger.verify()
+    assert not result.ok
+    assert result.problem == (f"draft {draft.path.name} was altered: it does not hold the "
+                              "usage_events rows 401-500 it claims (readers would use it in "
+                              "their place)")
+
+
+def test_a_draft_gone_before_it_is_read_leaves_its_rows_to_sql(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(drafts, "DRAFT_ROWS", 100)
+    path = tmp_path / "l.sqlite"
+    ledger = _half_sealed(path)
+    expected = Ledger(path, seal_threshold=None).scan("usage_events").collect()
+    _drafted(ledger)
+    real = drafts.usable
+
+    def then_pruned(*args: Any) -> list[drafts.Draft]:
+        chain = real(*args)
+        chain[0].path.unlink()  # another process's upkeep pruned it meanwhile
+        return chain
+
+    monkeypatch.setattr(drafts, "usable", then_pruned)
+    assert Ledger(path, seal_threshold=None).scan("usage_events").collect().equals(expected)
+
+
+DRAFTING_SEALER = """
+import sys
+from etoro_nb.ledger import Ledger, drafts
+from tests.test_ledger_scan import _append
+drafts.DRAFT_ROWS = 20
+ledger = Ledger(sys.argv[1], seal_threshold=None)
+for round_ in range(40):
+    _append(ledger, 600 + round_ * 25, 25)
+    with ledger._reading() as conn:
+        drafts.draft_due(conn, ledger.segments_dir, "usage_events")
+        drafts.prune(conn, ledger.segments_dir)
+    if round_ % 4 == 3:
+        ledger.seal()
+ledger.close()
+"""
+
+
+def test_scans_stay_consistent_while_another_process_drafts_and_seals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(drafts, "DRAFT_ROWS", 20)
+    path = tmp_path / "l.sqlite"
+    _half_sealed(path).close()
+    writer = subprocess.Popen([sys.executable, "-c", DRAFTING_SEALER, str(path)], cwd=ROOT,
+                              stderr=subprocess.DEVNULL)
+    scans = 0
+    seen = 0
+    while writer.poll() is None or scans < 3:
+        reader = Ledger(path, seal_threshold=None)  # cold each time: drafts and SQL
+        seqs = reader.scan("usage_events").collect()["seq"].to_list()
+        reader.close()
+        assert seqs == list(range(1, len(seqs) + 1))  # no row dropped, none twice
+        assert len(seqs) >= seen
+        seen, scans = len(seqs), scans + 1
+    assert writer.returncode == 0
+    assert seen == 600 + 40 * 25
+    final = Ledger(path, seal_threshold=None)
+    assert final.verify().ok
+    assert final.scan("usage_events").collect().equals(
+        Ledger(path, seal_threshold=None).scan("usage_events").collect())

@@ -9,7 +9,13 @@ Filters reach both parts: a predicate on the Parquet scan (polars skips the row 
 and so the segments, whose statistics can't match) and the same conditions in the live
 rows' SQL ``WHERE`` clause, as parameters.
 
-The live rows decoded from SQLite are kept per ledger and table: they never change (the
+Live rows come from drafts where there are some (see ``drafts``): Parquet copies of
+consecutive live rows, used only when SQLite's hash of their last row is the one they
+claim, in the same read transaction; only the rows after the last draft are decoded from
+SQL. A cold read that finds at least two drafts' worth of undrafted rows writes them as
+drafts for the next reader.
+
+The live rows read are kept per ledger and table: they never change (the
 table is append-only, and a row leaves it only once it is in a segment), so the next scan
 reads only the rows appended since and filters the kept ones in memory. A filtered scan
 with nothing kept reads only the matching rows. The kept rows are what the chain recorded
@@ -19,12 +25,14 @@ when they were read; ``verify()`` reads the file afresh.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from etoro_nb.ledger import drafts
 from etoro_nb.ledger.schema import CHAINED
 from etoro_nb.ledger.sealing import STORED
 
@@ -95,8 +103,9 @@ def _predicate(conditions: list[Condition]) -> pl.Expr | None:
     return pl.all_horizontal(exprs) if exprs else None
 
 
-def _select(conn: sqlite3.Connection, table: str, conditions: list[Condition]) -> pl.DataFrame:
-    columns = CHAINED[table]
+def _select(conn: sqlite3.Connection, table: str, conditions: list[Condition], *,
+            hashes: bool = False) -> pl.DataFrame:
+    columns = tuple(STORED[table]) if hashes else CHAINED[table]
     where = " AND ".join(f"{column} {op} ?" for column, op, _ in conditions)
     rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE {where} ORDER BY seq",
                         [value for _, _, value in conditions]).fetchall()
@@ -104,10 +113,43 @@ def _select(conn: sqlite3.Connection, table: str, conditions: list[Condition]) -
     return pl.DataFrame(rows, schema=schema, orient="row")
 
 
+def _drafted(ledger: Ledger, conn: sqlite3.Connection, table: str, after: int,
+             predicate: pl.Expr | None) -> tuple[pl.DataFrame | None, int]:
+    """The live rows after row ``after`` held by usable drafts (meeting ``predicate``), and
+    the last row they hold; (None, ``after``) if there are none or one can't be read (it
+    was pruned after a seal, or is damaged): then SQL has them all."""
+    chain = drafts.usable(conn, ledger.segments_dir, table, after)
+    if not chain:
+        return None, after
+    lazy = pl.scan_parquet([d.path for d in chain], schema=dict(STORED[table]))
+    lazy = lazy.select(list(CHAINED[table]))
+    try:
+        frame = (lazy if predicate is None else lazy.filter(predicate)).collect()
+    except (OSError, pl.exceptions.PolarsError):
+        return None, after
+    return frame, chain[-1].last
+
+
+def _cold(ledger: Ledger, conn: sqlite3.Connection, table: str, after: int,
+          conditions: list[Condition]) -> pl.DataFrame:
+    """The live rows after row ``after`` meeting ``conditions``, from drafts and SQL; an
+    unfiltered read drafts what it decoded if that is two drafts' worth or more."""
+    predicate = _predicate(conditions)
+    from_drafts, drafted = _drafted(ledger, conn, table, after, predicate)
+    newest = int(conn.execute(f"SELECT max(seq) FROM {table}").fetchone()[0] or 0)
+    draft_now = not conditions and newest - drafted >= 2 * drafts.DRAFT_ROWS
+    rest = _select(conn, table, [("seq", ">", drafted), *conditions], hashes=draft_now)
+    if draft_now:
+        with suppress(OSError):  # a cache for the next reader: a full disk can't fail a read
+            drafts.write(ledger.segments_dir, table, rest)
+        rest = rest.select(list(CHAINED[table]))
+    return rest if from_drafts is None else pl.concat([from_drafts, rest])
+
+
 def _live(ledger: Ledger, conn: sqlite3.Connection, table: str, after: int,
           conditions: list[Condition]) -> pl.DataFrame:
     """The live rows (those after row ``after``) that meet ``conditions``, from the kept
-    rows and the rows appended since when there are kept rows, else from SQL alone."""
+    rows and the rows appended since when there are kept rows, else from drafts and SQL."""
     kept: LiveRows | None = ledger._live_cache.get(table)
     if kept is not None and kept.after <= after <= kept.through:
         # Kept rows since sealed are in a segment now; rows appended since are read.
@@ -115,9 +157,9 @@ def _live(ledger: Ledger, conn: sqlite3.Connection, table: str, after: int,
         tail = _select(conn, table, [("seq", ">", kept.through)])
         frame = pl.concat([frame, tail]) if tail.height else frame
     elif conditions:  # nothing kept: read only the matching rows
-        return _select(conn, table, [("seq", ">", after), *conditions])
+        return _cold(ledger, conn, table, after, conditions)
     else:
-        frame = _select(conn, table, [("seq", ">", after)])
+        frame = _cold(ledger, conn, table, after, [])
     through = int(frame["seq"][-1]) if frame.height else after
     ledger._live_cache[table] = LiveRows(after, through, frame)
     predicate = _predicate(conditions)

@@ -9,35 +9,32 @@ no gap), so no flag or forged segment lets a row go that no segment holds.
 
 The triggers stop mistakes and casual edits, not an attacker: anyone who can write the
 file can drop them. What proves integrity is the hash chain (``verify``) and, for the
-newest rows, a signed checkpoint kept elsewhere (``checkpoint``). ``0003_seal_guard`` also
+newest rows, a signed checkpoint kept elsewhere (``checkpoint``).
+
+The columns of each table are specified once, in ``tables``; the names here are made from
+those specs. ``0003_seal_guard`` also
 gives each ledger a random identity (``ledger_meta.ledger_id``) that checkpoints name.
 """
 
 from __future__ import annotations
 
-USAGE_COLUMNS = (
-    "seq", "ts_us", "phase", "request_id", "attempt", "principal", "portfolio_id", "token_id",
-    "token_fingerprint", "environment", "method", "route", "operation_id", "scope_required",
-    "status", "error_code", "latency_ms",
-)
-LIFECYCLE_COLUMNS = (
-    "seq", "ts_us", "request_id", "kind", "portfolio_id", "token_id", "token_name", "scopes",
-    "ips_whitelist", "expires_at_us", "detail", "phase",
-)
-SEGMENT_COLUMNS = (
-    "seq", "ts_us", "table_name", "first_seq", "last_seq", "rows", "file", "sha256",
-    "first_prev_hash", "last_hash",
-)
-CHAINED = {"usage_events": USAGE_COLUMNS, "lifecycle_events": LIFECYCLE_COLUMNS,
-           "segments": SEGMENT_COLUMNS}
-LATER_COLUMNS = {"lifecycle_events": ("phase",)}
+from etoro_nb.ledger.tables import LIFECYCLE, SEGMENTS, TABLES, USAGE
+
+# The columns of each chained table, from its spec (``tables``).
+USAGE_COLUMNS = USAGE.names
+LIFECYCLE_COLUMNS = LIFECYCLE.names
+SEGMENT_COLUMNS = SEGMENTS.names
+CHAINED = {name: table.names for name, table in TABLES.items()}
+LATER_COLUMNS = {name: table.later for name, table in TABLES.items() if table.later}
 """Columns added to a chained table after rows were hashed without them (last in its
 column tuple). A row hashes them only when set, so the older rows still verify."""
 SEALABLE = ("usage_events", "lifecycle_events")
-REAL_COLUMNS = frozenset({"latency_ms"})
+REAL_COLUMNS = frozenset().union(*(table.real for table in TABLES.values()))
 GENESIS = "0" * 64
 LEDGER_ID = "ledger_id"  # the ledger_meta key of the ledger's random identity
 
+# The migrations are history: literal, never regenerated from the specs (a ledger made by
+# them must match the specs: tests/test_ledger_spec.py).
 _V1 = """
 CREATE TABLE ledger_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE ledger_state (id INTEGER PRIMARY KEY CHECK (id = 1), sealing INTEGER NOT NULL);

@@ -35,31 +35,17 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from etoro_nb.errors import LedgerError
-from etoro_nb.ledger.schema import CHAINED
+from etoro_nb.ledger.schema import SEALABLE
+from etoro_nb.ledger.tables import TABLES
 
 if TYPE_CHECKING:
     from etoro_nb.ledger.core import Ledger
 
 TIDY_ROWS = 250  # sealed rows deleted per transaction in the background: ~2 ms of lock
 DRAFT_TIMEOUT = 600.0
-_TEXT = pl.String
 STORED: dict[str, dict[str, pl.DataType | type[pl.DataType]]] = {
-    "usage_events": {
-        "seq": pl.Int64, "ts_us": pl.Int64, "phase": _TEXT, "request_id": _TEXT,
-        "attempt": pl.Int64, "principal": _TEXT, "portfolio_id": _TEXT, "token_id": _TEXT,
-        "token_fingerprint": _TEXT, "environment": _TEXT, "method": _TEXT, "route": _TEXT,
-        "operation_id": _TEXT, "scope_required": _TEXT, "status": pl.Int64,
-        "error_code": _TEXT, "latency_ms": pl.Float64, "prev_hash": _TEXT, "row_hash": _TEXT,
-    },
-    "lifecycle_events": {
-        "seq": pl.Int64, "ts_us": pl.Int64, "request_id": _TEXT, "kind": _TEXT,
-        "portfolio_id": _TEXT, "token_id": _TEXT, "token_name": _TEXT, "scopes": _TEXT,
-        "ips_whitelist": _TEXT, "expires_at_us": pl.Int64, "detail": _TEXT, "phase": _TEXT,
-        "prev_hash": _TEXT, "row_hash": _TEXT,
-    },
-}
-for _table, _schema in STORED.items():
-    assert tuple(_schema)[:-2] == CHAINED[_table], _table
+    name: TABLES[name].stored for name in SEALABLE}
+"""The stored rows' polars schema (columns, then the chain hashes), from the table specs."""
 
 
 def file_sha256(path: Path) -> str:
@@ -70,7 +56,8 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _fsync(path: Path) -> None:
+def fsync_path(path: Path) -> None:
+    """Flush a file (or a directory's entries) to the disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -136,9 +123,9 @@ def draft_segment(conn: sqlite3.Connection, segments_dir: Path, table: str,
     tmp = final.with_name(name + ".tmp")
     try:
         frame.write_parquet(tmp, compression="zstd", statistics=True)
-        _fsync(tmp)
+        fsync_path(tmp)
         os.replace(tmp, final)
-        _fsync(segments_dir)
+        fsync_path(segments_dir)
     finally:
         tmp.unlink(missing_ok=True)
     return _Draft(after, final, {

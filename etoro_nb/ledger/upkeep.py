@@ -1,9 +1,12 @@
 """Upkeep: the ledger's housework, done by one background thread per ``Ledger`` so that no
 request waits for it.
 
-Two jobs: sealing a table once its live part crosses the seal threshold (an append only
-asks for it), and checkpointing the WAL into the database file (the appending connection
-does not checkpoint by itself: a checkpoint copies and syncs megabytes). The thread is a
+Three jobs: sealing a table once its live part crosses the seal threshold (an append only
+asks for it), checkpointing the WAL into the database file (the appending connection
+does not checkpoint by itself: a checkpoint copies and syncs megabytes), and, with each
+checkpoint, keeping the drafts of live rows (see ``drafts``): deleting those a seal made
+obsolete and drafting every ``DRAFT_ROWS`` new live rows, so that readers decode few rows
+from SQLite whether or not the table is sealed. The thread is a
 daemon, started by the first job and ending when none is left; ``Ledger.close()`` lets it
 finish the job in hand. A seal cut short by the process ending leaves the ledger
 consistent (see ``sealing``).
@@ -95,6 +98,9 @@ class Upkeep:
             try:
                 if job is None:
                     self._ledger._checkpoint()
+                    from etoro_nb.ledger import drafts
+
+                    drafts.upkeep(self._ledger)
                 else:
                     self._ledger._seal_if_due(*job)
             except Exception as exc:  # the other jobs must still run

@@ -7,6 +7,11 @@ again). With checkpoints (see ``checkpoint``) it also proves that every row up t
 checkpointed head is present and unchanged: the row at the head's sequence number still
 has the signed hash, and that hash covers every row before it, sealed segments included.
 Rows appended after the newest checkpoint are only as good as the chain.
+
+Drafts (see ``drafts``) are not in the chain, but readers use them in place of live rows:
+every draft present must hold exactly the rows it claims, hashes included, or verification
+fails naming it (a draft written after the snapshot verified, past its last row, waits for
+the next verification).
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from etoro_nb.ledger import drafts
 from etoro_nb.ledger.schema import CHAINED, GENESIS, SEALABLE
-from etoro_nb.ledger.sealing import file_sha256
+from etoro_nb.ledger.sealing import STORED, file_sha256
+from etoro_nb.ledger.tables import TABLES
 
 if TYPE_CHECKING:
     from etoro_nb.ledger.checkpoint import Checkpoint
@@ -34,8 +41,11 @@ class _Chain:
     """Walks one table's rows in order, checking sequence and hashes, and keeping the hash
     of each row a checkpoint asks about (``wanted``)."""
 
-    def __init__(self, table: str, wanted: set[int]) -> None:
+    def __init__(self, table: str, wanted: set[int], kept: set[int] | None = None) -> None:
         self.table = table
+        self.spec = TABLES[table]
+        self.kept = kept or set()  # rows kept whole (those drafts claim), in ``rows_kept``
+        self.rows_kept: dict[int, tuple[Any, ...]] = {}
         self.prev = GENESIS
         self.expect = 1
         self.rows = 0
@@ -54,11 +64,13 @@ class _Chain:
             if prev_hash != self.prev:
                 raise _Broken(f"{self.table} row {seq} {where}: its link to row {seq - 1} "
                               "is broken")
-            if chain_hash(self.prev, values) != row_hash:
+            if chain_hash(self.prev, self.spec.hashed_values(values)) != row_hash:
                 raise _Broken(f"{self.table} row {seq} {where} was altered: its hash does not "
                               "match its contents")
             if seq in self.wanted:
                 self.seen[seq] = row_hash
+            if seq in self.kept:
+                self.rows_kept[seq] = tuple(row)
             self.prev = row_hash
             self.expect += 1
             self.rows += 1
@@ -111,7 +123,11 @@ def verify_with(ledger: Ledger, checkpoints: Sequence[Checkpoint] | None, *,
             for c in mine:
                 for table, head in c.heads.items():
                     wanted[table].add(head.seq)
-        chains = {t: _Chain(t, wanted[t]) for t in CHAINED}
+        present = [d for d in drafts.present(ledger.segments_dir) if d.table in SEALABLE]
+        claimed: dict[str, set[int]] = {t: set() for t in CHAINED}
+        for d in present:
+            claimed[d.table].update(range(d.first, d.last + 1))
+        chains = {t: _Chain(t, wanted[t], claimed[t]) for t in CHAINED}
         chains["segments"].check(live["segments"], "in the segments table")
         names = CHAINED["segments"]
         segments = [dict(zip(names, r[:-2], strict=True)) for r in live["segments"]]
@@ -121,6 +137,8 @@ def verify_with(ledger: Ledger, checkpoints: Sequence[Checkpoint] | None, *,
                 _check_segment(ledger, chain, seg)
                 segments_checked += 1
             chain.check(live[table], "in the live ledger")
+        for d in present:
+            _check_draft(chains[d.table], d)
         if status != "ok":
             raise _Broken(f"SQLite integrity_check: {status}")
         for c in mine:  # the newest first: it covers the most rows
@@ -151,6 +169,22 @@ def _check_segment(ledger: Ledger, chain: _Chain, seg: dict[str, Any]) -> None:
                       "the chain records")
     if chain.prev != seg["last_hash"]:
         raise _Broken(f"segment {seg['file']} ends on a different hash than the chain records")
+
+
+def _check_draft(chain: _Chain, draft: drafts.Draft) -> None:
+    if draft.last >= chain.expect:
+        return  # written after the snapshot: its rows are not verified yet
+    try:
+        rows = pl.read_parquet(draft.path, columns=list(STORED[chain.table])).rows()
+    except FileNotFoundError:
+        return  # obsolete, deleted since it was listed
+    except (OSError, pl.exceptions.PolarsError) as exc:
+        raise _Broken(f"draft {draft.path.name} cannot be read: {exc}") from None
+    claimed = [chain.rows_kept.get(seq) for seq in range(draft.first, draft.last + 1)]
+    if rows != claimed or not str(claimed[-1][-1] if claimed[-1] else "").startswith(draft.hash):
+        raise _Broken(f"draft {draft.path.name} was altered: it does not hold the {chain.table} "
+                      f"rows {draft.first}-{draft.last} it claims (readers would use it in "
+                      "their place)")
 
 
 def _check_heads(checkpoint: Checkpoint, chains: dict[str, _Chain], source: str) -> None:

@@ -1,0 +1,215 @@
+"""Loaders that read a ledger (or frames) only: usage, requests, lifecycle, unfinished
+changes, tokens and grants from the lifecycle, least privilege. Nothing here imports an
+HTTP client: auditing a ledger file needs none."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, timedelta
+from typing import Any, Literal
+
+import polars as pl
+
+from etoro_nb import scopes
+from etoro_nb.frames.common import (
+    LEAST_PRIVILEGE_SCHEMA,
+    LIFECYCLE_SCHEMA,
+    SCOPES,
+    TOKENS_SCHEMA,
+    USAGE_SCHEMA,
+    _schema,
+    _token_row,
+    _utc,
+    frame_of,
+    grants,
+)
+from etoro_nb.frames.replay import expirations, replay
+from etoro_nb.ledger import Ledger
+
+
+def _us_to_utc(column: str, name: str) -> pl.Expr:
+    return pl.col(column).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(name)
+
+
+def usage(ledger: Ledger, *, since: datetime | date | None = None,
+          until: datetime | date | None = None, portfolio: str | None = None,
+          token: str | None = None, phase: Literal["intent", "outcome"] | None = None,
+          lazy: bool = False,
+          schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame | pl.LazyFrame:
+    """The usage events, in ledger order: for every request attempt an ``intent`` row
+    (written before it was sent) and an ``outcome`` row (status, error code, latency);
+    an intent without an outcome is a request whose answer was never recorded.
+
+    Filters: ``since`` (inclusive) and ``until`` (exclusive) on the timestamp, ``portfolio``
+    and ``token`` ids, ``phase``. ``lazy=True`` returns the LazyFrame unevaluated.
+    See ``requests()`` for one row per attempt.
+    """
+    frame = ledger.scan("usage_events", since=_utc(since), until=_utc(until),
+                        portfolio_id=portfolio, token_id=token, phase=phase)
+    result = (frame.with_columns(_us_to_utc("ts_us", "ts")).select(list(USAGE_SCHEMA))
+              .cast(_schema(USAGE_SCHEMA, schema_overrides)))
+    return result if lazy else result.collect()
+
+
+def requests(ledger: Ledger, **filters: Any) -> pl.DataFrame:
+    """One row per request attempt: its outcome, or its intent when no outcome was recorded
+    (``status`` null: the process died, or the answer never came). Takes ``usage()``'s
+    filters."""
+    events = usage(ledger, lazy=True, **filters)
+    assert isinstance(events, pl.LazyFrame)
+    outcomes = events.filter(pl.col("phase") == "outcome")
+    unanswered = events.filter(pl.col("phase") == "intent").join(
+        outcomes.select("request_id", "attempt"), on=["request_id", "attempt"], how="anti")
+    return pl.concat([outcomes, unanswered]).sort("seq").collect()
+
+
+def _lifecycle_rows(ledger: Ledger) -> pl.DataFrame:
+    """Every stored lifecycle row, decoded, with its ``phase`` (null: recorded after the
+    fact, before phases existed)."""
+    return (ledger.scan("lifecycle_events").collect()
+            .with_columns(_us_to_utc("ts_us", "ts"), _us_to_utc("expires_at_us", "expires_at"),
+                          pl.col("scopes").str.json_decode(SCOPES),
+                          pl.col("ips_whitelist").str.json_decode(SCOPES)))
+
+
+def lifecycle(ledger: Ledger, *, now: datetime | None = None,
+              schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """Delegation changes made, with ``token_expired`` derived for each token whose latest
+    expiry has passed (at ``now``, default the current UTC time) without an earlier
+    revocation. Every event of a token carries the name it was minted with; an update's
+    changes are in ``detail``.
+
+    Only changes known to be made are here: the client records an *intent* before each
+    change's request and its *outcome* after; an intent whose outcome was never recorded
+    is in ``unfinished_changes()``, and a change the server refused is in neither."""
+    now = _utc(now) or datetime.now(UTC)
+    frame = (_lifecycle_rows(ledger)
+             .filter(pl.col("phase").is_null() | (pl.col("phase") == "outcome"))
+             .with_columns(pl.col("token_name").fill_null(
+                 pl.col("token_name").drop_nulls().first().over("token_id")))
+             .select(list(LIFECYCLE_SCHEMA)))
+    derived = _expirations(frame, now)
+    out = pl.concat([frame, derived]) if not derived.is_empty() else frame
+    return out.sort("ts", "seq", nulls_last=True).cast(_schema(LIFECYCLE_SCHEMA,
+                                                                schema_overrides))
+
+
+def unfinished_changes(ledger: Ledger, *,
+                       schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """Delegation changes begun but never recorded as ended: intents with no outcome (and
+    no ``failed`` row) under the same ``request_id``, in ledger order (``LIFECYCLE_SCHEMA``;
+    ``kind`` is the change intended, the token columns what was asked for).
+
+    Each one may or may not have happened: its answer was lost, the process died, or the
+    ledger refused the outcome (the caller was warned). Compare with the API (e.g. a token
+    minted that nobody holds the secret of: revoke it), or with ``usage()`` by
+    ``request_id``.
+
+    Examples
+    --------
+    >>> enb.frames.unfinished_changes(client.ledger)        # doctest: +SKIP
+    """
+    rows = _lifecycle_rows(ledger)
+    ended = rows.filter(pl.col("phase").is_in(["outcome", "failed"])).select("request_id")
+    return (rows.filter(pl.col("phase") == "intent")
+            .join(ended, on="request_id", how="anti", nulls_equal=False)
+            .select(list(LIFECYCLE_SCHEMA)).sort("seq")
+            .cast(_schema(LIFECYCLE_SCHEMA, schema_overrides)))
+
+
+def _expirations(events: pl.DataFrame, now: datetime) -> pl.DataFrame:
+    derived = expirations(replay(events), now)
+    return frame_of([{**dict.fromkeys(LIFECYCLE_SCHEMA), **row} for row in derived],
+                    LIFECYCLE_SCHEMA, None)
+
+
+def least_privilege(grants: pl.DataFrame, usage_frame: pl.DataFrame, *,
+                    since: datetime | date | None = None,
+                    until: datetime | date | None = None) -> pl.DataFrame:
+    """Per token and scope over a window: granted, used (answered 2xx), refused (403), and
+    a verdict: ``needed`` (used), ``unused`` (granted, never used: narrow the grant) or
+    ``missing`` (refused without the grant). ``suggested_scopes`` is the narrower grant
+    that would have sufficed: the scopes the token used."""
+    frame = usage_frame.filter(pl.col("phase") == "outcome", pl.col("principal") == "agent",
+                               pl.col("token_id").is_not_null(),
+                               pl.col("scope_required").str.starts_with(scopes.PREFIX))
+    start, end = _utc(since), _utc(until)
+    if start is not None:
+        frame = frame.filter(pl.col("ts") >= start)
+    if end is not None:
+        frame = frame.filter(pl.col("ts") < end)
+    counted = (frame.group_by("token_id", "scope_required")
+               .agg(used=(pl.col("status").is_between(200, 299)).sum().cast(pl.Int64),
+                    refused=(pl.col("status") == 403).sum().cast(pl.Int64))
+               .rename({"scope_required": "scope"}))
+    granted = grants.select("portfolio_id", "token_id", "token_name", "scope").with_columns(
+        granted=pl.lit(True))
+    joined = granted.join(counted, on=["token_id", "scope"], how="full", coalesce=True)
+    names = grants.select("portfolio_id", "token_id", "token_name").unique("token_id")
+    joined = (joined.drop("portfolio_id", "token_name").join(names, on="token_id", how="left")
+              .with_columns(pl.col("granted").fill_null(False), pl.col("used").fill_null(0),
+                            pl.col("refused").fill_null(0)))
+    joined = joined.with_columns(
+        verdict=pl.when(pl.col("used") > 0).then(pl.lit("needed"))
+        .when(pl.col("granted")).then(pl.lit("unused"))
+        .otherwise(pl.lit("missing")))
+    suggested = (joined.filter(pl.col("used") > 0).group_by("token_id")
+                 .agg(suggested_scopes=pl.col("scope").sort()))
+    out = joined.join(suggested, on="token_id", how="left").with_columns(
+        pl.col("suggested_scopes").fill_null(pl.lit([], dtype=SCOPES)))
+    return (out.select(list(LEAST_PRIVILEGE_SCHEMA)).cast(LEAST_PRIVILEGE_SCHEMA)
+            .sort("token_id", "scope"))
+
+
+def tokens_from_ledger(ledger: Ledger, *, now: datetime | date | None = None,
+                       until: datetime | date | None = None,
+                       expiring_within: timedelta = timedelta(days=7),
+                       schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """One row per token the ledger saw minted, from its lifecycle events alone (no API
+    call): the same columns as ``tokens(client)``, for auditing any ledger file.
+
+    Each token's ``scopes``, ``ips_whitelist`` and ``expires_at`` are the last ones it was
+    given (minted, then each ``token_updated`` that changed them); ``revoked_at`` is its
+    revocation or its portfolio's deletion, whichever came first; ``portfolio_name`` comes
+    from the ``portfolio_created`` event (null if the ledger did not see it);
+    ``application`` and ``client_id`` are null (the ledger does not record them).
+
+    ``until`` (exclusive) ignores later events: the tokens as they stood then. ``status``
+    and ``days_to_expiry`` are taken at ``now`` (default: ``until``, else the current UTC
+    time), as in ``tokens()``. Tokens minted outside this ledger are not known to it, and
+    only changes known to be made count (``lifecycle()``): ``unfinished_changes()`` lists
+    the ones begun whose outcome was never recorded.
+    """
+    end = _utc(until)
+    at = _utc(now) or end or datetime.now(UTC)
+    events = lifecycle(ledger, now=at).filter(pl.col("seq").is_not_null())  # stored rows only
+    if end is not None:
+        events = events.filter(pl.col("ts") < end)
+    rows = [_token_row(t.portfolio_id, t.portfolio_name, t.token_id, t.token_name,
+                       None, None, t.scopes, t.ips_whitelist, t.minted_at, t.expires_at,
+                       t.ended_at, at, expiring_within)
+            for t in replay(events).values()]
+    rows.sort(key=lambda r: (r["created_at"], r["token_id"]))
+    return frame_of(rows, TOKENS_SCHEMA, schema_overrides)
+
+
+def grants_from_ledger(ledger: Ledger, *, now: datetime | date | None = None,
+                       until: datetime | date | None = None,
+                       expiring_within: timedelta = timedelta(days=7),
+                       schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """One row per token and granted scope, from the ledger's lifecycle alone: the
+    ``scope_grants(client)`` frame (``GRANTS_SCHEMA``) without calling the API, so
+    ``least_privilege(grants_from_ledger(ledger), usage(ledger))`` audits any ledger file.
+
+    The scopes are each token's last grant (minted or updated); revoked and expired tokens
+    are included with their ``status``. Takes ``tokens_from_ledger()``'s options.
+
+    Examples
+    --------
+    >>> ledger = Ledger("team-ledger.sqlite")                      # doctest: +SKIP
+    >>> least_privilege(grants_from_ledger(ledger), usage(ledger, phase="outcome"))
+    ...                                                            # doctest: +SKIP
+    """
+    return grants(tokens_from_ledger(ledger, now=now, until=until,
+                                     expiring_within=expiring_within),
+                  schema_overrides=schema_overrides)
