@@ -126,7 +126,7 @@ class _ClientBase:
                                 else lambda: datetime.now(UTC))
         recorder = None if ledger is None else UsageRecorder(
             ledger, principal=principal, environment=environment, user_key=_reveal(user_key),
-            clock=self._clock)
+            clock=self._clock, on_loop=isinstance(self, AsyncClient))
         self._core = Core(base_url=self.base_url, api_key=_reveal(api_key, "api_key"),
                           user_key=_reveal(user_key), limiter=self._limiter, policy=self._retry,
                           recorder=recorder)
@@ -324,7 +324,7 @@ class AsyncClient(_ClientBase):
             if wait > 0:
                 await self._sleep(wait)
             request = core.build(self._http, call, attempts)
-            started = core.before_send(call, attempts)
+            started = await core.before_send_async(call, attempts)
             failure: httpx.TransportError | None = None
             try:
                 response = await self._http.send(request)

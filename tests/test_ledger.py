@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from etoro_nb import errors
+from etoro_nb import errors, frames
 from etoro_nb.client import Client
 from etoro_nb.ledger import Ledger
 from etoro_nb.ledger import core as ledger_core
@@ -125,14 +125,46 @@ def test_four_processes_append_40000_rows_gapless(tmp_path: Path) -> None:
     assert Ledger(path).verify().ok
 
 
-def test_sigkill_loses_no_acknowledged_event(tmp_path: Path) -> None:
+# A recording process: each request's intent committed (then acknowledged on stdout), its
+# outcome handed over without waiting, as the client records.
+RECORDING_SCRIPT = """
+import sys
+from etoro_nb.ledger import Ledger
+from etoro_nb.ledger.recorder import UsageRecorder
+recorder = UsageRecorder(Ledger(sys.argv[1], seal_threshold=None), principal="owner",
+                         environment="sandbox", user_key="k")
+for i in range(100_000):
+    request_id = f"{sys.argv[2]}-{i:06d}"
+    recorder.intent("getAuthenticatedUserProfile", "GET", "/api/v1/me", request_id, 1)
+    sys.stdout.write(request_id + "\\n")
+    sys.stdout.flush()
+    recorder.outcome("getAuthenticatedUserProfile", "GET", "/api/v1/me", request_id, 1, 200,
+                     None, 1.0)
+"""
+
+
+def _phases(path: Path, tag: str) -> tuple[list[str], set[str]]:
+    """The intents (in order) and the outcomes of one writer's requests."""
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT request_id, phase FROM usage_events WHERE request_id LIKE ? "
+                            "ORDER BY seq", (f"{tag}-%",)).fetchall()
+    return [r for r, p in rows if p == "intent"], {r for r, p in rows if p == "outcome"}
+
+
+def test_sigkill_loses_no_acknowledged_intent_and_at_most_the_pending_outcome(
+    tmp_path: Path
+) -> None:
     path = tmp_path / "l.sqlite"
     Ledger(path).close()
     rng = random.Random(20261127)
     acknowledged: list[str] = []
+    unanswered: list[str] = []
     for round_ in range(12):
         steady = _writer(path, 400, f"steady{round_}")
-        victim = _writer(path, 100_000, f"victim{round_}")
+        tag = f"victim{round_}"
+        victim = subprocess.Popen([sys.executable, "-c", RECORDING_SCRIPT, str(path), tag],
+                                  cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True)
         assert victim.stdout is not None
         # Kill after a random number of acknowledgements: a random moment in its work.
         for _ in range(rng.randint(1, 300)):
@@ -146,9 +178,21 @@ def test_sigkill_loses_no_acknowledged_event(tmp_path: Path) -> None:
         acknowledged += out.split()
         stored = set(_request_ids(path))
         assert not [r for r in acknowledged if r not in stored]
+        # An outcome is committed with the next intent: only the newest stored request's
+        # outcome may be lost (it was still waiting for the next intent).
+        intents, outcomes = _phases(path, tag)
+        assert outcomes <= set(intents)
+        missing = [r for r in intents if r not in outcomes]
+        assert missing in ([], intents[-1:]), missing
+        unanswered += missing
         with sqlite3.connect(path) as conn:
             assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
         assert Ledger(path).verify().ok
+    # A lost outcome shows as an unanswered request, as if the process died mid-request.
+    requests = frames.requests(Ledger(path))
+    shown = requests.filter(requests["request_id"].is_in(unanswered))
+    assert shown["phase"].to_list() == ["intent"] * len(unanswered)
+    assert shown["status"].null_count() == len(unanswered)
 
 
 def test_an_unwritable_ledger_stops_the_request(
