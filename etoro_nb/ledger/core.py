@@ -227,7 +227,7 @@ class Ledger:
     # -- appending ----------------------------------------------------------------------
     def append_usage(self, **values: Any) -> int:
         """Append one usage event and wait for its commit; returns its sequence number."""
-        return self.submit_usage(values).result()
+        return self._writer.commit("usage_events", self._checked("usage_events", values))
 
     def submit_usage(self, values: dict[str, Any], *, deferred: bool = False) -> Future[int]:
         """Hand one usage event to the writer thread; the future holds its sequence number

@@ -83,8 +83,8 @@ class UsageRecorder:
     def intent(self, operation_id: str, method: str, path: str, request_id: str,
                attempt: int) -> None:
         """Commit the intent; a LedgerError here means the request must not be sent."""
-        self.ledger.submit_usage(self._row("intent", operation_id, method, path, request_id,
-                                           attempt)).result()
+        self.ledger.append_usage(**self._row("intent", operation_id, method, path, request_id,
+                                             attempt))
 
     async def intent_async(self, operation_id: str, method: str, path: str, request_id: str,
                            attempt: int) -> None:
