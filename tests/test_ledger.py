@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import random
 import signal
 import sqlite3
@@ -16,6 +17,7 @@ from etoro_nb import errors, frames
 from etoro_nb.client import Client
 from etoro_nb.ledger import Ledger
 from etoro_nb.ledger import core as ledger_core
+from etoro_nb.ledger.recorder import UsageRecorder
 from etoro_nb.ledger.schema import MIGRATIONS
 from etoro_nb.sandbox import SandboxServer
 from tests.helpers import ALL_SCOPES, DEMO_READ
@@ -274,3 +276,91 @@ def test_a_damaged_key_file_is_refused(tmp_path: Path) -> None:
     path.with_name("l.sqlite.key").write_text("")
     with pytest.raises(errors.LedgerError, match="key file"):
         Ledger(path)
+
+
+def _runtime_imports(path: Path) -> set[str]:
+    """The etoro_nb modules a file imports when it runs (anywhere, functions included),
+    leaving out imports under ``if TYPE_CHECKING:``."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for child in node.orelse:
+                visit(child)
+            return
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        for child in ast.iter_child_nodes(node):
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    return {m for m in found if m.startswith("etoro_nb")}
+
+
+def test_no_module_the_ledger_core_uses_imports_it_back() -> None:
+    package = ROOT / "etoro_nb" / "ledger"
+    used = {m.rsplit(".", 1)[1] for m in _runtime_imports(package / "core.py")
+            if m.startswith("etoro_nb.ledger.")}
+    assert {"sealing", "scan", "verify", "upkeep", "checkpoint"} <= used
+    cycles = {name: sorted(m for m in _runtime_imports(package / f"{name}.py")
+                           if m in ("etoro_nb.ledger", "etoro_nb.ledger.core"))
+              for name in used}
+    assert {name: found for name, found in cycles.items() if found} == {}
+
+
+def _recorder(ledger: Ledger) -> UsageRecorder:
+    return UsageRecorder(ledger, principal="owner", environment="sandbox", user_key="k")
+
+
+def _request(recorder: UsageRecorder, request_id: str) -> None:
+    recorder.intent("getAuthenticatedUserProfile", "GET", "/api/v1/me", request_id, 1)
+    recorder.outcome("getAuthenticatedUserProfile", "GET", "/api/v1/me", request_id, 1, 200,
+                     None, 1.0)
+
+
+def test_an_outcome_shares_its_commit_with_the_next_intent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No 5 ms limit in the way (a loaded machine may pause this thread that long).
+    monkeypatch.setattr(ledger_core, "OUTCOME_LINGER", 3600.0)
+    ledger = Ledger(tmp_path / "l.sqlite", seal_threshold=None)
+    recorder = _recorder(ledger)
+    before = ledger._commits
+    for i in range(50):
+        _request(recorder, f"r{i}")
+    ledger.close()  # commits the last outcome
+    assert ledger._commits - before == 51  # one per request, and the last outcome alone
+    assert [p for _, p in _phase_rows(tmp_path / "l.sqlite")] == ["intent", "outcome"] * 50
+
+
+def _phase_rows(path: Path) -> list[tuple[str, str]]:
+    with sqlite3.connect(path) as conn:
+        return conn.execute("SELECT request_id, phase FROM usage_events ORDER BY seq").fetchall()
+
+
+EXIT_SCRIPT = """
+import sys
+from etoro_nb.ledger import Ledger
+from etoro_nb.ledger.recorder import UsageRecorder
+recorder = UsageRecorder(Ledger(sys.argv[1]), principal="owner", environment="sandbox",
+                         user_key="k")
+recorder.intent("getAuthenticatedUserProfile", "GET", "/api/v1/me", "last", 1)
+recorder.outcome("getAuthenticatedUserProfile", "GET", "/api/v1/me", "last", 1, 200, None, 1.0)
+"""  # and exits without closing the ledger
+
+
+def test_an_outcome_handed_over_is_committed_at_interpreter_exit(tmp_path: Path) -> None:
+    path = tmp_path / "l.sqlite"
+    subprocess.run([sys.executable, "-c", EXIT_SCRIPT, str(path)], cwd=ROOT, check=True,
+                   timeout=120)
+    assert _phase_rows(path) == [("last", "intent"), ("last", "outcome")]
+
+
+def test_reads_see_the_outcomes_handed_over(tmp_path: Path) -> None:
+    ledger = Ledger(tmp_path / "l.sqlite", seal_threshold=None)
+    _request(_recorder(ledger), "r1")
+    assert ledger.live_count("usage_events") == 2
+    assert frames.requests(ledger)["status"].to_list() == [200]
+    ledger.close()
