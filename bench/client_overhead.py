@@ -6,7 +6,8 @@ process's. Three callers take turns in alternating rounds, so drift affects all 
 
 - raw httpx, with the same headers the client sends (keys and a fresh ``x-request-id``);
 - a client made by ``enb.connect()`` with its ledger ON (the default: a fresh ledger file at
-  the default durability; an intent committed before each request, an outcome after);
+  the default durability; an intent committed before each request, in one transaction
+  with the previous request's outcome);
 - the same client without a ledger, for reference.
 
 Prints each caller's time per call and the ratios to raw httpx (target: at most 1.15x with
@@ -118,7 +119,8 @@ def main() -> None:
         print(f"client / raw, ledger off: {totals['client, ledger off'] / totals['raw httpx']:.3f}x "
               "(reference)")
         print(f"ledger rows written: {on.ledger.live_count('usage_events')} live, "
-              f"{len(on.ledger.segments('usage_events'))} segments")
+              f"{len(on.ledger.segments('usage_events'))} segments, in "
+              f"{on.ledger._commits} commits")
         raw.close()
         on.close()
         off.close()

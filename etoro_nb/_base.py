@@ -268,6 +268,13 @@ class Core:
                                  attempts.number)
         return time.perf_counter()
 
+    async def before_send_async(self, call: Call, attempts: Attempts) -> float:
+        """``before_send`` for an event loop: the intent's commit is awaited, off the loop."""
+        if self.recorder is not None:
+            await self.recorder.intent_async(call.operation, call.method, call.path,
+                                             attempts.request_id, attempts.number)
+        return time.perf_counter()
+
     def _record(self, call: Call, attempts: Attempts, started: float, status: int | None,
                 error_code: str | None) -> None:
         if self.recorder is not None:

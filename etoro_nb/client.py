@@ -114,7 +114,7 @@ class _ClientBase:
         user_key = config.user_key.get_secret_value()
         recorder = None if self.ledger is None else UsageRecorder(
             self.ledger, principal=self.principal, environment=self.environment,
-            user_key=user_key, clock=self._clock)
+            user_key=user_key, clock=self._clock, on_loop=isinstance(self, AsyncClient))
         self._core = Core(base_url=self.base_url, api_key=config.api_key.get_secret_value(),
                           user_key=user_key, limiter=self._limiter, policy=self._retry,
                           recorder=recorder)
@@ -329,7 +329,7 @@ class AsyncClient(_ClientBase):
             if wait > 0:
                 await self._sleep(wait)
             request = core.build(self._http, call, attempts)
-            started = core.before_send(call, attempts)
+            started = await core.before_send_async(call, attempts)
             failure: httpx.TransportError | None = None
             try:
                 response = await self._http.send(request)

@@ -17,11 +17,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("etoro_nb", "widgets")
 
-# The ledger's own cycles (its core <-> sealing, verify, scan), broken on the ledger-write
-# branch: the edges that close them, removed when ledger-write merges.
-LEDGER_CYCLE_ALLOWED = frozenset({("etoro_nb.ledger.scan", "etoro_nb.ledger.core"),
-                                  ("etoro_nb.ledger.sealing", "etoro_nb.ledger.core"),
-                                  ("etoro_nb.ledger.verify", "etoro_nb.ledger.core")})
 
 
 def module_names() -> dict[str, Path]:
@@ -97,9 +92,7 @@ def test_the_graph_sees_imports_inside_functions_and_skips_type_checking() -> No
 def test_the_package_has_no_import_cycle() -> None:
     graph = import_graph()
     assert "etoro_nb.resources.market" in graph and "widgets" in graph
-    allowed = {m: {t for t in ts if (m, t) not in LEDGER_CYCLE_ALLOWED}
-               for m, ts in graph.items()}
-    cycle = find_cycle(allowed)
+    cycle = find_cycle(graph)
     assert cycle is None, f"import cycle: {' -> '.join(cycle)}"
 
 

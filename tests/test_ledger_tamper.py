@@ -392,12 +392,15 @@ def test_a_client_writes_checkpoints_as_it_goes(
     events = _events(ledger)
     trusted = public_key(places["key"])
     written = read_checkpoints(places["checkpoints"], trusted)
-    assert len(written) == events // 4 and events % 4  # one per 4 events; some left over
-    assert written[-1].heads["usage_events"].seq + written[-1].heads["lifecycle_events"].seq \
-        == events // 4 * 4
-    ledger.close()  # a last checkpoint covers the rest
+    # One once 4 events came since the last (an intent may share its commit with the
+    # previous outcome, so a checkpoint may cover 5); fewer than 4 are left over.
+    covered = [c.heads["usage_events"].seq + c.heads["lifecycle_events"].seq for c in written]
+    assert covered and all(b - a >= 4 for a, b in zip([0, *covered], covered, strict=False))
+    assert 0 <= events - covered[-1] < 4
+    ledger.close()  # a last checkpoint covers the rest, if any
+    assert len(read_checkpoints(places["checkpoints"], trusted)) == \
+        len(written) + (events > covered[-1])
     written = read_checkpoints(places["checkpoints"], trusted)
-    assert len(written) == events // 4 + 1
     reopened = Ledger(places["ledger"], seal_threshold=None)
     heads = {t: reopened._head(t) for t in CHAINED}
     assert {t: tuple(h) for t, h in written[-1].heads.items()} == heads

@@ -7,16 +7,31 @@ write); a power loss or kernel crash may lose the last acknowledged events. With
 ``durability="full"`` every commit is also flushed to the disk (``synchronous=FULL``),
 which survives power loss at the cost of a sync per event.
 
-Concurrency. Every append is one ``BEGIN IMMEDIATE`` transaction that reads the chain's
-head and inserts the next row, so several processes append to one file safely; a writer
+What is acknowledged when. Usage events are committed by one writer thread per ledger
+(``writer``), in the order they are handed over. An *intent* is waited for: a request is
+sent only after its intent is committed, so an intent is never lost once its request was
+sent. An *outcome* is not waited for (at the default durability): it is committed in the
+same transaction as the next intent, or alone within ``OUTCOME_LINGER`` (5 ms) when no
+intent follows, and always before ``close()`` returns and at interpreter exit. A process
+killed inside that window loses that outcome row only: its request then shows as
+unanswered (an intent without an outcome, as in ``frames.requests``), as if the process
+had died mid-request. With ``durability="full"`` an outcome is committed (and synced) at
+once, and the synchronous client waits for it. Lifecycle events, token fingerprints and
+bulk loads are written in the calling thread, synchronously.
+
+Concurrency. Every commit is one ``BEGIN IMMEDIATE`` transaction that reads the chain's
+head and inserts the next rows, so several processes append to one file safely; a writer
 waits for the lock (``busy_timeout``) and retries until a deadline, so "database is
 locked" never reaches a caller before that. Nothing slow runs inside an append: sealing
 and WAL checkpoints are done by a background thread (``upkeep``), and reads use a
 connection of their own, so a long read never holds up a request of the same process.
+A read (``scan``, ``live_count``, ``verify``) first commits the deferred outcomes, so a
+process reads its own events (``snapshot`` does not: checkpoints take it from any thread).
 
 Chain. Each row stores ``prev_hash`` and ``row_hash = sha256(prev_hash | canonical JSON of
-its values)``; ``verify()`` recomputes it from the first row, through sealed Parquet
-segments (whose file hashes are themselves chained in ``segments``) to the live rows.
+its values)`` (``chain``); ``verify()`` recomputes it from the first row, through sealed
+Parquet segments (whose file hashes are themselves chained in ``segments``) to the live
+rows.
 
 Secrets are never stored: a token is its id, or an HMAC-SHA256 fingerprint of its secret
 keyed by a random per-ledger key kept beside the file (``<ledger>.key``, mode 0600).
@@ -24,6 +39,9 @@ keyed by a random per-ledger key kept beside the file (``<ledger>.key``, mode 06
 Checkpoints. The chain alone cannot show removed newest rows or a rewrite with recomputed
 hashes; signed checkpoints of the chain heads, kept elsewhere, can (see ``checkpoint``).
 ``Ledger(path, checkpoint=CheckpointConfig(...))`` writes them periodically.
+
+Sealing, scanning, verifying and checkpoints are imported when first used (they bring
+polars and cryptography); none of them imports this module at run time.
 """
 
 from __future__ import annotations
@@ -37,22 +55,18 @@ import sqlite3
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from etoro_nb.errors import LedgerError
-from etoro_nb.ledger.schema import (
-    CHAINED,
-    GENESIS,
-    LATER_COLUMNS,
-    MIGRATIONS,
-    REAL_COLUMNS,
-    SEALABLE,
-)
+from etoro_nb.ledger.chain import Verification, chain_hash, now_us, sealed_through
+from etoro_nb.ledger.schema import CHAINED, GENESIS, MIGRATIONS, REAL_COLUMNS, SEALABLE
+from etoro_nb.ledger.tables import TABLES
 from etoro_nb.ledger.upkeep import CHECKPOINT_EVERY, Upkeep
+from etoro_nb.ledger.writer import Job, Writer
 from etoro_nb.migrations import migrate
 
 if TYPE_CHECKING:
@@ -65,36 +79,9 @@ DEFAULT_SEAL_THRESHOLD = 20_000
 KEY_BYTES = 32  # the HMAC key of token fingerprints
 LOCK_DEADLINE = 60.0
 SEAL_CHECK_EVERY = 1000  # rows between checks of the live part against the seal threshold
-# The canonical encoding: compact JSON, UTF-8 as is, no NaN. One encoder, made once
-# (json.dumps with these options builds a new one per call).
-_canonical = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False,
-                              allow_nan=False).encode
+OUTCOME_LINGER = 0.005  # seconds an outcome waits for the next intent to share its commit
+__all__ = ["Durability", "Ledger", "Verification", "chain_hash", "now_us", "sealed_through"]
 _COLUMN_SETS = {table: frozenset(columns) for table, columns in CHAINED.items()}
-
-
-# Rows reach chain_hash without their table's name (verify passes bare values), so a
-# table with LATER_COLUMNS is known by its width, which no other chained table shares.
-_LATER_BY_WIDTH = {len(CHAINED[t]): len(c) for t, c in LATER_COLUMNS.items()}
-assert len({len(c) for c in CHAINED.values()}) == len(CHAINED), "chained widths must differ"
-
-
-def chain_hash(prev_hash: str, values: Sequence[Any]) -> str:
-    """The hash of a row: its predecessor's hash and its values, canonically encoded.
-    A later column (``LATER_COLUMNS``) left NULL is not hashed, as before it existed."""
-    values = list(values)
-    for _ in range(_LATER_BY_WIDTH.get(len(values), 0)):
-        if values[-1] is not None:
-            break
-        values.pop()
-    return hashlib.sha256(f"{prev_hash}|{_canonical(values)}".encode()).hexdigest()
-
-
-def sealed_through(conn: sqlite3.Connection, table: str) -> int:
-    """The last row of ``table`` in a segment (0: none). Every read of live rows is of the
-    rows after it: a sealed row may linger in SQLite until its deletion is done."""
-    row = conn.execute("SELECT max(last_seq) FROM segments WHERE table_name = ?",
-                       (table,)).fetchone()
-    return int(row[0] or 0)
 
 
 def _stored(column: str, value: Any) -> Any:
@@ -107,13 +94,13 @@ def _stored(column: str, value: Any) -> Any:
     return value
 
 
-def _chained_row(columns: Sequence[str], seq: int, prev: str,
-                 values: dict[str, Any]) -> tuple[Any, ...]:
+def _chained_row(table: str, seq: int, prev: str, values: dict[str, Any]) -> tuple[Any, ...]:
     """A row ready to insert: its values (hashed exactly as SQLite will give them back,
-    REAL stays float), its predecessor's hash and its own."""
+    REAL stays float, as its table's spec says the hash covers them), its predecessor's
+    hash and its own."""
     get = values.get
-    row = [seq, *[_stored(c, get(c)) for c in columns[1:]]]
-    return (*row, prev, chain_hash(prev, row))
+    row = [seq, *[_stored(c, get(c)) for c in CHAINED[table][1:]]]
+    return (*row, prev, chain_hash(prev, TABLES[table].hashed_values(row)))
 
 
 def _insert_sql(table: str) -> str:
@@ -126,35 +113,6 @@ def _insert_sql(table: str) -> str:
 _INSERT = {table: _insert_sql(table) for table in CHAINED}
 _HEAD = {table: f"SELECT seq, row_hash FROM {table} ORDER BY seq DESC LIMIT 1"
          for table in CHAINED}
-
-
-def now_us() -> int:
-    return time.time_ns() // 1000
-
-
-@dataclass(frozen=True)
-class Verification:
-    """What ``verify()`` found: ``ok``, rows checked, the first problem if any, and the
-    checkpoints the ledger was found to match (``newest_checkpoint`` describes the newest)."""
-
-    ok: bool
-    rows_checked: int
-    segments_checked: int
-    problem: str | None = None
-    checkpoints_checked: int = 0
-    newest_checkpoint: str | None = None
-
-    def __str__(self) -> str:
-        if not self.ok:
-            return f"ledger verification FAILED: {self.problem}"
-        done = (f"ledger verified: {self.rows_checked} rows and {self.segments_checked} "
-                "segments, chain intact")
-        if self.checkpoints_checked:
-            return (f"{done}, and it matches {self.checkpoints_checked} signed checkpoint(s): "
-                    f"no row up to the newest, the {self.newest_checkpoint}, was removed or "
-                    "rewritten")
-        return (f"{done} (internal consistency only: without a checkpoint, removed newest "
-                "rows or rows rewritten with recomputed hashes would not show)")
 
 
 class Ledger:
@@ -191,6 +149,10 @@ class Ledger:
         self._fingerprints: dict[str, tuple[str, str]] = {}
         self._commits = 0
         self._upkeep = Upkeep(self)
+        # Usage rows go through one writer thread; an outcome waits there for the next
+        # intent (durability="full": it is committed, and synced, at once).
+        self._writer = Writer(self._commit_jobs, name=f"ledger-writer:{self.path.name}",
+                              linger=0.0 if durability == "full" else OUTCOME_LINGER)
         self._live_cache: dict[str, Any] = {}  # scan's decoded live rows, by table
         self._checkpointer: Checkpointer | None = None
         if checkpoint is not None:
@@ -253,8 +215,9 @@ class Ledger:
     def token_for(self, fingerprint: str) -> tuple[str, str] | None:
         """(token id, portfolio id) of a fingerprint, if the ledger learnt it."""
         if fingerprint not in self._fingerprints:
-            with self._lock:
-                row = self._conn.execute(
+            # The reading connection: a writer waiting for the lock never holds this up.
+            with self._reading() as conn:
+                row = conn.execute(
                     "SELECT token_id, portfolio_id FROM token_fingerprints WHERE fingerprint = ?",
                     (fingerprint,)).fetchone()
             if row is None:
@@ -264,22 +227,35 @@ class Ledger:
 
     # -- appending ----------------------------------------------------------------------
     def append_usage(self, **values: Any) -> int:
-        """Append one usage event (intent or outcome); returns its sequence number."""
-        return self._append("usage_events", values)
+        """Append one usage event and wait for its commit; returns its sequence number."""
+        return self._writer.commit("usage_events", self._checked("usage_events", values))
+
+    def submit_usage(self, values: dict[str, Any], *, deferred: bool = False) -> Future[int]:
+        """Hand one usage event to the writer thread; the future holds its sequence number
+        once committed (or the LedgerError). A ``deferred`` event (an outcome) is committed
+        with the next event handed over, or within ``OUTCOME_LINGER`` seconds, and always
+        before ``close()`` returns; rows are committed in the order handed over."""
+        return self._writer.submit("usage_events", self._checked("usage_events", values),
+                                   deferred=deferred)
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Commit the deferred events handed over so far and wait for them (reads do this
+        first, so a caller reads its own events); False if ``timeout`` passed first."""
+        return self._writer.flush(timeout)
 
     def extend_usage(self, rows: Sequence[dict[str, Any]]) -> int:
         """Append many usage events in one transaction (bulk loads such as ``synth``);
         returns the last sequence number. Then seals, in this thread, if the live part is
         past the threshold."""
         table = "usage_events"
-        columns = CHAINED[table]
+        self.flush()  # after the events handed over before them
 
         def work() -> int:
             seq, prev = self._head(table)
             batch = []
             for values in rows:
                 seq += 1
-                batch.append(_chained_row(columns, seq, prev, values))
+                batch.append(_chained_row(table, seq, prev, values))
                 prev = batch[-1][-1]
             self._conn.executemany(_INSERT[table], batch)
             return seq
@@ -298,21 +274,46 @@ class Ledger:
                 values[key] = json.dumps(values[key], sort_keys=True)
         return self._append("lifecycle_events", values)
 
-    def _append(self, table: str, values: dict[str, Any]) -> int:
+    @staticmethod
+    def _checked(table: str, values: dict[str, Any]) -> dict[str, Any]:
+        """The values, stamped now unless they say when; unknown columns are refused here,
+        in the caller, not in the writer thread."""
         values.setdefault("ts_us", now_us())
         if not values.keys() <= _COLUMN_SETS[table]:
             unknown = values.keys() - _COLUMN_SETS[table]
             raise ValueError(f"unknown {table} columns: {', '.join(sorted(unknown))}")
-        seq: int = self._write(lambda: self._insert_chained(table, values))
+        return values
+
+    def _append(self, table: str, values: dict[str, Any]) -> int:
+        """Append one row in the calling thread (lifecycle events)."""
+        return self._commit_jobs([Job(table, self._checked(table, values), deferred=False)])[0]
+
+    def _commit_jobs(self, jobs: Sequence[Job]) -> list[int]:
+        """Insert the rows, in order, in one transaction; returns their sequence numbers."""
+        def work() -> list[int]:
+            heads: dict[str, tuple[int, str]] = {}
+            seqs = []
+            for job in jobs:
+                seq, prev = heads.get(job.table) or self._head(job.table)
+                row = _chained_row(job.table, seq + 1, prev, job.values)
+                self._conn.execute(_INSERT[job.table], row)
+                heads[job.table] = (seq + 1, row[-1])
+                seqs.append(seq + 1)
+            return seqs
+
+        seqs: list[int] = self._write(work)
         if self._checkpointer is not None:
-            self._checkpointer.appended(1)
-        if self.seal_threshold is not None and seq % SEAL_CHECK_EVERY == 0 and table in SEALABLE:
-            self._upkeep.seal(table, seq)  # the upkeep thread checks the threshold and seals
-        return seq
+            self._checkpointer.appended(len(seqs))
+        if self.seal_threshold is not None:
+            for job, seq in zip(jobs, seqs, strict=True):
+                if seq % SEAL_CHECK_EVERY == 0 and job.table in SEALABLE:
+                    self._upkeep.seal(job.table, seq)  # the upkeep thread checks and seals
+        return seqs
 
     def _insert_chained(self, table: str, values: dict[str, Any]) -> int:
+        """Insert one row inside the caller's transaction (sealing's segments row)."""
         seq, prev = self._head(table)
-        self._conn.execute(_INSERT[table], _chained_row(CHAINED[table], seq + 1, prev, values))
+        self._conn.execute(_INSERT[table], _chained_row(table, seq + 1, prev, values))
         return seq + 1
 
     def _head(self, table: str) -> tuple[int, str]:
@@ -378,6 +379,7 @@ class Ledger:
 
     def live_count(self, table: str) -> int:
         """Rows of ``table`` still in SQLite (not yet in a segment)."""
+        self.flush()
         with self._reading() as conn:
             after = sealed_through(conn, table) if table in SEALABLE else 0
             return int(conn.execute(f"SELECT count(*) FROM {table} WHERE seq > ?",
@@ -409,6 +411,7 @@ class Ledger:
         timestamp, each keyword an equality filter on a column (None: no filter)."""
         from etoro_nb.ledger.scan import scan
 
+        self.flush()
         return scan(self, table, since=since, until=until, **equal)
 
     def segments(self, table: str | None = None) -> list[dict[str, Any]]:
@@ -443,7 +446,9 @@ class Ledger:
             self._reader.execute("PRAGMA wal_checkpoint(PASSIVE)")
 
     def close(self) -> None:
-        """Close the file (after a last checkpoint, if checkpoints are on and events came)."""
+        """Commit the deferred events, then close the file (after a last checkpoint, if
+        checkpoints are on and events came)."""
+        self._writer.close()
         if self._checkpointer is not None:
             self._checkpointer.close()
         self._upkeep.close()
@@ -474,4 +479,5 @@ class Ledger:
         signing key's file or its ``.pub``; see ``verify`` and ``checkpoint``)."""
         from etoro_nb.ledger.verify import verify
 
+        self.flush()
         return verify(self, checkpoint, key=key)

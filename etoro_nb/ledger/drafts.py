@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING
 
 import polars as pl
 
+from etoro_nb.ledger.chain import sealed_through
 from etoro_nb.ledger.schema import SEALABLE
 from etoro_nb.ledger.sealing import STORED, fsync_path
 
@@ -130,8 +131,6 @@ def write(segments_dir: Path, table: str, rows: pl.DataFrame) -> list[Draft]:
 def draft_due(conn: sqlite3.Connection, segments_dir: Path, table: str) -> int:
     """In ``conn``'s read transaction: write drafts of the full chunks of undrafted live
     rows of ``table``; returns the rows drafted."""
-    from etoro_nb.ledger.core import sealed_through
-
     after = sealed_through(conn, table)
     chain = usable(conn, segments_dir, table, after)
     start = chain[-1].last if chain else after
@@ -148,8 +147,6 @@ def draft_due(conn: sqlite3.Connection, segments_dir: Path, table: str) -> int:
 
 def undrafted(conn: sqlite3.Connection, segments_dir: Path, table: str) -> int:
     """Live rows of ``table`` after its last usable draft (a cheap count: seq numbers)."""
-    from etoro_nb.ledger.core import sealed_through
-
     after = sealed_through(conn, table)
     chain = usable(conn, segments_dir, table, after)
     newest = int(conn.execute(f"SELECT max(seq) FROM {table}").fetchone()[0] or 0)
@@ -159,8 +156,6 @@ def undrafted(conn: sqlite3.Connection, segments_dir: Path, table: str) -> int:
 def prune(conn: sqlite3.Connection, segments_dir: Path) -> int:
     """Delete the drafts a seal made obsolete (their first row is sealed) and temporary
     files left by a process that died; returns the files deleted."""
-    from etoro_nb.ledger.core import sealed_through
-
     sealed = {t: sealed_through(conn, t) for t in SEALABLE}
     gone = 0
     for draft in present(segments_dir):

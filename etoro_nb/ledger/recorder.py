@@ -1,16 +1,26 @@
-"""Write-ahead usage recording for one client: intent before sending, outcome after."""
+"""Write-ahead usage recording for one client: intent before sending, outcome after.
+
+The intent is committed before the request is sent (``intent`` waits for it; ``intent_async``
+awaits it without blocking the event loop). The outcome is handed to the ledger's writer
+and not waited for (see ``core`` for when it is committed), except that at
+``durability="full"`` the synchronous client waits for it."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from concurrent.futures import Future
+from contextlib import suppress
 from datetime import datetime
 from functools import lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from etoro_nb.errors import LedgerError
-from etoro_nb.ledger.core import Ledger
 from etoro_nb.operations import describe
+
+if TYPE_CHECKING:
+    from etoro_nb.ledger.core import Ledger
 
 log = logging.getLogger("etoro_nb.ledger")
 
@@ -43,8 +53,10 @@ class UsageRecorder:
 
     def __init__(self, ledger: Ledger, *, principal: Literal["owner", "agent"],
                  environment: str, user_key: str,
-                 clock: Callable[[], datetime] | None = None) -> None:
+                 clock: Callable[[], datetime] | None = None, on_loop: bool = False) -> None:
         self.ledger = ledger
+        # An async client's recorder never waits in its thread (the event loop's).
+        self.wait_outcomes = ledger.durability == "full" and not on_loop
         self.clock = clock
         self.principal = principal
         self.environment = environment
@@ -74,15 +86,36 @@ class UsageRecorder:
         self.ledger.append_usage(**self._row("intent", operation_id, method, path, request_id,
                                              attempt))
 
+    async def intent_async(self, operation_id: str, method: str, path: str, request_id: str,
+                           attempt: int) -> None:
+        """``intent`` for an event loop: awaits the commit, which (with its lock waits and
+        retries) runs in the writer thread, never on the loop."""
+        await asyncio.wrap_future(self.ledger.submit_usage(
+            self._row("intent", operation_id, method, path, request_id, attempt)))
+
     def outcome(self, operation_id: str, method: str, path: str, request_id: str,
                 attempt: int, status: int | None, error_code: str | None,
                 latency_ms: float) -> None:
-        """Commit the outcome. The request already happened, so a failure here is logged
-        (the next request's intent will fail and stop further sending)."""
+        """Hand the outcome to the ledger's writer without waiting (but see
+        ``wait_outcomes``). The request already happened, so a failure to record it is
+        logged; if the ledger can't be written, the next request's intent fails and stops
+        further sending."""
         row = self._row("outcome", operation_id, method, path, request_id, attempt)
         row.update(status=status, error_code=error_code, latency_ms=latency_ms)
+
+        def report(done: Future[int]) -> None:
+            exc = done.exception()
+            if exc is not None:
+                log.error("could not record the outcome of %s (request id %s): %s",
+                          operation_id, request_id, exc)
+
         try:
-            self.ledger.append_usage(**row)
-        except LedgerError as exc:
+            future = self.ledger.submit_usage(row, deferred=True)
+        except LedgerError as exc:  # the ledger is closed
             log.error("could not record the outcome of %s (request id %s): %s",
                       operation_id, request_id, exc)
+            return
+        future.add_done_callback(report)
+        if self.wait_outcomes:
+            with suppress(LedgerError):  # reported by the callback
+                future.result()

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from etoro_nb.ledger import drafts
+from etoro_nb.ledger.chain import sealed_through
 from etoro_nb.ledger.schema import CHAINED
 from etoro_nb.ledger.sealing import STORED
 
@@ -67,8 +68,6 @@ def scan(ledger: Ledger, table: str, *, since: datetime | date | None = None,
         if bound is not None:
             conditions.append(("ts_us", op, _micros(name, bound)))
     conditions += [(c, "=", v) for c, v in equal.items() if v is not None]
-    from etoro_nb.ledger.core import sealed_through
-
     with ledger._reading() as conn:
         after = sealed_through(conn, table)
         files = [ledger.segments_dir / name for (name,) in conn.execute(

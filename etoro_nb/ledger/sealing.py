@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from etoro_nb.errors import LedgerError
+from etoro_nb.ledger.chain import now_us, sealed_through
 from etoro_nb.ledger.schema import SEALABLE
 from etoro_nb.ledger.tables import TABLES
 
@@ -106,8 +107,6 @@ def draft_segment(conn: sqlite3.Connection, segments_dir: Path, table: str,
                   through: int | None) -> _Draft | None:
     """Write the segment file of the live rows (up to ``through``) as ``conn``'s open read
     transaction sees them, without taking the write lock."""
-    from etoro_nb.ledger.core import sealed_through
-
     columns = ", ".join(STORED[table])
     after = sealed_through(conn, table)
     rows = conn.execute(f"SELECT {columns} FROM {table} WHERE seq > ? AND seq <= ? ORDER BY seq",
@@ -172,8 +171,6 @@ def main(argv: list[str]) -> int:
 
 def _commit(ledger: Ledger, table: str, draft: _Draft) -> dict[str, Any] | None:
     """In the write transaction: chain the drafted segment, unless the table changed."""
-    from etoro_nb.ledger.core import now_us, sealed_through
-
     conn = ledger._conn
     segment = draft.segment
     if sealed_through(conn, table) != draft.after:
@@ -189,8 +186,6 @@ def _commit(ledger: Ledger, table: str, draft: _Draft) -> dict[str, Any] | None:
 def tidy(ledger: Ledger, table: str, *, rows: int | None = None) -> None:
     """Delete the rows of ``table`` already in a segment, ``rows`` per transaction (default
     all in one), letting waiting appends take the lock between transactions."""
-    from etoro_nb.ledger.core import sealed_through
-
     def delete_some() -> bool:
         conn = ledger._conn
         sealed = sealed_through(conn, table)

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from etoro_nb.ledger import drafts
+from etoro_nb.ledger.chain import Verification, chain_hash
 from etoro_nb.ledger.schema import CHAINED, GENESIS, SEALABLE
 from etoro_nb.ledger.sealing import STORED, file_sha256
 from etoro_nb.ledger.tables import TABLES
 
 if TYPE_CHECKING:
     from etoro_nb.ledger.checkpoint import Checkpoint
-    from etoro_nb.ledger.core import Ledger, Verification
+    from etoro_nb.ledger.core import Ledger
 
 
 class _Broken(Exception):
@@ -53,8 +54,6 @@ class _Chain:
         self.seen: dict[int, str] = {}
 
     def check(self, rows: Iterable[Sequence[Any]], where: str) -> None:
-        from etoro_nb.ledger.core import chain_hash
-
         for row in rows:
             values, prev_hash, row_hash = list(row[:-2]), row[-2], row[-1]
             seq = values[0]
@@ -83,7 +82,6 @@ def verify(ledger: Ledger, checkpoint: str | Path | None = None, *,
     ``checkpoint.key_path``). A missing file or key raises ``LedgerError``; a checkpoint
     that is edited, signed by another key, or contradicted by the ledger fails the check."""
     from etoro_nb.ledger.checkpoint import CheckpointError, public_key, read_checkpoints
-    from etoro_nb.ledger.core import Verification
 
     if checkpoint is None:
         return verify_with(ledger, None)
@@ -100,7 +98,6 @@ def verify_with(ledger: Ledger, checkpoints: Sequence[Checkpoint] | None, *,
     """``verify`` against checkpoints already read (``None``: the chain alone). Checkpoints
     of other ledgers are passed over, but at least one must be for this one."""
     from etoro_nb.ledger.checkpoint import identity
-    from etoro_nb.ledger.core import Verification
 
     segments_checked = 0
     wanted: dict[str, set[int]] = {t: set() for t in CHAINED}

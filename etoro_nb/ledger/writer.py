@@ -1,0 +1,223 @@
+"""The ledger's writer: one thread per ``Ledger`` that commits its usage rows, in the order
+they were handed over.
+
+A caller hands a row over and gets a ``Future`` of its sequence number. An intent is
+waited for: on an event loop with ``await asyncio.wrap_future(submit(...))``, so the loop
+never waits for SQLite, its lock or its retry sleeps; in a plain thread with ``commit()``,
+which commits in the calling thread when no other batch is being committed (saving two
+thread switches per request). An outcome is *deferred*: nobody waits, and it waits in the
+queue at most ``linger`` seconds, so that the next intent commits it in the same
+transaction (one commit per request instead of two); if no row follows, the writer thread
+commits it alone when the time is up. Everything queued is committed by ``flush()``, by
+``close()`` and at interpreter exit.
+
+Rows taken together are one transaction; if it fails for a reason of its own row (not
+the ledger being unwritable), each row is retried alone so one bad row fails only itself.
+The thread is a daemon; it looks at the queue every ``linger`` seconds (so a deferred row
+needs no wake-up call) and ends after ``IDLE`` seconds without work (an idle thread would
+keep an unclosed ``Ledger`` alive); the next row starts a new one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+import time
+import weakref
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from typing import Any
+
+from etoro_nb.errors import LedgerError
+
+IDLE = 2.0  # seconds without work before the thread ends
+
+
+@dataclass
+class Job:
+    """One row to commit: its table, its values, and who learns its sequence number."""
+
+    table: str
+    values: dict[str, Any]
+    deferred: bool
+    future: Future[int] = field(default_factory=Future)
+
+
+# commit(jobs) -> their sequence numbers, in one transaction; raises if it fails.
+Commit = Callable[[Sequence[Job]], list[int]]
+
+
+class Writer:
+    """A queue of rows in submission order, committed one batch at a time (the
+    ``_committing`` flag) by the writer thread or by a caller that commits its own row."""
+
+    def __init__(self, commit: Commit, *, linger: float, name: str) -> None:
+        self._commit = commit
+        self._linger = linger
+        self._name = name
+        self._cond = threading.Condition()
+        self._queue: list[Job] = []
+        self._urgent = False  # a waited-for row (or a flush) is queued: commit at once
+        self._deadline = 0.0  # when the oldest deferred row in the queue must be committed
+        self._committing = False  # a batch is being committed (in one thread at a time)
+        self._flushers = 0  # threads waiting in flush()
+        self._submitted = 0
+        self._done = 0
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        _LIVE.add(self)
+
+    def submit(self, table: str, values: dict[str, Any], *, deferred: bool = False) -> Future[int]:
+        """Queue a row for the writer thread; its future holds its sequence number once
+        committed, or the error."""
+        with self._cond:
+            job = self._enqueue(table, values, deferred)
+            if not deferred or self._linger <= 0:
+                self._urgent = True
+                self._cond.notify_all()
+            # A deferred row wakes nobody: the thread looks at the queue every ``linger``.
+            self._start_thread()
+        return job.future
+
+    def commit(self, table: str, values: dict[str, Any]) -> int:
+        """Commit a row (with the deferred rows before it) and wait for it: in this thread
+        if no batch is being committed (no hand-over to the writer thread and back: the
+        synchronous client's intent), else by the writer thread. Not for an event loop."""
+        with self._cond:
+            job = self._enqueue(table, values, False)
+            batch = self._claim()
+            if batch is None:
+                self._urgent = True
+                self._start_thread()
+                self._cond.notify_all()
+        if batch is not None:
+            self._finish(batch)
+        return job.future.result()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Commit everything handed over so far, and wait for it; False if ``timeout``
+        seconds passed first. Does nothing on the writer's own thread (its hooks read the
+        ledger after each commit)."""
+        with self._cond:
+            if threading.current_thread() is self._thread:
+                return True
+            target = self._submitted
+            batch = self._claim()
+            if batch is None and self._done < target:
+                self._urgent = True
+                self._cond.notify_all()
+        if batch is not None:
+            self._finish(batch)
+        with self._cond:
+            self._flushers += 1
+            try:
+                return self._cond.wait_for(lambda: self._done >= target, timeout)
+            finally:
+                self._flushers -= 1
+
+    def close(self) -> None:
+        """Commit what is queued, then stop; a later row raises LedgerError."""
+        self.flush()
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join()
+
+    # -- under self._cond ---------------------------------------------------------------
+    def _enqueue(self, table: str, values: dict[str, Any], deferred: bool) -> Job:
+        if self._closed:
+            raise LedgerError(f"the ledger writer {self._name} is closed")
+        job = Job(table, values, deferred)
+        # Running from the start: an awaiting task's cancellation (asyncio.wrap_future
+        # cancels its source) cannot take back a row handed over; it is committed anyway.
+        job.future.set_running_or_notify_cancel()
+        if not self._queue:
+            self._deadline = time.monotonic() + self._linger
+        self._queue.append(job)
+        self._submitted += 1
+        return job
+
+    def _claim(self) -> list[Job] | None:
+        """The whole queue, to commit in the calling thread, unless a batch is being
+        committed (rows are committed in the order handed over) or the queue is empty."""
+        if self._committing or not self._queue:
+            return None
+        batch, self._queue, self._urgent = self._queue, [], False
+        self._committing = True
+        return batch
+
+    def _start_thread(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, daemon=True, name=self._name)
+            self._thread.start()
+
+    # -- committing ---------------------------------------------------------------------
+    def _finish(self, batch: Sequence[Job]) -> None:
+        try:
+            self._write(batch)
+        finally:
+            with self._cond:
+                self._committing = False
+                self._done += len(batch)
+                # Wake the thread only when there is something for it (a wake-up per
+                # request would cost the request more than the commit it saves).
+                if self._queue or self._flushers:
+                    self._cond.notify_all()
+
+    def _take(self) -> list[Job] | None:
+        """The writer thread's next batch, when it is due (None: idle for IDLE seconds,
+        or closed)."""
+        with self._cond:
+            idle_since = time.monotonic()
+            while True:
+                now = time.monotonic()
+                if self._queue and (self._urgent or self._closed or now >= self._deadline):
+                    batch = self._claim()
+                    if batch is not None:
+                        return batch
+                elif not self._queue and not self._committing and (
+                        self._closed or now - idle_since >= IDLE):
+                    self._thread = None
+                    self._cond.notify_all()
+                    return None
+                if self._queue:
+                    idle_since = now
+                wait = self._linger if self._linger > 0 else IDLE
+                if self._queue and not self._urgent and not self._committing:
+                    wait = min(wait, max(0.0, self._deadline - now))
+                self._cond.wait(wait)
+
+    def _run(self) -> None:
+        while (batch := self._take()) is not None:
+            self._finish(batch)
+
+    def _write(self, batch: Sequence[Job]) -> None:
+        try:
+            seqs = self._commit(batch)
+        except LedgerError as exc:  # the ledger itself failed: every row of the batch did
+            for job in batch:
+                job.future.set_exception(exc)
+            return
+        except Exception as exc:
+            if len(batch) > 1:  # a row of its own made it fail: each row alone, in order
+                for job in batch:
+                    self._write([job])
+            else:
+                batch[0].future.set_exception(exc)
+            return
+        for job, seq in zip(batch, seqs, strict=True):
+            job.future.set_result(seq)
+
+
+_LIVE: weakref.WeakSet[Writer] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_all() -> None:
+    """At interpreter exit, commit every deferred row still waiting (daemon threads are
+    still running when atexit handlers are)."""
+    for writer in list(_LIVE):
+        writer.flush(timeout=60)
