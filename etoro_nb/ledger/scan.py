@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from etoro_nb.ledger import drafts
+import etoro_nb.ledger.drafts as drafts
 from etoro_nb.ledger.chain import sealed_through
 from etoro_nb.ledger.schema import CHAINED
 from etoro_nb.ledger.sealing import STORED

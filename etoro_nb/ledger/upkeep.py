@@ -20,6 +20,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+import etoro_nb.ledger.drafts as drafts
+
 if TYPE_CHECKING:
     from etoro_nb.ledger.core import Ledger
 
@@ -98,8 +100,6 @@ class Upkeep:
             try:
                 if job is None:
                     self._ledger._checkpoint()
-                    from etoro_nb.ledger import drafts
-
                     drafts.upkeep(self._ledger)
                 else:
                     self._ledger._seal_if_due(*job)

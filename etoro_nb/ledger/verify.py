@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from etoro_nb.ledger import drafts
+import etoro_nb.ledger.drafts as drafts
 from etoro_nb.ledger.chain import Verification, chain_hash
 from etoro_nb.ledger.schema import CHAINED, GENESIS, SEALABLE
 from etoro_nb.ledger.sealing import STORED, file_sha256
