@@ -31,7 +31,7 @@ from pathlib import Path
 import httpx
 
 import etoro_nb as enb
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.ratelimit import Quota
 from etoro_nb.sandbox.config import DEFAULT_API_KEY, DEFAULT_USER_KEY
 
@@ -81,7 +81,7 @@ def main() -> None:
         on = enb.connect(DEFAULT_API_KEY, DEFAULT_USER_KEY, base_url=base_url, env_file=None,
                          quota=quota, ledger=work / "ledger.sqlite")
         assert on.environment == "sandbox" and on.ledger is not None
-        off = Client(base_url=base_url, api_key=DEFAULT_API_KEY, user_key=DEFAULT_USER_KEY,
+        off = EtoroClient(base_url=base_url, api_key=DEFAULT_API_KEY, user_key=DEFAULT_USER_KEY,
                      environment="sandbox", quota=quota)
         for i in range(5):  # something to list: 5 portfolios with 2 tokens each
             created = off.agent_portfolios.create(f"bench0{i}", 500, scopes=SCOPES)

@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.ledger import Ledger
 from etoro_nb.ratelimit import Quota
 from etoro_nb.sandbox import SandboxConfig, start
@@ -31,9 +31,9 @@ def main() -> None:
     creds = server.credentials
     quota = Quota(read_limit=10**9, write_limit=10**9)
     ledger = Ledger(Path(tempfile.mkdtemp()) / "ledger.sqlite", durability=args.durability)
-    on = Client(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
+    on = EtoroClient(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
                 environment="sandbox", quota=quota, ledger=ledger)
-    off = Client(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
+    off = EtoroClient(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
                  environment="sandbox", quota=quota)
     timings: dict[str, list[float]] = {"on": [], "off": []}
     for _ in range(50):  # warm up connections

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from etoro_nb import frames
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.ledger import Ledger
 from etoro_nb.ratelimit import Quota
 from etoro_nb.sandbox import SandboxConfig, start
@@ -40,7 +40,7 @@ def main() -> None:
     server = start(SandboxConfig(read_limit=10**9, write_limit=10**9,
                                  owner_real_balance=1e9))
     creds = server.credentials
-    client = Client(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
+    client = EtoroClient(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
                     environment="sandbox", quota=Quota(read_limit=10**9, write_limit=10**9),
                     ledger=Ledger(Path(tempfile.mkdtemp()) / "ledger.sqlite"))
     t0 = time.perf_counter()

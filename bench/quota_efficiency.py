@@ -15,7 +15,7 @@ import time
 
 import httpx
 
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.ratelimit import Quota
 from etoro_nb.sandbox import SandboxConfig, start
 
@@ -42,7 +42,7 @@ def main() -> None:
     server = start(SandboxConfig(read_limit=args.limit, limit_window=args.window))
     creds = server.credentials
     transport = Counting()
-    client = Client(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
+    client = EtoroClient(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
                     environment="sandbox", transport=transport,
                     quota=Quota(read_limit=args.limit, window=args.window))
     t0 = time.perf_counter()

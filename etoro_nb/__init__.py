@@ -17,13 +17,13 @@ from etoro_nb.ratelimit import Quota
 
 if typing.TYPE_CHECKING:
     from etoro_nb import charts, sandbox
-    from etoro_nb.client import AsyncClient, Client, connect, connect_async
+    from etoro_nb.client import AsyncEtoroClient, EtoroClient, connect, connect_async
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncClient",
-    "Client",
+    "AsyncEtoroClient",
+    "EtoroClient",
     "Ledger",
     "Quota",
     "__version__",
@@ -37,7 +37,7 @@ __all__ = [
 
 _LAZY_MODULES = frozenset({"charts", "sandbox"})
 # The HTTP client (httpx) loads on first use too: reading a ledger file needs none.
-_CLIENT_NAMES = frozenset({"AsyncClient", "Client", "connect", "connect_async"})
+_CLIENT_NAMES = frozenset({"AsyncEtoroClient", "EtoroClient", "connect", "connect_async"})
 
 
 def __getattr__(name: str) -> typing.Any:

@@ -1,4 +1,4 @@
-"""What ``Client`` and ``AsyncClient`` share: request building, retry decisions, error
+"""What ``EtoroClient`` and ``AsyncEtoroClient`` share: request building, retry decisions, error
 mapping, quota bookkeeping, and the flows that make up multi-step operations.
 
 A *flow* is a generator that yields ``Call``s and receives ``Answer``s (or has the
@@ -33,10 +33,10 @@ from etoro_nb.errors import (
     APIConnectionError,
     APIError,
     APITimeoutError,
+    InvalidInputError,
     RateLimitError,
     ResponseFormatError,
     ServerError,
-    ValidationError,
     error_class,
 )
 from etoro_nb.operations import OperationInfo
@@ -101,14 +101,14 @@ class Call:
         is reported under."""
         info = operation_info(operation_id)
         if info is None:
-            raise ValidationError("operation_id", f"{operation_id!r} is not an operation of "
+            raise InvalidInputError("operation_id", f"{operation_id!r} is not an operation of "
                                                   "the contract")
         given = path_params or {}
         path = info.route
         for name in info.path_params:
             label = names.get(name, name)
             if name not in given:
-                raise ValidationError(label, "this path parameter is required")
+                raise InvalidInputError(label, "this path parameter is required")
             path = path.replace("{" + name + "}", rules.path_id(given[name], label))
         return cls(operation_id, path, json=json, params=dict(params) if params else None,
                    request_id=request_id)

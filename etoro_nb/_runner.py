@@ -2,7 +2,7 @@
 
 Resources (``etoro_nb.resources``) drive flows through a *runner* and never touch a
 client's private members, as openai-python's resources call their client's public
-methods. ``Client`` satisfies ``Runner`` and ``AsyncClient`` satisfies ``AsyncRunner``;
+methods. ``EtoroClient`` satisfies ``Runner`` and ``AsyncEtoroClient`` satisfies ``AsyncRunner``;
 the resources import only these protocols, so ``etoro_nb.resources`` imports nothing
 from ``etoro_nb.client`` (the dependency goes one way: client -> resources -> runner).
 """
@@ -44,7 +44,7 @@ class RunnerState(Protocol):
 
 
 class Runner(RunnerState, Protocol):
-    """A synchronous runner (``Client``)."""
+    """A synchronous runner (``EtoroClient``)."""
 
     def run_flow(self, flow: Flow[T]) -> T:
         """Drive ``flow`` to its result: send each call it yields, with retries, quota,
@@ -53,7 +53,7 @@ class Runner(RunnerState, Protocol):
 
 
 class AsyncRunner(RunnerState, Protocol):
-    """An asyncio runner (``AsyncClient``)."""
+    """An asyncio runner (``AsyncEtoroClient``)."""
 
     async def run_flow(self, flow: Flow[T]) -> T:
         """``Runner.run_flow``, awaited."""

@@ -1,4 +1,4 @@
-"""``connect()``, ``Client`` and ``AsyncClient``: authenticated access to the API.
+"""``connect()``, ``EtoroClient`` and ``AsyncEtoroClient``: authenticated access to the API.
 
 Both clients drive the same flows over the same ``Core`` (``_base``); they differ only
 in how they send (``httpx.Client`` / ``httpx.AsyncClient``) and sleep. With no live
@@ -36,8 +36,8 @@ from etoro_nb.config import (
 )
 from etoro_nb.errors import (
     EtoroError,
+    InvalidInputError,
     RealMoneyNotAllowedError,
-    ValidationError,
 )
 from etoro_nb.ledger import Ledger
 from etoro_nb.ledger.recorder import UsageRecorder
@@ -60,7 +60,7 @@ if TYPE_CHECKING:
     from etoro_nb.sandbox.server import SandboxServer
 
 T = TypeVar("T")
-__all__ = ["AsyncClient", "Client", "ClientConfig", "connect", "connect_async", "is_loopback"]
+__all__ = ["AsyncEtoroClient", "ClientConfig", "EtoroClient", "connect", "connect_async", "is_loopback"]
 
 
 def operation_call(operation_id: str, path_params: Mapping[str, object] | None,
@@ -69,7 +69,7 @@ def operation_call(operation_id: str, path_params: Mapping[str, object] | None,
     """A call to any operation of the contract by id, its path filled in (ids quoted); a
     bad parameter is reported under the contract's name for it."""
     if operation_id not in catalogue():  # the sandbox's own status is not for client.call
-        raise ValidationError("operation_id", f"{operation_id!r} is not an operation of the "
+        raise InvalidInputError("operation_id", f"{operation_id!r} is not an operation of the "
                                               "contract")
     return Call.of(operation_id, path_params, params=query, json=body, request_id=request_id,
                    names={})
@@ -114,7 +114,7 @@ class _ClientBase:
         user_key = config.user_key.get_secret_value()
         recorder = None if self.ledger is None else UsageRecorder(
             self.ledger, principal=self.principal, environment=self.environment,
-            user_key=user_key, clock=self._clock, on_loop=isinstance(self, AsyncClient))
+            user_key=user_key, clock=self._clock, on_loop=isinstance(self, AsyncEtoroClient))
         self._core = Core(base_url=self.base_url, api_key=config.api_key.get_secret_value(),
                           user_key=user_key, limiter=self._limiter, policy=self._retry,
                           recorder=recorder)
@@ -165,12 +165,12 @@ class _ClientBase:
                        quota=None)
 
 
-class Client(_ClientBase):
+class EtoroClient(_ClientBase):
     """The synchronous client. Use it as a context manager or call ``close()``.
 
     Settings are ``ClientConfig``'s fields given as keywords
-    (``Client(base_url=..., api_key=..., user_key=..., environment=...)``), or a
-    ``ClientConfig`` already made (``Client(config)``), not both. ``transport`` or ``http``
+    (``EtoroClient(base_url=..., api_key=..., user_key=..., environment=...)``), or a
+    ``ClientConfig`` already made (``EtoroClient(config)``), not both. ``transport`` or ``http``
     replace the connection (tests, sharing one pool)."""
 
     def __init__(self, config: ClientConfig | None = None, /, *,
@@ -202,12 +202,12 @@ class Client(_ClientBase):
         call = operation_call(operation_id, path_params, query, body, request_id)
         return self.run_flow(raw_call_flow(call, path_params or {}, self._changelog))
 
-    def as_agent(self, token: Secret) -> Client:
+    def as_agent(self, token: Secret) -> EtoroClient:
         """A client acting with a delegated token (a ``MintedToken`` or its secret).
 
         It shares this client's connections and quota bookkeeping; closing it is optional,
         closing this client closes both."""
-        return Client(self._agent_config(token), http=self._http)
+        return EtoroClient(self._agent_config(token), http=self._http)
 
     def close(self) -> None:
         if self._owns_http:
@@ -217,7 +217,7 @@ class Client(_ClientBase):
         if self._owns_ledger and self.ledger is not None:
             self.ledger.close()
 
-    def __enter__(self) -> Client:
+    def __enter__(self) -> EtoroClient:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -270,8 +270,8 @@ class Client(_ClientBase):
             return stop.value  # type: ignore[no-any-return]
 
 
-class AsyncClient(_ClientBase):
-    """The asyncio client: the same surface, awaited; made like ``Client``."""
+class AsyncEtoroClient(_ClientBase):
+    """The asyncio client: the same surface, awaited; made like ``EtoroClient``."""
 
     def __init__(self, config: ClientConfig | None = None, /, *,
                  transport: httpx.AsyncBaseTransport | None = None,
@@ -298,8 +298,8 @@ class AsyncClient(_ClientBase):
         call = operation_call(operation_id, path_params, query, body, request_id)
         return await self.run_flow(raw_call_flow(call, path_params or {}, self._changelog))
 
-    def as_agent(self, token: Secret) -> AsyncClient:
-        return AsyncClient(self._agent_config(token), http=self._http)
+    def as_agent(self, token: Secret) -> AsyncEtoroClient:
+        return AsyncEtoroClient(self._agent_config(token), http=self._http)
 
     async def aclose(self) -> None:
         if self._owns_http:
@@ -309,7 +309,7 @@ class AsyncClient(_ClientBase):
         if self._owns_ledger and self.ledger is not None:
             self.ledger.close()
 
-    async def __aenter__(self) -> AsyncClient:
+    async def __aenter__(self) -> AsyncEtoroClient:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -347,7 +347,7 @@ class AsyncClient(_ClientBase):
             await self._sleep(delay)
 
     async def run_flow(self, flow: Flow[T]) -> T:
-        """``Client.run_flow``, awaited."""
+        """``EtoroClient.run_flow``, awaited."""
         try:
             call = next(flow)
             while True:
@@ -450,7 +450,7 @@ def _ledger(chosen: Ledger | str | Path | None, environment: Environment,
 def connect(api_key: str | None = None, user_key: str | None = None, *,
             base_url: str | None = None, allow_real: bool | None = None,
             env_file: str | Path | None = ".env", sandbox: SandboxConfig | None = None,
-            quota: Quota | None = None, ledger: Ledger | str | Path | None = None) -> Client:
+            quota: Quota | None = None, ledger: Ledger | str | Path | None = None) -> EtoroClient:
     """A client for live eToro when keys are given (arguments, ``ETORO_API_KEY`` /
     ``ETORO_USER_KEY``, or a ``.env`` file), else for a freshly started embedded sandbox
     (configured by ``sandbox``). ``client.environment`` says which. On live, the real
@@ -460,8 +460,8 @@ def connect(api_key: str | None = None, user_key: str | None = None, *,
     opens writes signed checkpoints when ``ETORO_NB_CHECKPOINT`` names a file."""
     creds, checkpoint = _resolve(api_key, user_key, base_url, env_file)
     if creds is None:
-        return Client(_sandbox_config(_start_sandbox(sandbox), quota, ledger, checkpoint))
-    return Client(_live_config(creds, _detect(creds.base_url), allow_real, quota, ledger,
+        return EtoroClient(_sandbox_config(_start_sandbox(sandbox), quota, ledger, checkpoint))
+    return EtoroClient(_live_config(creds, _detect(creds.base_url), allow_real, quota, ledger,
                                checkpoint))
 
 
@@ -469,8 +469,8 @@ async def connect_async(api_key: str | None = None, user_key: str | None = None,
                         base_url: str | None = None, allow_real: bool | None = None,
                         env_file: str | Path | None = ".env",
                         sandbox: SandboxConfig | None = None, quota: Quota | None = None,
-                        ledger: Ledger | str | Path | None = None) -> AsyncClient:
-    """``connect()`` for asyncio: the same choices, an ``AsyncClient``
+                        ledger: Ledger | str | Path | None = None) -> AsyncEtoroClient:
+    """``connect()`` for asyncio: the same choices, an ``AsyncEtoroClient``
     (``client = await enb.connect_async()``). Nothing blocks the event loop: reading the
     settings, starting the sandbox and opening the ledger run in a worker thread
     (``asyncio.to_thread``), and the probe of a loopback URL is an async request."""
@@ -482,14 +482,14 @@ async def connect_async(api_key: str | None = None, user_key: str | None = None,
         environment = await _detect_async(creds.base_url)
         config = await asyncio.to_thread(_live_config, creds, environment, allow_real, quota,
                                          ledger, checkpoint)
-    return AsyncClient(config)
+    return AsyncEtoroClient(config)
 
 
 if TYPE_CHECKING:
     from etoro_nb._runner import AsyncRunner, Runner
     from etoro_nb.client_api import ClientAPI
 
-    def _implements(client: Client, async_client: AsyncClient) -> tuple[Runner, AsyncRunner,
+    def _implements(client: EtoroClient, async_client: AsyncEtoroClient) -> tuple[Runner, AsyncRunner,
                                                                         ClientAPI]:
         """Checked by mypy only: each client implements the protocols it is used through."""
         return client, async_client, client

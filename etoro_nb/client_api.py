@@ -1,12 +1,12 @@
 """``ClientAPI``: the client surface that frames' client loaders and the rebalancer use.
 
-One typed protocol, so they depend on what they call rather than on ``Client`` itself
+One typed protocol, so they depend on what they call rather than on ``EtoroClient`` itself
 (and ``etoro_nb.frames`` imports nothing of ``etoro_nb.client``). It is synchronous on
 purpose: the loaders and ``Rebalancer.step`` return frames and records, not awaitables,
-so they take a ``Client`` (or anything with its synchronous surface, such as a test
-double). From asyncio code, run them on a ``Client`` in a worker thread
+so they take a ``EtoroClient`` (or anything with its synchronous surface, such as a test
+double). From asyncio code, run them on a ``EtoroClient`` in a worker thread
 (``await asyncio.to_thread(frames.portfolios, client)``) rather than on an
-``AsyncClient``: async twins of every loader would double the code for no new result.
+``AsyncEtoroClient``: async twins of every loader would double the code for no new result.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 
 class ClientAPI(Protocol):
-    """What ``Client`` offers that the loaders and the rebalancer call."""
+    """What ``EtoroClient`` offers that the loaders and the rebalancer call."""
 
     @property
     def environment(self) -> Environment: ...

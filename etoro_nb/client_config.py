@@ -1,8 +1,8 @@
-"""``ClientConfig``: every setting of a ``Client`` or ``AsyncClient``, frozen and typed.
+"""``ClientConfig``: every setting of a ``EtoroClient`` or ``AsyncEtoroClient``, frozen and typed.
 
-``Client(base_url=..., api_key=..., user_key=..., environment=...)`` builds one from its
+``EtoroClient(base_url=..., api_key=..., user_key=..., environment=...)`` builds one from its
 keywords (``ClientSettings`` types them); ``connect()`` and ``as_agent()`` build one and
-pass it as ``Client(config)``. Keys are checked and held as ``SecretStr`` here, and a
+pass it as ``EtoroClient(config)``. Keys are checked and held as ``SecretStr`` here, and a
 ``"sandbox"`` environment is refused for a URL not on this machine, so a config that
 exists is valid.
 """
@@ -107,7 +107,7 @@ class ClientConfig:
 
 
 class ClientSettings(TypedDict, total=False):
-    """``ClientConfig``'s fields as ``Client(...)`` keywords (a test keeps the two equal).
+    """``ClientConfig``'s fields as ``EtoroClient(...)`` keywords (a test keeps the two equal).
     ``base_url``, ``api_key``, ``user_key`` and ``environment`` are required unless a
     ``ClientConfig`` is given instead (``ClientConfig`` says so by a ``TypeError``)."""
 

@@ -3,7 +3,7 @@
 ```
 EtoroError
 ├── ConfigurationError          missing or contradictory settings (says how to supply them)
-├── ValidationError             bad input caught before sending (names field and rule)
+├── InvalidInputError             bad input caught before sending (names field and rule)
 ├── RealMoneyNotAllowedError    a real-trading call on a live connection without opt-in
 ├── LedgerError                 the ledger can't be written: the request was not sent
 ├── ResponseFormatError         an answer of an unexpected shape (values never echoed)
@@ -45,7 +45,7 @@ class ConfigurationError(EtoroError):
     """Settings are missing or contradict each other."""
 
 
-class ValidationError(EtoroError, ValueError):
+class InvalidInputError(EtoroError, ValueError):
     """Input broke a rule of the contract; nothing was sent."""
 
     def __init__(self, field: str, rule: str) -> None:
@@ -170,7 +170,7 @@ class PartialCreateError(APIError):
     ``portfolio`` is the new portfolio (an ``etoro_nb.models.AgentPortfolio``, typed ``Any``
     here so this module depends on nothing else in the package); ``mint_token()`` mints
     the token that was asked for (same name, scopes, whitelist and expiry) and returns it
-    with its secret (from an ``AsyncClient``, it returns an awaitable).
+    with its secret (from an ``AsyncEtoroClient``, it returns an awaitable).
     """
 
     def __init__(self, *, portfolio: Any, **kw: Any) -> None:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 
 from etoro_nb import rules
-from etoro_nb.errors import APIError, AuthenticationError, PermissionDeniedError, ValidationError
+from etoro_nb.errors import APIError, AuthenticationError, InvalidInputError, PermissionDeniedError
 from etoro_nb.frames import UTC_US, frame_of
 from etoro_nb.models import Portfolio
 
@@ -95,12 +95,12 @@ class Order:
 def validate_targets(targets: Targets) -> dict[str | int, float]:
     """Target weights checked and scaled to sum to exactly 1; keys are symbols or ids.
 
-    Raises ``ValidationError`` naming the field (``targets`` or ``targets['AAPL']``) and
+    Raises ``InvalidInputError`` naming the field (``targets`` or ``targets['AAPL']``) and
     the rule: at least one instrument, each a symbol or a positive id given once, each
     weight a positive number, the weights summing to 1 within ``WEIGHT_TOLERANCE``.
     """
     if not isinstance(targets, Mapping) or not targets:
-        raise ValidationError("targets", "give at least one instrument and its weight, such as "
+        raise InvalidInputError("targets", "give at least one instrument and its weight, such as "
                                          "{'AAPL': 0.6, 'GLD': 0.4}")
     seen: set[str | int] = set()
     out: dict[str | int, float] = {}
@@ -111,15 +111,15 @@ def validate_targets(targets: Targets) -> dict[str | int, float]:
         elif isinstance(key, int) and not isinstance(key, bool) and key > 0:
             norm = key
         else:
-            raise ValidationError(where, "an instrument is a symbol such as 'AAPL' or a positive "
+            raise InvalidInputError(where, "an instrument is a symbol such as 'AAPL' or a positive "
                                          "instrument id")
         if norm in seen:
-            raise ValidationError(where, "each instrument is given once")
+            raise InvalidInputError(where, "each instrument is given once")
         seen.add(norm)
         out[norm] = rules.positive(weight, where)
     total = math.fsum(out.values())
     if abs(total - 1.0) > WEIGHT_TOLERANCE:
-        raise ValidationError("targets", f"the weights must sum to 1 (within {WEIGHT_TOLERANCE:g}), "
+        raise InvalidInputError("targets", f"the weights must sum to 1 (within {WEIGHT_TOLERANCE:g}), "
                                          f"got {total:g}")
     return {k: w / total for k, w in out.items()}
 
@@ -127,7 +127,7 @@ def validate_targets(targets: Targets) -> dict[str | int, float]:
 def _check_ids(targets: Mapping[int, float]) -> dict[int, float]:
     weights = validate_targets(targets)
     if not all(isinstance(k, int) for k in weights):
-        raise ValidationError("targets", "plan_orders takes instrument ids; resolve symbols first "
+        raise InvalidInputError("targets", "plan_orders takes instrument ids; resolve symbols first "
                                          "(Rebalancer does)")
     return {int(k): w for k, w in weights.items()}
 
@@ -156,7 +156,7 @@ def plan_orders(holdings: Iterable[Holding], targets: Mapping[int, float], cash:
     for h in holdings:
         rules.positive(h.units, f"holdings[{h.position_id}].units")
         if not math.isfinite(h.value_usd):
-            raise ValidationError(f"holdings[{h.position_id}].value_usd", "must be a finite number")
+            raise InvalidInputError(f"holdings[{h.position_id}].value_usd", "must be a finite number")
         held.setdefault(h.instrument_id, []).append(h)
     value = {iid: math.fsum(h.value_usd for h in hs) for iid, hs in held.items()}
     total = cash + math.fsum(value.values())
@@ -239,10 +239,10 @@ def _weights(values: Mapping[int | None, float]) -> dict[int | None, float]:
 class Rebalancer:
     """An agent that rebalances its own account (``mode`` ``"demo"`` or ``"real"``) toward
     ``targets`` (symbol or instrument id -> weight), acting through ``agent``, a client
-    from ``client.as_agent(token)``: a synchronous ``Client`` (``etoro_nb.client_api``
+    from ``client.as_agent(token)``: a synchronous ``EtoroClient`` (``etoro_nb.client_api``
     says why; from asyncio, run ``step()`` in a worker thread).
 
-    The targets are checked at once (``ValidationError``), then their symbols are looked
+    The targets are checked at once (``InvalidInputError``), then their symbols are looked
     up with the agent's key (market data). ``clock`` gives each step's time without a
     request; by default the client's own (a sandbox's simulated clock, else UTC now).
     """
@@ -263,7 +263,7 @@ class Rebalancer:
         for key, weight in weights.items():
             iid, symbol = self._resolve(key)
             if iid in self.targets:
-                raise ValidationError(f"targets[{key!r}]", f"is {self.symbols[iid]} again "
+                raise InvalidInputError(f"targets[{key!r}]", f"is {self.symbols[iid]} again "
                                                            f"(instrument {iid}); give each once")
             self.targets[iid], self.symbols[iid] = weight, symbol
         self.records: list[StepRecord] = []
@@ -280,7 +280,7 @@ class Rebalancer:
                  if isinstance(key, str) else self._agent.market.search(fields=fields, instrumentId=key))
         if not found:
             kind = "symbol" if isinstance(key, str) else "instrument id"
-            raise ValidationError(f"targets[{key!r}]", f"no instrument has this {kind} "
+            raise InvalidInputError(f"targets[{key!r}]", f"no instrument has this {kind} "
                                                        f"({self._agent.environment})")
         return int(found[0]["instrumentId"]), str(found[0].get("internalSymbolFull") or key)
 
@@ -356,7 +356,7 @@ class Rebalancer:
         """Up to ``steps`` steps, calling ``between(record)`` after each but the last;
         ends early at the first ``stopped`` step. Returns this run's records."""
         if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-            raise ValidationError("steps", f"must be a whole number >= 1, got {steps!r}")
+            raise InvalidInputError("steps", f"must be a whole number >= 1, got {steps!r}")
         done: list[StepRecord] = []
         for i in range(steps):
             done.append(self.step())

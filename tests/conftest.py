@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.sandbox import SandboxConfig, SandboxServer, start
 from tests.helpers import Api
 
@@ -67,15 +67,15 @@ def agent_for(server: SandboxServer) -> Iterator[Callable[[str], Api]]:
 
 
 @pytest.fixture
-def make_client() -> Iterator[Callable[..., Client]]:
+def make_client() -> Iterator[Callable[..., EtoroClient]]:
     """Owner clients of a given sandbox server; closed after the test."""
-    made: list[Client] = []
+    made: list[EtoroClient] = []
 
-    def make(server: SandboxServer, **settings: Any) -> Client:
+    def make(server: SandboxServer, **settings: Any) -> EtoroClient:
         creds = server.credentials
         settings.setdefault("environment", "sandbox")
         settings.setdefault("allow_real", True)
-        client = Client(base_url=creds.base_url, api_key=creds.api_key,
+        client = EtoroClient(base_url=creds.base_url, api_key=creds.api_key,
                         user_key=creds.user_key, **settings)
         made.append(client)
         return client
@@ -86,5 +86,5 @@ def make_client() -> Iterator[Callable[..., Client]]:
 
 
 @pytest.fixture
-def client(server: SandboxServer, make_client: Callable[..., Client]) -> Client:
+def client(server: SandboxServer, make_client: Callable[..., EtoroClient]) -> EtoroClient:
     return make_client(server)

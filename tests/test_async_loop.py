@@ -17,7 +17,7 @@ import httpx
 import pytest
 
 from etoro_nb import frames
-from etoro_nb.client import AsyncClient
+from etoro_nb.client import AsyncEtoroClient
 from etoro_nb.ledger import Ledger
 from etoro_nb.ratelimit import Quota
 from etoro_nb.sandbox.config import DEFAULT_API_KEY, DEFAULT_USER_KEY
@@ -103,7 +103,7 @@ def test_200_recorded_requests_never_stall_the_event_loop(served: str, contended
     lags: list[float] = []
 
     async def scenario() -> None:
-        async with AsyncClient(base_url=served, api_key=DEFAULT_API_KEY,
+        async with AsyncEtoroClient(base_url=served, api_key=DEFAULT_API_KEY,
                                user_key=DEFAULT_USER_KEY, environment="sandbox",
                                quota=Quota(read_limit=UNTHROTTLED, write_limit=UNTHROTTLED),
                                ledger=contended) as client:

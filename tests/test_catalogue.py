@@ -14,7 +14,7 @@ import pytest
 
 from etoro_nb import errors, frames, scopes
 from etoro_nb._base import Answer, Call
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.ledger import Ledger
 from etoro_nb.operations import SANDBOX_STATUS, OperationInfo, catalogue, operation
 from etoro_nb.sandbox import SandboxServer, delegation
@@ -41,22 +41,22 @@ NOT_WRAPPED = {
 
 @pytest.fixture
 def client(server: SandboxServer, tmp_path: Path,
-           make_client: Callable[..., Client]) -> Client:
+           make_client: Callable[..., EtoroClient]) -> EtoroClient:
     """An owner client recording into a ledger (closed with it)."""
     return make_client(server, ledger=Ledger(tmp_path / "l.sqlite"), owns_ledger=True)
 
 
 @pytest.fixture
 def sent(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Call]]:
-    """Every call any ``Client`` sends in the test, in order."""
+    """Every call any ``EtoroClient`` sends in the test, in order."""
     calls: list[Call] = []
-    send = Client._send
+    send = EtoroClient._send
 
-    def recording(self: Client, call: Call) -> Answer:
+    def recording(self: EtoroClient, call: Call) -> Answer:
         calls.append(call)
         return send(self, call)
 
-    monkeypatch.setattr(Client, "_send", recording)
+    monkeypatch.setattr(EtoroClient, "_send", recording)
     yield calls
 
 
@@ -66,7 +66,7 @@ def _entry(operation_id: str) -> OperationInfo:
     return info
 
 
-def assert_from_catalogue(calls: list[Call], client: Client) -> None:
+def assert_from_catalogue(calls: list[Call], client: EtoroClient) -> None:
     """Each call's method and path are its catalogue entry's, and so is what the ledger
     recorded for it (method, route and the scope it needs)."""
     for call in calls:
@@ -86,7 +86,7 @@ def assert_from_catalogue(calls: list[Call], client: Client) -> None:
 
 
 def test_every_client_method_builds_its_calls_from_the_catalogue(
-    client: Client, sent: list[Call]
+    client: EtoroClient, sent: list[Call]
 ) -> None:
     ap = client.agent_portfolios
     ap.allowed_scopes()
@@ -124,7 +124,7 @@ def test_every_client_method_builds_its_calls_from_the_catalogue(
 
 
 def test_client_call_builds_every_operation_from_the_catalogue(
-    client: Client, sent: list[Call]
+    client: EtoroClient, sent: list[Call]
 ) -> None:
     """The playground's way in: any operation by id, its form's example values sent."""
     for op, info in catalogue().items():
@@ -146,14 +146,14 @@ def test_a_call_cannot_disagree_with_its_catalogue_entry() -> None:
         Call("getPortfolio", "/api/v1/trading/info/demo/portfolio")
     with pytest.raises(ValueError, match="no route"):
         Call("madeUp", "/api/v1/me")
-    with pytest.raises(errors.ValidationError, match="operation_id"):
+    with pytest.raises(errors.InvalidInputError, match="operation_id"):
         Call.of("madeUp")
-    with pytest.raises(errors.ValidationError, match="token_id"):
+    with pytest.raises(errors.InvalidInputError, match="token_id"):
         Call.of("deleteAgentPortfolioUserToken", {"agentPortfolioId": "p"})
-    with pytest.raises(errors.ValidationError, match="userTokenId"):
+    with pytest.raises(errors.InvalidInputError, match="userTokenId"):
         Call.of("deleteAgentPortfolioUserToken", {"agentPortfolioId": "p"}, names={})
-    with pytest.raises(errors.ValidationError, match="operation_id"):
-        Client(base_url="http://x", api_key="a", user_key="b",
+    with pytest.raises(errors.InvalidInputError, match="operation_id"):
+        EtoroClient(base_url="http://x", api_key="a", user_key="b",
                environment="live").call("sandboxStatus")  # not an operation of the contract
 
 

@@ -1,4 +1,4 @@
-"""AsyncClient: the same flows, awaited."""
+"""AsyncEtoroClient: the same flows, awaited."""
 
 from __future__ import annotations
 
@@ -10,15 +10,15 @@ import polars as pl
 import pytest
 
 from etoro_nb import errors, frames
-from etoro_nb.client import AsyncClient
+from etoro_nb.client import AsyncEtoroClient
 from etoro_nb.ledger import Ledger
 from etoro_nb.sandbox import Faults, SandboxServer
 from tests.helpers import ALL_SCOPES, DEMO_READ
 
 
-def _client(server: SandboxServer) -> AsyncClient:
+def _client(server: SandboxServer) -> AsyncEtoroClient:
     creds = server.credentials
-    return AsyncClient(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
+    return AsyncEtoroClient(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
                        environment="sandbox", allow_real=True)
 
 
@@ -71,7 +71,7 @@ def test_async_partial_create_and_reconciled_create(server: SandboxServer) -> No
 def test_async_raw_call_records_the_change(server: SandboxServer, tmp_path: Path) -> None:
     async def scenario() -> list[str]:
         creds = server.credentials
-        async with AsyncClient(base_url=creds.base_url, api_key=creds.api_key,
+        async with AsyncEtoroClient(base_url=creds.base_url, api_key=creds.api_key,
                                user_key=creds.user_key, environment="sandbox", allow_real=True,
                                ledger=Ledger(tmp_path / "l.sqlite")) as client:
             created = (await client.call("createAgentPortfolioV2", body={

@@ -14,7 +14,7 @@ from pydantic import SecretStr
 
 import etoro_nb as enb
 from etoro_nb import errors
-from etoro_nb.client import AsyncClient, Client
+from etoro_nb.client import AsyncEtoroClient, EtoroClient
 from etoro_nb.client_config import CONFIG_FIELDS, ClientConfig, ClientSettings
 from etoro_nb.sandbox import SandboxServer
 from etoro_nb.sandbox import server as sandbox_server
@@ -49,20 +49,20 @@ def test_a_config_is_frozen_checked_and_keeps_keys_secret() -> None:
 def test_a_client_is_made_from_keywords_or_a_config_not_both() -> None:
     config = ClientConfig(base_url="http://x", api_key=SecretStr("a"), user_key=SecretStr("u"),
                           environment="live")
-    with Client(base_url="http://x", api_key="a", user_key="u", environment="live") as by_kw, \
-            Client(config) as by_config:
+    with EtoroClient(base_url="http://x", api_key="a", user_key="u", environment="live") as by_kw, \
+            EtoroClient(config) as by_config:
         assert by_kw.config == dataclasses.replace(by_config.config, timeout=by_kw.config.timeout)
         assert by_config.config is config
     with pytest.raises(errors.ConfigurationError, match="not both"):
-        Client(config, base_url="http://y")
+        EtoroClient(config, base_url="http://y")
     with pytest.raises(TypeError, match="colour"):
-        Client(base_url="http://x", api_key="a", user_key="u", environment="live",
+        EtoroClient(base_url="http://x", api_key="a", user_key="u", environment="live",
                colour="red")  # type: ignore[call-arg]
 
 
 def test_an_agent_client_shares_the_settings_but_not_the_sandbox(server: SandboxServer) -> None:
     creds = server.credentials
-    with Client(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
+    with EtoroClient(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
                 environment="sandbox", allow_real=True) as owner:
         agent = owner.as_agent("agent-key")
         assert agent.config.principal == "agent" and agent.config.sandbox is None
@@ -100,7 +100,7 @@ def test_connect_async_is_a_coroutine_and_starts_the_sandbox_off_the_loop(
         client = await connecting
         ticker.cancel()
         async with client:
-            assert isinstance(client, AsyncClient) and client.environment == "sandbox"
+            assert isinstance(client, AsyncEtoroClient) and client.environment == "sandbox"
             assert (await client.me()).username == "sandbox.owner"
 
     asyncio.run(scenario())

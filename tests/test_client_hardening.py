@@ -11,7 +11,7 @@ import pytest
 
 from etoro_nb import errors
 from etoro_nb._base import parse_retry_after
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.sandbox import SandboxServer
 from tests.helpers import DEMO_READ, Api
 
@@ -35,16 +35,16 @@ class FailFirstPost(httpx.HTTPTransport):
         return super().handle_request(request)
 
 
-def _client(server: SandboxServer, transport: httpx.BaseTransport) -> Client:
+def _client(server: SandboxServer, transport: httpx.BaseTransport) -> EtoroClient:
     creds = server.credentials
-    client = Client(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
+    client = EtoroClient(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
                     environment="sandbox", transport=transport)
     client._sleep = lambda s: None  # type: ignore[method-assign]
     return client
 
 
 def test_ambiguous_mint_never_revokes_a_token_that_existed_before(
-    server: SandboxServer, client: Client
+    server: SandboxServer, client: EtoroClient
 ) -> None:
     created = client.agent_portfolios.create("alpha01", 1000, scopes=[DEMO_READ],
                                              token_name="agent")
@@ -58,7 +58,7 @@ def test_ambiguous_mint_never_revokes_a_token_that_existed_before(
 
 
 def test_ambiguous_create_never_adopts_a_portfolio_that_existed_before(
-    server: SandboxServer, client: Client
+    server: SandboxServer, client: EtoroClient
 ) -> None:
     earlier = client.agent_portfolios.create("beta0001", 500, scopes=[DEMO_READ])
     transport = FailFirstPost("/api/v2/agent-portfolios", httpx.ReadError, after_sending=True)
@@ -70,7 +70,7 @@ def test_ambiguous_create_never_adopts_a_portfolio_that_existed_before(
 
 
 def test_a_connection_that_never_opened_is_resent_with_the_same_request_id(
-    server: SandboxServer, client: Client
+    server: SandboxServer, client: EtoroClient
 ) -> None:
     transport = FailFirstPost("/api/v2/agent-portfolios", httpx.ConnectError,
                               after_sending=False)
@@ -83,7 +83,7 @@ def test_a_connection_that_never_opened_is_resent_with_the_same_request_id(
 
 
 def test_only_2xx_is_success(owner: Api) -> None:
-    client = Client(base_url="http://mock", api_key="a", user_key="b", environment="live",
+    client = EtoroClient(base_url="http://mock", api_key="a", user_key="b", environment="live",
                     transport=httpx.MockTransport(lambda r: httpx.Response(
                         307, headers={"location": "/elsewhere"})))
     with pytest.raises(errors.APIError) as caught:
@@ -94,17 +94,17 @@ def test_only_2xx_is_success(owner: Api) -> None:
     assert r.status_code == 404
 
 
-def test_empty_ids_are_refused_locally(client: Client) -> None:
-    with pytest.raises(errors.ValidationError, match="token_id"):
+def test_empty_ids_are_refused_locally(client: EtoroClient) -> None:
+    with pytest.raises(errors.InvalidInputError, match="token_id"):
         client.agent_portfolios.revoke_token("p", "")
-    with pytest.raises(errors.ValidationError, match="portfolio_id"):
+    with pytest.raises(errors.InvalidInputError, match="portfolio_id"):
         client.agent_portfolios.delete(" ")
 
 
 def test_keys_are_checked_without_being_echoed() -> None:
     for bad in ("key-with-newline\n", "key with space", "clé"):
         with pytest.raises(errors.ConfigurationError) as caught:
-            Client(base_url="http://x", api_key="ok", user_key=bad, environment="live")
+            EtoroClient(base_url="http://x", api_key="ok", user_key=bad, environment="live")
         assert bad.strip() not in str(caught.value)
 
 
@@ -112,7 +112,7 @@ def test_connection_errors_carry_no_request_and_no_key() -> None:
     def refuse(request: httpx.Request) -> httpx.Response:
         raise httpx.ConnectError("refused", request=request)
 
-    client = Client(base_url="http://x", api_key="app-secret-key", user_key="user-secret-key",
+    client = EtoroClient(base_url="http://x", api_key="app-secret-key", user_key="user-secret-key",
                     environment="live", transport=httpx.MockTransport(refuse))
     client._sleep = lambda s: None  # type: ignore[method-assign]
     with pytest.raises(errors.APIConnectionError) as caught:
@@ -124,7 +124,7 @@ def test_unexpected_answers_never_echo_values(
     make_server: Callable[..., SandboxServer]
 ) -> None:
     body = {"userTokenId": "t", "userToken": "etnb_topsecretvalue", "userTokenName": 5}
-    client = Client(base_url="http://x", api_key="a", user_key="b", environment="live",
+    client = EtoroClient(base_url="http://x", api_key="a", user_key="b", environment="live",
                     transport=httpx.MockTransport(lambda r: _mint_answers(r, body)))
     with pytest.raises(errors.ResponseFormatError) as caught:
         client.agent_portfolios.mint_token("p", "x", scopes=[DEMO_READ])

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from etoro_nb import errors, frames
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.ledger import Ledger
 from etoro_nb.models import CreatedPortfolio
 from etoro_nb.sandbox import SandboxServer
@@ -19,12 +19,12 @@ from tests.helpers import ALL_SCOPES, DEMO_READ, DEMO_WRITE, REAL_READ, REAL_WRI
 
 
 @pytest.fixture
-def created(client: Client) -> CreatedPortfolio:
+def created(client: EtoroClient) -> CreatedPortfolio:
     return client.agent_portfolios.create("alpha01", 2000, scopes=ALL_SCOPES,
                                           token_name="bot", description="trend follower")
 
 
-def test_create_list_and_delete(client: Client, created: CreatedPortfolio) -> None:
+def test_create_list_and_delete(client: EtoroClient, created: CreatedPortfolio) -> None:
     assert created.portfolio.name == "alpha01"
     assert created.token.name == "bot" and created.token.scopes == tuple(ALL_SCOPES)
     assert created.token.secret.get_secret_value().startswith("etnb_")
@@ -38,13 +38,13 @@ def test_create_list_and_delete(client: Client, created: CreatedPortfolio) -> No
         client.agent_portfolios.delete(created.portfolio.id)
 
 
-def test_allowed_scopes_are_fetched_once(client: Client) -> None:
+def test_allowed_scopes_are_fetched_once(client: EtoroClient) -> None:
     assert client.agent_portfolios.allowed_scopes() == [DEMO_READ, DEMO_WRITE, REAL_READ,
                                                         REAL_WRITE]
     assert client.scope_cache == [DEMO_READ, DEMO_WRITE, REAL_READ, REAL_WRITE]
 
 
-def test_mint_update_revoke(client: Client, created: CreatedPortfolio) -> None:
+def test_mint_update_revoke(client: EtoroClient, created: CreatedPortfolio) -> None:
     pid = created.portfolio.id
     token = client.agent_portfolios.mint_token(pid, "reader", scopes=[DEMO_READ],
                                                ips_whitelist=["127.0.0.1"],
@@ -63,7 +63,7 @@ def test_mint_update_revoke(client: Client, created: CreatedPortfolio) -> None:
 
 
 def test_rotation_keeps_the_old_token_until_confirmed(
-    client: Client, created: CreatedPortfolio, server: SandboxServer
+    client: EtoroClient, created: CreatedPortfolio, server: SandboxServer
 ) -> None:
     pid = created.portfolio.id
     token = client.agent_portfolios.mint_token(pid, "rotating", scopes=[DEMO_READ],
@@ -85,7 +85,7 @@ def test_rotation_keeps_the_old_token_until_confirmed(
 
 
 def test_agent_trades_and_the_owner_sees_the_mirror(
-    client: Client, created: CreatedPortfolio
+    client: EtoroClient, created: CreatedPortfolio
 ) -> None:
     agent = client.as_agent(created.token)
     real = agent.trading("real")
@@ -109,7 +109,7 @@ def test_agent_trades_and_the_owner_sees_the_mirror(
     agent.close()
 
 
-def test_history_pages_with_progress(client: Client, created: CreatedPortfolio) -> None:
+def test_history_pages_with_progress(client: EtoroClient, created: CreatedPortfolio) -> None:
     demo = client.as_agent(created.token).trading("demo")
     for _ in range(5):
         placed = demo.open_order("BTC", amount=100)
@@ -121,7 +121,7 @@ def test_history_pages_with_progress(client: Client, created: CreatedPortfolio) 
     assert seen == [(2, 1), (4, 2), (5, 3)]
 
 
-def test_pending_order_cancel(client: Client, created: CreatedPortfolio) -> None:
+def test_pending_order_cancel(client: EtoroClient, created: CreatedPortfolio) -> None:
     demo = client.as_agent(created.token).trading("demo")
     ask = client.market.rates([1001])[0].ask
     placed = demo.open_order(1001, amount=100, trigger_rate=round(ask * 0.5, 2))
@@ -130,7 +130,7 @@ def test_pending_order_cancel(client: Client, created: CreatedPortfolio) -> None
     assert demo.lookup_order(placed.order_id).status.name == "Cancelled"
 
 
-def test_market_data(client: Client) -> None:
+def test_market_data(client: EtoroClient) -> None:
     found = client.market.search("apple")
     assert found[0]["symbol"] == "AAPL"
     crypto = client.market.search(fields=["symbol"], instrumentType="Crypto", page_size=50)
@@ -152,7 +152,7 @@ def test_market_data(client: Client) -> None:
         ([DEMO_WRITE, REAL_WRITE], {"demo.write", "real.write"}),
     ],
 )
-def test_agent_scope_combinations(client: Client, scopes: list[str], allowed: set[str]) -> None:
+def test_agent_scope_combinations(client: EtoroClient, scopes: list[str], allowed: set[str]) -> None:
     created = client.agent_portfolios.create("scoped1", 1000, scopes=scopes)
     agent = client.as_agent(created.token)
     for mode in ("demo", "real"):
@@ -170,7 +170,7 @@ def test_agent_scope_combinations(client: Client, scopes: list[str], allowed: se
     agent.close()
 
 
-def test_me_as_owner_and_agent(client: Client, created: CreatedPortfolio) -> None:
+def test_me_as_owner_and_agent(client: EtoroClient, created: CreatedPortfolio) -> None:
     assert client.me().username == "sandbox.owner"
     agent = client.as_agent(created.token.secret)
     me = agent.me()
@@ -178,7 +178,7 @@ def test_me_as_owner_and_agent(client: Client, created: CreatedPortfolio) -> Non
     agent.close()
 
 
-def test_history_progress_bar(client: Client, created: CreatedPortfolio,
+def test_history_progress_bar(client: EtoroClient, created: CreatedPortfolio,
                               capsys: pytest.CaptureFixture[str]) -> None:
     demo = client.as_agent(created.token).trading("demo")
     for _ in range(3):
@@ -190,7 +190,7 @@ def test_history_progress_bar(client: Client, created: CreatedPortfolio,
 
 
 def test_raw_calls_that_change_delegation_reach_the_audit(
-        server: SandboxServer, make_client: Callable[..., Client], tmp_path: Path) -> None:
+        server: SandboxServer, make_client: Callable[..., EtoroClient], tmp_path: Path) -> None:
     """client.call (the playground's path) records delegation changes as the typed methods
     do: a v1 mint, a deprecated v1 update by scope ids, a revoke."""
     ledger = Ledger(tmp_path / "l.sqlite")

@@ -12,7 +12,7 @@ import pytest
 
 from etoro_nb import errors
 from etoro_nb._base import RetryPolicy
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.sandbox import Faults, SandboxServer
 from tests.helpers import ALL_SCOPES, DEMO_READ
 
@@ -22,7 +22,7 @@ class ExactPolicy(RetryPolicy):
         return 1.0
 
 
-def _recording(client: Client, on_sleep: Callable[[], None] | None = None) -> list[float]:
+def _recording(client: EtoroClient, on_sleep: Callable[[], None] | None = None) -> list[float]:
     slept: list[float] = []
 
     def sleep(seconds: float) -> None:
@@ -34,14 +34,15 @@ def _recording(client: Client, on_sleep: Callable[[], None] | None = None) -> li
     return slept
 
 
-def _mock_client(handler: Callable[[httpx.Request], httpx.Response]) -> tuple[Client, list[httpx.Request]]:
+def _mock_client(
+        handler: Callable[[httpx.Request], httpx.Response]) -> tuple[EtoroClient, list[httpx.Request]]:
     seen: list[httpx.Request] = []
 
     def record(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         return handler(request)
 
-    client = Client(base_url="http://mock", api_key="app-key", user_key="owner-key",
+    client = EtoroClient(base_url="http://mock", api_key="app-key", user_key="owner-key",
                     environment="live", transport=httpx.MockTransport(record),
                     retry=ExactPolicy())
     return client, seen
@@ -129,7 +130,7 @@ def test_caller_sets_the_request_id() -> None:
 
 # -- against the sandbox's fault switches --------------------------------------------------
 def test_retried_order_is_placed_exactly_once(
-    make_server: Callable[..., SandboxServer], make_client: Callable[..., Client]
+    make_server: Callable[..., SandboxServer], make_client: Callable[..., EtoroClient]
 ) -> None:
     server = make_server(faults=Faults(drop_after_commit_rate=1.0))
     client = make_client(server, retry=ExactPolicy())
@@ -140,7 +141,7 @@ def test_retried_order_is_placed_exactly_once(
 
 
 def test_create_after_a_dropped_connection_leaves_one_portfolio_and_a_usable_token(
-    make_server: Callable[..., SandboxServer], make_client: Callable[..., Client],
+    make_server: Callable[..., SandboxServer], make_client: Callable[..., EtoroClient],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = make_server(faults=Faults(drop_after_commit_rate=1.0))
@@ -156,7 +157,7 @@ def test_create_after_a_dropped_connection_leaves_one_portfolio_and_a_usable_tok
 
 
 def test_mint_after_a_dropped_connection_leaves_no_orphan(
-    make_server: Callable[..., SandboxServer], make_client: Callable[..., Client],
+    make_server: Callable[..., SandboxServer], make_client: Callable[..., EtoroClient],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = make_server()
@@ -173,7 +174,7 @@ def test_mint_after_a_dropped_connection_leaves_no_orphan(
 
 
 def test_revoke_and_update_after_a_dropped_connection_succeed(
-    make_server: Callable[..., SandboxServer], make_client: Callable[..., Client]
+    make_server: Callable[..., SandboxServer], make_client: Callable[..., EtoroClient]
 ) -> None:
     server = make_server()
     client = make_client(server, retry=ExactPolicy())
@@ -189,7 +190,7 @@ def test_revoke_and_update_after_a_dropped_connection_succeed(
 
 
 def test_partial_create_carries_the_portfolio_and_mints_in_one_call(
-    make_server: Callable[..., SandboxServer], make_client: Callable[..., Client]
+    make_server: Callable[..., SandboxServer], make_client: Callable[..., EtoroClient]
 ) -> None:
     server = make_server(faults=Faults(partial_create_rate=1.0))
     client = make_client(server)
@@ -202,7 +203,7 @@ def test_partial_create_carries_the_portfolio_and_mints_in_one_call(
 
 
 def test_injected_503s_are_retried_transparently(
-    make_server: Callable[..., SandboxServer], make_client: Callable[..., Client]
+    make_server: Callable[..., SandboxServer], make_client: Callable[..., EtoroClient]
 ) -> None:
     server = make_server(faults=Faults(fail_rate=1.0))
     client = make_client(server, retry=ExactPolicy())

@@ -17,7 +17,7 @@ import pytest
 import etoro_nb as enb
 from etoro_nb import errors
 from etoro_nb._base import RetryPolicy
-from etoro_nb.client import AsyncClient, Client, _detect, is_loopback
+from etoro_nb.client import AsyncEtoroClient, EtoroClient, _detect, is_loopback
 from etoro_nb.ledger import Ledger, schema, sealing
 from etoro_nb.ledger import core as ledger_core
 from etoro_nb.sandbox import Faults, SandboxServer
@@ -29,7 +29,7 @@ class ExactPolicy(RetryPolicy):
         return 1.0
 
 
-def _quiet(client: Client) -> Client:
+def _quiet(client: EtoroClient) -> EtoroClient:
     client._sleep = lambda s: None  # type: ignore[method-assign]
     return client
 
@@ -55,7 +55,7 @@ class OrdersFail(httpx.HTTPTransport):
 
 # -- item 7: an order whose retries ran out --------------------------------------------------
 def test_an_order_placed_before_its_connection_dropped_is_returned(
-    make_server: Callable[..., SandboxServer], make_client: Callable[..., Client]
+    make_server: Callable[..., SandboxServer], make_client: Callable[..., EtoroClient]
 ) -> None:
     server = make_server(faults=Faults(drop_after_commit_rate=1.0))  # every answer is lost
     client = _quiet(make_client(server, retry=ExactPolicy()))
@@ -71,7 +71,7 @@ def test_an_order_placed_before_its_connection_dropped_is_returned(
 
 @pytest.mark.parametrize("status", [None, 502])
 def test_an_order_that_never_reached_the_server_says_it_was_not_placed(
-    server: SandboxServer, make_client: Callable[..., Client], status: int | None
+    server: SandboxServer, make_client: Callable[..., EtoroClient], status: int | None
 ) -> None:
     transport = OrdersFail(status)
     client = _quiet(make_client(server, transport=transport, retry=ExactPolicy()))
@@ -86,7 +86,7 @@ def test_an_order_that_never_reached_the_server_says_it_was_not_placed(
 
 
 def test_an_order_whose_lookup_fails_too_has_an_unknown_outcome(
-    make_server: Callable[..., SandboxServer], make_client: Callable[..., Client]
+    make_server: Callable[..., SandboxServer], make_client: Callable[..., EtoroClient]
 ) -> None:
     server = make_server(faults=Faults(fail_rate=1.0))  # every request, the lookup too: 503
     client = _quiet(make_client(server, retry=ExactPolicy()))
@@ -101,7 +101,7 @@ def test_an_order_whose_lookup_fails_too_has_an_unknown_outcome(
 
 
 def test_a_refused_order_is_not_looked_up(
-    server: SandboxServer, make_client: Callable[..., Client], tmp_path: Path
+    server: SandboxServer, make_client: Callable[..., EtoroClient], tmp_path: Path
 ) -> None:
     client = make_client(server, ledger=Ledger(tmp_path / "l.sqlite"))
     with pytest.raises(errors.BadRequestError):
@@ -129,7 +129,7 @@ def test_a_refusal_after_a_lost_answer_is_checked_too(exists: bool) -> None:
                                                                        "name": "Executed"}})
         return httpx.Response(404, json={"errorCode": "NotFound", "errorMessage": "no order"})
 
-    client = _quiet(Client(base_url="http://mock", api_key="a", user_key="b",
+    client = _quiet(EtoroClient(base_url="http://mock", api_key="a", user_key="b",
                            environment="live", transport=httpx.MockTransport(handler)))
     if exists:
         assert client.trading("demo").open_order(1001, amount=100).order_id == 77
@@ -145,7 +145,7 @@ def test_async_order_placed_before_its_connection_dropped_is_returned(
     creds = server.credentials
 
     async def scenario() -> None:
-        async with AsyncClient(base_url=creds.base_url, api_key=creds.api_key,
+        async with AsyncEtoroClient(base_url=creds.base_url, api_key=creds.api_key,
                                user_key=creds.user_key, environment="sandbox",
                                retry=ExactPolicy()) as client:
             async def no_sleep(seconds: float) -> None:
@@ -203,7 +203,7 @@ def test_a_real_loopback_sandbox_is_still_detected(server: SandboxServer) -> Non
 
 def test_a_client_cannot_be_told_a_remote_url_is_a_sandbox() -> None:
     with pytest.raises(errors.ConfigurationError, match="loopback"):
-        Client(base_url="https://api.etoro.com", api_key="a", user_key="b",
+        EtoroClient(base_url="https://api.etoro.com", api_key="a", user_key="b",
                environment="sandbox")
 
 
@@ -220,8 +220,8 @@ class LifecycleFails(Ledger):
         return super().append_lifecycle(**values)
 
 
-def _ledger_client(server: SandboxServer, make_client: Callable[..., Client],
-                   path: Path, **settings: Any) -> tuple[Client, LifecycleFails]:
+def _ledger_client(server: SandboxServer, make_client: Callable[..., EtoroClient],
+                   path: Path, **settings: Any) -> tuple[EtoroClient, LifecycleFails]:
     ledger = LifecycleFails(path)
     client = make_client(server, ledger=ledger, clock=server.sandbox.clock.now, **settings)
     return client, ledger
@@ -233,7 +233,7 @@ def _kinds(ledger: Ledger, portfolio_id: str) -> list[tuple[str, str | None]]:
 
 
 def test_no_change_is_sent_when_its_intent_cannot_be_written(
-    server: SandboxServer, make_client: Callable[..., Client], tmp_path: Path
+    server: SandboxServer, make_client: Callable[..., EtoroClient], tmp_path: Path
 ) -> None:
     client, ledger = _ledger_client(server, make_client, tmp_path / "l.sqlite")
     created = client.agent_portfolios.create("alpha01", 1000, scopes=[DEMO_READ])
@@ -260,7 +260,7 @@ def test_no_change_is_sent_when_its_intent_cannot_be_written(
 
 
 def test_a_change_made_but_not_recorded_still_reaches_its_caller_with_a_warning(
-    server: SandboxServer, make_client: Callable[..., Client], tmp_path: Path
+    server: SandboxServer, make_client: Callable[..., EtoroClient], tmp_path: Path
 ) -> None:
     client, ledger = _ledger_client(server, make_client, tmp_path / "l.sqlite")
     ledger.fail = "after"
@@ -282,7 +282,7 @@ def test_a_change_made_but_not_recorded_still_reaches_its_caller_with_a_warning(
 
 
 def test_changes_are_recorded_as_intent_then_outcome(
-    server: SandboxServer, make_client: Callable[..., Client], tmp_path: Path
+    server: SandboxServer, make_client: Callable[..., EtoroClient], tmp_path: Path
 ) -> None:
     client, ledger = _ledger_client(server, make_client, tmp_path / "l.sqlite")
     created = client.agent_portfolios.create("alpha01", 1000, scopes=[DEMO_READ],
@@ -308,7 +308,7 @@ def test_changes_are_recorded_as_intent_then_outcome(
 
 
 def test_reconciliation_records_the_orphan_it_revoked_and_the_token_it_minted_again(
-    make_server: Callable[..., SandboxServer], make_client: Callable[..., Client],
+    make_server: Callable[..., SandboxServer], make_client: Callable[..., EtoroClient],
     tmp_path: Path,
 ) -> None:
     server = make_server()
@@ -331,7 +331,7 @@ def test_reconciliation_records_the_orphan_it_revoked_and_the_token_it_minted_ag
 
 
 def test_a_lost_create_answer_records_the_first_token_revoked_and_minted_again(
-    make_server: Callable[..., SandboxServer], make_client: Callable[..., Client],
+    make_server: Callable[..., SandboxServer], make_client: Callable[..., EtoroClient],
     tmp_path: Path,
 ) -> None:
     server = make_server(faults=Faults(drop_after_commit_rate=1.0))
@@ -353,7 +353,7 @@ def test_a_lost_create_answer_records_the_first_token_revoked_and_minted_again(
 
 
 def test_a_change_whose_answer_never_came_stays_unfinished(
-    server: SandboxServer, make_client: Callable[..., Client], tmp_path: Path
+    server: SandboxServer, make_client: Callable[..., EtoroClient], tmp_path: Path
 ) -> None:
     client, ledger = _ledger_client(server, make_client, tmp_path / "l.sqlite",
                                     retry=ExactPolicy())
@@ -386,7 +386,7 @@ def test_async_change_made_but_not_recorded_reaches_its_caller(
     ledger.fail = "after"
 
     async def scenario() -> str:
-        async with AsyncClient(base_url=creds.base_url, api_key=creds.api_key,
+        async with AsyncEtoroClient(base_url=creds.base_url, api_key=creds.api_key,
                                user_key=creds.user_key, environment="sandbox",
                                ledger=ledger) as client:
             created = await client.agent_portfolios.create("async01", 1000, scopes=[DEMO_READ])

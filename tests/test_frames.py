@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from etoro_nb import errors, frames
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.ledger import Ledger
 from etoro_nb.sandbox import SandboxServer
 from tests.helpers import ALL_SCOPES, DEMO_READ, DEMO_WRITE, REAL_READ, REAL_WRITE
@@ -20,7 +20,7 @@ UTC_US = pl.Datetime("us", "UTC")
 
 @pytest.fixture
 def run(server: SandboxServer, tmp_path: Path,
-        make_client: Callable[..., Client]) -> dict[str, object]:
+        make_client: Callable[..., EtoroClient]) -> dict[str, object]:
     """A scripted run: two portfolios, agents that trade, get refused, and are revoked."""
     ledger = Ledger(tmp_path / "l.sqlite")
     client = make_client(server, ledger=ledger, clock=server.sandbox.clock.now)
@@ -50,9 +50,9 @@ def run(server: SandboxServer, tmp_path: Path,
 
 def test_dtypes_are_declared(run: dict[str, object]) -> None:
     client, ledger = run["client"], run["ledger"]
-    assert isinstance(client, Client) and isinstance(ledger, Ledger)
+    assert isinstance(client, EtoroClient) and isinstance(ledger, Ledger)
     agent = run["agent"]
-    assert isinstance(agent, Client)
+    assert isinstance(agent, EtoroClient)
     loaded = {
         "portfolios": (frames.portfolios(client), frames.PORTFOLIOS_SCHEMA),
         "tokens": (frames.tokens(client), frames.TOKENS_SCHEMA),
@@ -71,7 +71,7 @@ def test_dtypes_are_declared(run: dict[str, object]) -> None:
     assert frames.tokens(client).schema["scopes"] == pl.List(pl.String)
 
 
-def test_empty_frames_keep_their_schema(client: Client, tmp_path: Path) -> None:
+def test_empty_frames_keep_their_schema(client: EtoroClient, tmp_path: Path) -> None:
     assert frames.portfolios(client).schema == frames.PORTFOLIOS_SCHEMA
     assert frames.tokens(client).height == 0
     ledger = Ledger(tmp_path / "empty.sqlite")
@@ -81,7 +81,7 @@ def test_empty_frames_keep_their_schema(client: Client, tmp_path: Path) -> None:
 
 def test_token_status_and_grants(run: dict[str, object]) -> None:
     client = run["client"]
-    assert isinstance(client, Client)
+    assert isinstance(client, EtoroClient)
     tokens = frames.tokens(client).sort("token_name")
     status = dict(zip(tokens["token_name"], tokens["status"], strict=True))
     assert status == {"a1": "active", "b1": "revoked", "short": "expired"}
@@ -119,7 +119,7 @@ def test_usage_counts_match_what_the_sandbox_did(run: dict[str, object]) -> None
 
 def test_least_privilege(run: dict[str, object]) -> None:
     client, ledger, alpha, beta = run["client"], run["ledger"], run["alpha"], run["beta"]
-    assert isinstance(client, Client) and isinstance(ledger, Ledger)
+    assert isinstance(client, EtoroClient) and isinstance(ledger, Ledger)
     outcomes = frames.usage(ledger, phase="outcome")
     assert isinstance(outcomes, pl.DataFrame)
     lp = frames.least_privilege(frames.scope_grants(client), outcomes)
@@ -136,7 +136,7 @@ def test_least_privilege(run: dict[str, object]) -> None:
 
 def test_lifecycle_derives_expiry(run: dict[str, object]) -> None:
     client, ledger = run["client"], run["ledger"]
-    assert isinstance(client, Client) and isinstance(ledger, Ledger)
+    assert isinstance(client, EtoroClient) and isinstance(ledger, Ledger)
     events = frames.lifecycle(ledger, now=client.now())
     kinds = events["kind"].to_list()
     assert kinds.count("portfolio_created") == 2 and kinds.count("token_minted") == 3
@@ -151,7 +151,7 @@ def test_lifecycle_derives_expiry(run: dict[str, object]) -> None:
 
 def test_accounting_isolates_each_agent(run: dict[str, object]) -> None:
     client = run["client"]
-    assert isinstance(client, Client)
+    assert isinstance(client, EtoroClient)
     acc = frames.accounting(client).sort("name")
     alpha, beta = acc.rows(named=True)
     assert alpha["investment_usd"] == 2000 and beta["investment_usd"] == 1000
@@ -167,7 +167,7 @@ def test_accounting_isolates_each_agent(run: dict[str, object]) -> None:
 
 def test_value_snapshot_reads_mirror_and_agent_sides(run: dict[str, object]) -> None:
     client, agent, alpha = run["client"], run["agent"], run["alpha"]
-    assert isinstance(client, Client) and isinstance(agent, Client)
+    assert isinstance(client, EtoroClient) and isinstance(agent, EtoroClient)
     portfolio_id = alpha.portfolio.id  # type: ignore[attr-defined]
     snap = frames.value_snapshot(client, agents={portfolio_id: agent}).sort("name")
     assert snap.schema == frames.VALUE_HISTORY_SCHEMA
@@ -185,7 +185,7 @@ def test_value_snapshot_reads_mirror_and_agent_sides(run: dict[str, object]) -> 
 
 
 def test_revoked_token_keeps_its_last_grant(server: SandboxServer, tmp_path: Path,
-                                             make_client: Callable[..., Client]) -> None:
+                                             make_client: Callable[..., EtoroClient]) -> None:
     client = make_client(server, ledger=Ledger(tmp_path / "l.sqlite"),
                          clock=server.sandbox.clock.now)
     bot = client.agent_portfolios.create("alpha01", 1000, scopes=[DEMO_READ, DEMO_WRITE],

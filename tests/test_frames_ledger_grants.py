@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from etoro_nb import errors, frames
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.ledger import Ledger
 from etoro_nb.ledger.synth import synthesize
 from etoro_nb.sandbox import SandboxServer
@@ -32,7 +32,7 @@ def _grant_rows(frame: pl.DataFrame) -> list[tuple[Any, ...]]:
 
 @pytest.fixture
 def delegated(server: SandboxServer, tmp_path: Path,
-              make_client: Callable[..., Client]) -> tuple[Client, Ledger, dict[str, Any]]:
+              make_client: Callable[..., EtoroClient]) -> tuple[EtoroClient, Ledger, dict[str, Any]]:
     """A sandbox run that exercises every lifecycle event the client records."""
     ledger = Ledger(tmp_path / "l.sqlite")
     client = make_client(server, ledger=ledger, clock=server.sandbox.clock.now)
@@ -60,14 +60,14 @@ def delegated(server: SandboxServer, tmp_path: Path,
     return client, ledger, ids
 
 
-def test_grants_agree_with_the_api(delegated: tuple[Client, Ledger, dict[str, Any]]) -> None:
+def test_grants_agree_with_the_api(delegated: tuple[EtoroClient, Ledger, dict[str, Any]]) -> None:
     client, ledger, _ = delegated
     from_ledger = frames.grants_from_ledger(ledger, now=client.now())
     assert from_ledger.schema == frames.GRANTS_SCHEMA
     assert _grant_rows(from_ledger) == _grant_rows(frames.scope_grants(client))
 
 
-def test_tokens_agree_with_the_api(delegated: tuple[Client, Ledger, dict[str, Any]]) -> None:
+def test_tokens_agree_with_the_api(delegated: tuple[EtoroClient, Ledger, dict[str, Any]]) -> None:
     client, ledger, ids = delegated
     mine = frames.tokens_from_ledger(ledger, now=client.now())
     assert mine.schema == frames.TOKENS_SCHEMA
@@ -91,7 +91,7 @@ def test_tokens_agree_with_the_api(delegated: tuple[Client, Ledger, dict[str, An
 
 
 def test_until_gives_the_grants_as_they_stood(
-        delegated: tuple[Client, Ledger, dict[str, Any]]) -> None:
+        delegated: tuple[EtoroClient, Ledger, dict[str, Any]]) -> None:
     _, ledger, ids = delegated
     before = T0 + timedelta(seconds=300)  # after the mints, before the updates and revokes
     then = frames.tokens_from_ledger(ledger, until=before)

@@ -21,7 +21,7 @@ def test_import_etoro_nb_loads_neither_the_server_nor_plotly() -> None:
 
 def test_a_live_client_never_imports_the_sandbox_server() -> None:
     code = ("import etoro_nb as enb\n"
-            "c = enb.Client(base_url='https://example.invalid', api_key='a', user_key='b', "
+            "c = enb.EtoroClient(base_url='https://example.invalid', api_key='a', user_key='b', "
             "environment='live')\nc.close()")
     assert _loaded_after(code) == set()
 

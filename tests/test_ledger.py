@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from etoro_nb import errors, frames
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.ledger import Ledger
 from etoro_nb.ledger import core as ledger_core
 from etoro_nb.ledger.recorder import UsageRecorder
@@ -203,7 +203,7 @@ def test_an_unwritable_ledger_stops_the_request(
     path = tmp_path / "l.sqlite"
     ledger = Ledger(path, busy_timeout=0.05)
     creds = server.credentials
-    client = Client(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
+    client = EtoroClient(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
                     environment="sandbox", ledger=ledger)
     monkeypatch.setattr(ledger_core, "LOCK_DEADLINE", 0.2)
     blocker = sqlite3.connect(path, isolation_level=None)
@@ -212,7 +212,7 @@ def test_an_unwritable_ledger_stops_the_request(
         client.agent_portfolios.create("agent01", 500, scopes=[DEMO_READ])
     blocker.execute("ROLLBACK")
     blocker.close()
-    owner = Client(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
+    owner = EtoroClient(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
                    environment="sandbox")
     assert owner.agent_portfolios.list() == []  # nothing reached the server
     client.close()
@@ -220,7 +220,7 @@ def test_an_unwritable_ledger_stops_the_request(
 
 
 def test_canary_secret_appears_in_no_ledger_file(
-    server: SandboxServer, tmp_path: Path, make_client: Callable[..., Client]
+    server: SandboxServer, tmp_path: Path, make_client: Callable[..., EtoroClient]
 ) -> None:
     ledger = Ledger(tmp_path / "l.sqlite", seal_threshold=None)
     client = make_client(server, ledger=ledger)

@@ -18,7 +18,7 @@ import pytest
 
 import etoro_nb as enb
 from etoro_nb import errors
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.ledger import Ledger, Verification, chain_hash, schema
 from etoro_nb.ledger import checkpoint as cp
 from etoro_nb.ledger import core as ledger_core
@@ -379,7 +379,7 @@ def _events(ledger: Ledger) -> int:
 
 
 def test_a_client_writes_checkpoints_as_it_goes(
-    server: SandboxServer, make_client: Callable[..., Client], places: dict[str, Path]
+    server: SandboxServer, make_client: Callable[..., EtoroClient], places: dict[str, Path]
 ) -> None:
     config = CheckpointConfig(to=places["checkpoints"], key=places["key"], every_events=4,
                               every_seconds=None)

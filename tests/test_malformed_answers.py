@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from etoro_nb import errors
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.operations import SANDBOX_STATUS, OperationInfo, catalogue
 from tests.helpers import DEMO_READ
 
@@ -84,7 +84,7 @@ def malformed(operation_id: str) -> Iterator[tuple[str, int, Any]]:
         yield "a 207 with fields missing", 207, {"agentPortfolioName": SECRET}
 
 
-Method = Callable[[Client], object]
+Method = Callable[[EtoroClient], object]
 P = "p"
 METHODS: dict[str, tuple[Method, tuple[str, ...]]] = {
     # method: (the call, every operation whose answer it reads)
@@ -180,8 +180,8 @@ class Server:
             return httpx.Response(self.status, json=self.body)
         return httpx.Response(200, json=GOOD.get(op, {}))
 
-    def client(self) -> Client:
-        return Client(base_url="http://127.0.0.1:9", api_key="a", user_key="b",
+    def client(self) -> EtoroClient:
+        return EtoroClient(base_url="http://127.0.0.1:9", api_key="a", user_key="b",
                       environment="sandbox", allow_real=True, transport=httpx.MockTransport(self))
 
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.ratelimit import WINDOW_MARGIN, Quota, RateLimiter
 from etoro_nb.sandbox import SandboxServer
 
@@ -71,7 +71,7 @@ def test_follows_the_servers_headers() -> None:
 
 
 def test_a_long_load_meets_no_429(
-    make_server: Callable[..., SandboxServer], make_client: Callable[..., Client]
+    make_server: Callable[..., SandboxServer], make_client: Callable[..., EtoroClient]
 ) -> None:
     server = make_server(read_limit=10, limit_window=60)
     clock = FakeClock()

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import etoro_nb as enb
-from etoro_nb.client import Client
-from etoro_nb.errors import AuthenticationError, ValidationError
+from etoro_nb.client import EtoroClient
+from etoro_nb.errors import AuthenticationError, InvalidInputError
 from etoro_nb.ledger import Ledger
 from etoro_nb.models import CreatedPortfolio
 from etoro_nb.rebalancer import (
@@ -99,7 +99,7 @@ def test_amounts_are_whole_cents_never_rounded_up() -> None:
 ])
 def test_bad_targets_name_the_field_and_the_rule(targets: dict[Any, Any], field: str,
                                                  rule: str) -> None:
-    with pytest.raises(ValidationError) as err:
+    with pytest.raises(InvalidInputError) as err:
         validate_targets(targets)
     assert err.value.field == field
     assert rule in err.value.rule
@@ -121,7 +121,7 @@ def test_targets_within_tolerance_are_scaled_to_one() -> None:
      "holdings[4].value_usd"),
 ])
 def test_bad_plan_inputs_name_the_field(call: Callable[[], object], field: str) -> None:
-    with pytest.raises(ValidationError) as err:
+    with pytest.raises(InvalidInputError) as err:
         call()
     assert err.value.field == field
 
@@ -223,9 +223,9 @@ def test_with_enough_cash_every_target_ends_within_the_minimum_trade(
 @dataclass
 class Setup:
     server: SandboxServer
-    owner: Client
+    owner: EtoroClient
     bot: CreatedPortfolio
-    agent: Client
+    agent: EtoroClient
     ledger: Ledger
 
     def advance(self, seconds: float) -> None:
@@ -238,7 +238,7 @@ class Setup:
 
 
 @pytest.fixture
-def setup_for(server: SandboxServer, make_client: Callable[..., Client],
+def setup_for(server: SandboxServer, make_client: Callable[..., EtoroClient],
               tmp_path: Path) -> Iterator[Callable[[str], Setup]]:
     """An owner client recording into a ledger on the sandbox's clock, and an agent
     portfolio whose token may read and write the given account."""
@@ -290,17 +290,17 @@ def test_symbols_resolve_with_the_agents_key(setup: Setup) -> None:
 ])
 def test_unknown_or_repeated_instruments_are_refused(setup: Setup, targets: dict[Any, float],
                                                      field: str, rule: str) -> None:
-    with pytest.raises(ValidationError) as err:
+    with pytest.raises(InvalidInputError) as err:
         Rebalancer(setup.agent, "demo", targets)
     assert (err.value.field, rule in err.value.rule) == (field, True)
 
 
 def test_bad_weights_are_refused_before_any_request(setup: Setup) -> None:
     before = setup.usage().height
-    with pytest.raises(ValidationError) as err:
+    with pytest.raises(InvalidInputError) as err:
         Rebalancer(setup.agent, "demo", {"AAPL": 0.7, "GLD": 0.7})
     assert err.value.field == "targets"
-    with pytest.raises(ValidationError) as err:
+    with pytest.raises(InvalidInputError) as err:
         Rebalancer(setup.agent, "paper", TARGETS)
     assert err.value.field == "mode"
     assert setup.usage().height == before
@@ -461,7 +461,7 @@ def test_real_account_trades_are_copied_into_the_owners_mirror(
 
 def test_run_checks_its_steps_and_repr_shows_no_secret(setup: Setup) -> None:
     rebalancer = Rebalancer(setup.agent, "demo", TARGETS)
-    with pytest.raises(ValidationError) as err:
+    with pytest.raises(InvalidInputError) as err:
         rebalancer.run(0)
     assert err.value.field == "steps"
     text = repr(rebalancer)

@@ -11,13 +11,13 @@ from datetime import date
 import pytest
 
 from etoro_nb import errors
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.sandbox import Faults, SandboxServer
 from tests.helpers import DEMO_READ
 
 
 def test_canary_secret_is_never_shown(
-    server: SandboxServer, client: Client, caplog: pytest.LogCaptureFixture
+    server: SandboxServer, client: EtoroClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
     texts: list[str] = []

@@ -10,7 +10,7 @@ import polars as pl
 import pytest
 
 from etoro_nb import frames
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.ledger import Ledger
 from etoro_nb.sandbox import SandboxServer
 from tests.helpers import DEMO_READ, DEMO_WRITE, REAL_READ, REAL_WRITE
@@ -20,7 +20,7 @@ from widgets._common import walk
 
 @pytest.fixture
 def owner_client(server: SandboxServer, tmp_path: Path,
-                 make_client: Callable[..., Client]) -> Client:
+                 make_client: Callable[..., EtoroClient]) -> EtoroClient:
     return make_client(server, ledger=Ledger(tmp_path / "l.sqlite"),
                        clock=server.sandbox.clock.now)
 
@@ -29,7 +29,7 @@ def _state(panel: object) -> str:
     return json.dumps([w.get_state() for w in walk(panel)], default=str)
 
 
-def test_portfolio_panel_creates_with_consent_then_deletes(owner_client: Client) -> None:
+def test_portfolio_panel_creates_with_consent_then_deletes(owner_client: EtoroClient) -> None:
     panel = PortfolioPanel(owner_client)
     assert "SANDBOX" in panel.badge.value
     panel.name.value = "abc"
@@ -76,7 +76,7 @@ def test_portfolio_panel_creates_with_consent_then_deletes(owner_client: Client)
     assert "Deleted alpha01" in panel.feedback.value
 
 
-def test_portfolio_panel_shows_api_errors_inline(owner_client: Client) -> None:
+def test_portfolio_panel_shows_api_errors_inline(owner_client: EtoroClient) -> None:
     owner_client.agent_portfolios.create("alpha01", 500, scopes=[DEMO_READ])
     panel = PortfolioPanel(owner_client)
     panel.name.value = "ALPHA01"
@@ -86,7 +86,7 @@ def test_portfolio_panel_shows_api_errors_inline(owner_client: Client) -> None:
     assert "request id" in panel.feedback.value and "Traceback" not in panel.feedback.value
 
 
-def test_delegation_panel_mints_edits_and_revokes(owner_client: Client,
+def test_delegation_panel_mints_edits_and_revokes(owner_client: EtoroClient,
                                                   server: SandboxServer) -> None:
     created = owner_client.agent_portfolios.create("alpha01", 1000,
                                                    scopes=[DEMO_READ, REAL_READ],
@@ -137,7 +137,7 @@ def test_delegation_panel_mints_edits_and_revokes(owner_client: Client,
     assert "revoked" in panel.table.value
 
 
-def test_playground_sends_any_operation_and_records_it(owner_client: Client) -> None:
+def test_playground_sends_any_operation_and_records_it(owner_client: EtoroClient) -> None:
     panel = PlaygroundPanel(owner_client)
     assert len(panel.operation.options) == 34
     panel.operation.value = "createAgentPortfolioV2"
@@ -194,7 +194,7 @@ def test_playground_sends_any_operation_and_records_it(owner_client: Client) -> 
 
 
 def test_activity_panel_filters_and_updates_charts_in_place(
-    owner_client: Client, server: SandboxServer
+    owner_client: EtoroClient, server: SandboxServer
 ) -> None:
     alpha = owner_client.agent_portfolios.create("alpha01", 1000, scopes=[DEMO_READ, DEMO_WRITE])
     beta = owner_client.agent_portfolios.create("beta0001", 1000, scopes=[DEMO_READ])
@@ -222,7 +222,7 @@ def test_activity_panel_filters_and_updates_charts_in_place(
 
 
 def test_activity_panel_charts_the_most_active_portfolios_when_there_are_many(
-    owner_client: Client,
+    owner_client: EtoroClient,
 ) -> None:
     made = [owner_client.agent_portfolios.create(f"many{i:04d}", 300, scopes=[DEMO_READ])
             for i in range(8)]
@@ -237,7 +237,7 @@ def test_activity_panel_charts_the_most_active_portfolios_when_there_are_many(
     assert "6 most active of 8" in panel.feedback.value
 
 
-def test_playground_asks_before_touching_the_real_account(owner_client: Client) -> None:
+def test_playground_asks_before_touching_the_real_account(owner_client: EtoroClient) -> None:
     panel = PlaygroundPanel(owner_client)
     panel.operation.value = "createRealOrder"
     panel.body.value = json.dumps({"action": "open", "transaction": "buy", "instrumentId": 1001,

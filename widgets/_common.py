@@ -11,25 +11,25 @@ from typing import Any
 import ipywidgets as w
 
 from etoro_nb import scopes as scope_names
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.errors import APIError, EtoroError
 from etoro_nb.models import MintedToken
 
 
-def environment_label(client: Client, *, real: bool = True) -> str:
+def environment_label(client: EtoroClient, *, real: bool = True) -> str:
     """SANDBOX, LIVE real or LIVE demo: what a panel talks to, in words."""
     if client.environment == "sandbox":
         return "SANDBOX · simulated money"
     return "LIVE real · real money" if real else "LIVE demo · practice account"
 
 
-def panel_repr(panel: w.Widget, client: Client, detail: str) -> str:
+def panel_repr(panel: w.Widget, client: EtoroClient, detail: str) -> str:
     """A panel's text form (a notebook's text/plain output, a log line): its class, the
     environment and a summary. Never the widget tree, whose values may hold a secret."""
     return f"<{type(panel).__name__} · {environment_label(client)} · {detail}>"
 
 
-def environment_badge(client: Client, *, real: bool = True) -> w.HTML:
+def environment_badge(client: EtoroClient, *, real: bool = True) -> w.HTML:
     """SANDBOX, LIVE demo or LIVE real, unmistakably, at the top of every panel."""
     text = environment_label(client, real=real)
     colour = ("#1b7f3b" if client.environment == "sandbox" else "#b00020" if real else "#b26a00")

@@ -10,7 +10,7 @@ import plotly.graph_objects as go  # type: ignore[import-untyped]
 import polars as pl
 
 from etoro_nb import charts, frames
-from etoro_nb.client import Client
+from etoro_nb.client import EtoroClient
 from etoro_nb.errors import EtoroError
 from widgets._common import Feedback, environment_badge, panel_repr
 
@@ -21,7 +21,7 @@ MAX_ROWS = 6  # portfolios charted at once: more rows would be slow and unreadab
 class ActivityPanel(w.VBox):
     """What each agent did, with which permission: from the client's ledger."""
 
-    def __init__(self, client: Client, *, days: int = 7, freq: str = "1h") -> None:
+    def __init__(self, client: EtoroClient, *, days: int = 7, freq: str = "1h") -> None:
         if client.ledger is None:
             raise ValueError("ActivityPanel reads the client's ledger: connect() with one")
         self.client = client

@@ -10,8 +10,8 @@ import polars as pl
 
 from etoro_nb import frames, rules
 from etoro_nb import scopes as scope_names
-from etoro_nb.client import Client
-from etoro_nb.errors import EtoroError, ValidationError
+from etoro_nb.client import EtoroClient
+from etoro_nb.errors import EtoroError, InvalidInputError
 from widgets._common import (
     EXPIRY_CHOICES,
     ConfirmBox,
@@ -30,7 +30,7 @@ KEEP = "keep"
 class DelegationPanel(w.VBox):
     """Tokens of one agent portfolio at a time: who may do what, until when."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: EtoroClient) -> None:
         self.client = client
         self.badge = environment_badge(client)
         self.portfolio = w.Dropdown(description="Portfolio", options=[])
@@ -166,7 +166,7 @@ class DelegationPanel(w.VBox):
             rules.token_name(self.mint_name.value, "token name")
             rules.scopes(scopes)
             rules.ipv4_whitelist(parse_ips(self.mint_ips.value))
-        except ValidationError as exc:
+        except InvalidInputError as exc:
             self.feedback.value = (f'<span style="color:#b00020">{html.escape(exc.field)}: '
                                    f'{html.escape(exc.rule)}</span>')
             return

@@ -11,7 +11,7 @@ from typing import Any
 import ipywidgets as w
 
 from etoro_nb._base import Call
-from etoro_nb.client import Client, operation_call
+from etoro_nb.client import EtoroClient, operation_call
 from etoro_nb.errors import APIError, EtoroError
 from etoro_nb.models import MintedToken
 from etoro_nb.operations import OWNER_ONLY, OperationInfo, catalogue
@@ -37,7 +37,7 @@ def scope_note(info: OperationInfo) -> str:
 class PlaygroundPanel(w.VBox):
     """Pick an operation, fill its form, send it, read the answer and the curl line."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: EtoroClient) -> None:
         self.client = client
         self._ops = catalogue()
         self.badge = environment_badge(client)
@@ -63,7 +63,7 @@ class PlaygroundPanel(w.VBox):
         self.secret = SecretReveal()  # a minted token's secret, once; never in the response
         # A pasted agent token is taken out of the widget (whose state reaches the browser
         # and a saved notebook) into this client, and the field is cleared.
-        self._agent: Client | None = None
+        self._agent: EtoroClient | None = None
         self._fields: dict[str, tuple[str, w.Text]] = {}
         self.operation.observe(lambda _: self.load_operation(), "value")
         self.send_button.on_click(lambda _: self.send())
@@ -137,7 +137,7 @@ class PlaygroundPanel(w.VBox):
             return
         send()
 
-    def _send(self, caller: Client, call: Call, path_params: dict[str, str]) -> None:
+    def _send(self, caller: EtoroClient, call: Call, path_params: dict[str, str]) -> None:
         try:
             answer = caller.call(call.operation, path_params=path_params, query=call.params,
                                  body=call.json)

@@ -7,8 +7,8 @@ import html
 import ipywidgets as w
 
 from etoro_nb import frames, rules
-from etoro_nb.client import Client
-from etoro_nb.errors import EtoroError, ValidationError
+from etoro_nb.client import EtoroClient
+from etoro_nb.errors import EtoroError, InvalidInputError
 from widgets._common import (
     EXPIRY_CHOICES,
     ConfirmBox,
@@ -26,7 +26,7 @@ class PortfolioPanel(w.VBox):
     """Lists agent portfolios and creates or deletes them. Logic lives in plain methods
     (``create``, ``delete``, ``refresh``); the buttons only call them."""
 
-    def __init__(self, client: Client) -> None:
+    def __init__(self, client: EtoroClient) -> None:
         self.client = client
         self.badge = environment_badge(client)
         self.table = w.HTML()
@@ -88,7 +88,7 @@ class PortfolioPanel(w.VBox):
     def _check_name(self) -> bool:
         try:
             rules.portfolio_name(self.name.value)
-        except ValidationError as exc:
+        except InvalidInputError as exc:
             self.name_hint.value = f'<span style="color:#b00020">{html.escape(exc.rule)}</span>'
             return False
         self.name_hint.value = '<span style="color:#1b7f3b">✓</span>'
@@ -108,7 +108,7 @@ class PortfolioPanel(w.VBox):
             rules.positive(self.investment.value, "investment")
             rules.scopes(self.chosen_scopes())
             rules.ipv4_whitelist(parse_ips(self.ips.value))
-        except ValidationError as exc:
+        except InvalidInputError as exc:
             problems.append(f"{exc.field}: {exc.rule}")
         if problems:
             self.form_hint.value = ('<span style="color:#b00020">Fix before creating: '

@@ -32,9 +32,9 @@ from etoro_nb.errors import (
     APIConnectionError,
     BadRequestError,
     EtoroError,
+    InvalidInputError,
     NotFoundError,
     PartialCreateError,
-    ValidationError,
 )
 from etoro_nb.models import AgentPortfolio, CreatedPortfolio, MintedToken, UserToken
 from etoro_nb.resources.changes import Change, ChangeLog, grant_fields
@@ -303,7 +303,7 @@ def update_flow(portfolio_id: str, token_id: str, changes: dict[str, Any],
         now = yield from now_flow(environment)
         body["expiresAt"] = rules.expiry(changes["expires_at"], now)
     if not body:
-        raise ValidationError("changes", "give at least one of scopes, ips_whitelist, "
+        raise InvalidInputError("changes", "give at least one of scopes, ips_whitelist, "
                                                "expires_at")
     call = Call.of("updateAgentPortfolioUserTokenV2",
                    {"agentPortfolioId": portfolio_id, "userTokenId": token_id}, json=body)
@@ -400,7 +400,7 @@ def _raw_grants(kind: str, call: Call, pid: str, body: Any) -> list[Event]:
 @dataclass(frozen=True)
 class Rotation:
     """A replacement token, minted; ``confirm()`` revokes the old one once the agent uses
-    the new one (from an ``AsyncClient``, ``confirm()`` returns an awaitable)."""
+    the new one (from an ``AsyncEtoroClient``, ``confirm()`` returns an awaitable)."""
 
     old: UserToken
     new: MintedToken
@@ -501,7 +501,7 @@ class AgentPortfolios:
 
 
 class AsyncAgentPortfolios:
-    """The ``AsyncClient`` twin of ``AgentPortfolios``."""
+    """The ``AsyncEtoroClient`` twin of ``AgentPortfolios``."""
 
     def __init__(self, client: AsyncRunner) -> None:
         self._client = client
@@ -602,7 +602,7 @@ def _changed(token_id: str, changes: dict[str, Any]) -> dict[str, Any]:
 def _check_changes(changes: dict[str, Any]) -> None:
     unknown = set(changes) - _CHANGES
     if unknown:
-        raise ValidationError(", ".join(sorted(unknown)),
+        raise InvalidInputError(", ".join(sorted(unknown)),
                                     "not a token setting (scopes, ips_whitelist, expires_at)")
     if "ips_whitelist" in changes and changes["ips_whitelist"] is not None:
         rules.ipv4_whitelist(changes["ips_whitelist"])

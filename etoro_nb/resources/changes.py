@@ -25,11 +25,11 @@ from typing import Any
 
 from etoro_nb.errors import (
     APIError,
+    InvalidInputError,
     LedgerError,
     LedgerWarning,
     RealMoneyNotAllowedError,
     ServerError,
-    ValidationError,
 )
 from etoro_nb.ledger import Ledger
 from etoro_nb.models import MintedToken, UserToken
@@ -37,7 +37,7 @@ from etoro_nb.models import MintedToken, UserToken
 log = logging.getLogger("etoro_nb.client")
 
 # Errors raised before a request left the client: the change was certainly not made.
-NEVER_SENT_ERRORS = (LedgerError, ValidationError, RealMoneyNotAllowedError)
+NEVER_SENT_ERRORS = (LedgerError, InvalidInputError, RealMoneyNotAllowedError)
 
 
 def _us(at: datetime | None) -> int | None:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 from etoro_nb._base import Call, Flow, read
-from etoro_nb.errors import ValidationError
+from etoro_nb.errors import InvalidInputError
 from etoro_nb.models import Candle, Rate
 
 if TYPE_CHECKING:
@@ -32,7 +32,7 @@ def search_flow(text: str | None, fields: Iterable[str], page: int, page_size: i
 def rates_flow(instrument_ids: Iterable[int]) -> Flow[list[Rate]]:
     ids = [int(i) for i in instrument_ids]
     if not 1 <= len(ids) <= 100:
-        raise ValidationError("instrument_ids", "give 1 to 100 instrument ids")
+        raise InvalidInputError("instrument_ids", "give 1 to 100 instrument ids")
     answer = yield Call.of("retrieveCurrentMarketRatesPricingInformation",
                            params={"instrumentIds": ",".join(map(str, ids))})
     return read(answer, lambda body: [Rate.model_validate(r) for r in body["rates"]])
@@ -41,11 +41,11 @@ def rates_flow(instrument_ids: Iterable[int]) -> Flow[list[Rate]]:
 def candles_flow(instrument_id: int, interval: str, count: int,
                  direction: str) -> Flow[list[Candle]]:
     if interval not in INTERVALS:
-        raise ValidationError("interval", f"is one of {', '.join(INTERVALS)}")
+        raise InvalidInputError("interval", f"is one of {', '.join(INTERVALS)}")
     if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 1000:
-        raise ValidationError("count", "is a whole number from 1 to 1000")
+        raise InvalidInputError("count", "is a whole number from 1 to 1000")
     if direction not in ("asc", "desc"):
-        raise ValidationError("direction", "is 'asc' or 'desc'")
+        raise InvalidInputError("direction", "is 'asc' or 'desc'")
     answer = yield Call.of("getCandles", {"instrumentId": int(instrument_id),
                                           "direction": direction, "interval": interval,
                                           "candlesCount": count})

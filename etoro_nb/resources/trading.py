@@ -22,10 +22,10 @@ from etoro_nb.errors import (
     APIConnectionError,
     APIError,
     EtoroError,
+    InvalidInputError,
     NotFoundError,
     OrderNotPlacedError,
     OrderOutcomeUnknownError,
-    ValidationError,
 )
 from etoro_nb.models import ClosedOrder, OrderInfo, OrderPlaced, Portfolio, Trade
 from etoro_nb.progress import Progress, reporter
@@ -40,7 +40,7 @@ PAGE_SIZE = 100
 
 def _check_mode(mode: str) -> Mode:
     if mode not in ("demo", "real"):
-        raise ValidationError("mode", f"trading mode is 'demo' or 'real', got {mode!r}")
+        raise InvalidInputError("mode", f"trading mode is 'demo' or 'real', got {mode!r}")
     return "demo" if mode == "demo" else "real"
 
 
@@ -90,14 +90,14 @@ def order_body(instrument: int | str, side: str, amount: float | None, units: fl
                leverage: int, stop_loss: float | None, take_profit: float | None,
                trailing_stop: bool, trigger_rate: float | None) -> dict[str, Any]:
     if side not in ("buy", "sell"):
-        raise ValidationError("side", f"is 'buy' or 'sell', got {side!r}")
+        raise InvalidInputError("side", f"is 'buy' or 'sell', got {side!r}")
     amount, units = rules.order_size(amount, units)
     if isinstance(leverage, bool) or not isinstance(leverage, int) or leverage < 1:
-        raise ValidationError("leverage", f"is a whole number >= 1, got {leverage!r}")
+        raise InvalidInputError("leverage", f"is a whole number >= 1, got {leverage!r}")
     body: dict[str, Any] = {"action": "open", "transaction": side, "leverage": leverage,
                             "orderType": "mkt"}
     if isinstance(instrument, bool) or not isinstance(instrument, int | str) or instrument == "":
-        raise ValidationError("instrument", "is an instrument id or a symbol")
+        raise InvalidInputError("instrument", "is an instrument id or a symbol")
     body["instrumentId" if isinstance(instrument, int) else "symbol"] = instrument
     if amount is not None:
         body["amount"] = amount
@@ -178,7 +178,7 @@ def cancel_flow(p: Paths, order_id: int) -> Flow[None]:
 
 def lookup_flow(p: Paths, order_id: int | None, reference_id: str | None) -> Flow[OrderInfo]:
     if (order_id is None) == (reference_id is None):
-        raise ValidationError("order_id/reference_id", "give exactly one of them")
+        raise InvalidInputError("order_id/reference_id", "give exactly one of them")
     params = {"orderId": order_id} if order_id is not None else {"referenceId": reference_id}
     answer = yield Call.of(p.ops["lookup"], params=params)
     return read(answer, OrderInfo.from_api)
@@ -251,7 +251,7 @@ class Trading(_TradingBase):
 
 
 class AsyncTrading(_TradingBase):
-    """The ``AsyncClient`` twin of ``Trading``."""
+    """The ``AsyncEtoroClient`` twin of ``Trading``."""
 
     _client: AsyncRunner
 
