@@ -7,7 +7,6 @@ credentials, ``connect()`` starts the embedded sandbox and says so.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Generator, Mapping
 from dataclasses import replace
@@ -317,6 +316,8 @@ class AsyncEtoroClient(_ClientBase):
 
     async def _sleep(self, seconds: float) -> None:
         if not self._simulated_time:
+            import asyncio  # here, not at import: a sync user never needs it
+
             await asyncio.sleep(seconds)
 
     async def _send(self, call: Call) -> Answer:
@@ -474,6 +475,8 @@ async def connect_async(api_key: str | None = None, user_key: str | None = None,
     (``client = await enb.connect_async()``). Nothing blocks the event loop: reading the
     settings, starting the sandbox and opening the ledger run in a worker thread
     (``asyncio.to_thread``), and the probe of a loopback URL is an async request."""
+    import asyncio
+
     creds, checkpoint = await asyncio.to_thread(_resolve, api_key, user_key, base_url, env_file)
     if creds is None:
         server = await asyncio.to_thread(_start_sandbox, sandbox)

@@ -7,7 +7,6 @@ and not waited for (see ``core`` for when it is committed), except that at
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -90,6 +89,8 @@ class UsageRecorder:
                            attempt: int) -> None:
         """``intent`` for an event loop: awaits the commit, which (with its lock waits and
         retries) runs in the writer thread, never on the loop."""
+        import asyncio  # here, not at import: a sync user never needs it
+
         await asyncio.wrap_future(self.ledger.submit_usage(
             self._row("intent", operation_id, method, path, request_id, attempt)))
 

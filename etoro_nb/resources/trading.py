@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import date, datetime
+from functools import cache
 from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import TypeAdapter
@@ -34,7 +35,13 @@ if TYPE_CHECKING:
     from etoro_nb._runner import AsyncRunner, Runner, RunnerState
 
 Mode = Literal["demo", "real"]
-TRADES = TypeAdapter(list[Trade])  # a page of history: an array, not any iterable
+
+
+@cache
+def trades_page() -> TypeAdapter[list[Trade]]:
+    """A page of history: an array, not any iterable (its validator built on first use)."""
+    return TypeAdapter(list[Trade])
+
 PAGE_SIZE = 100
 
 
@@ -77,7 +84,7 @@ def history_flow(p: Paths, since: date, page_size: int,
         answer = yield Call.of(p.ops["history"],
                                params={"minDate": since.isoformat(), "page": page,
                                        "pageSize": page_size})
-        batch = read(answer, TRADES.validate_python)
+        batch = read(answer, trades_page().validate_python)
         trades.extend(batch)
         if progress is not None:
             progress(len(trades), page)
