@@ -49,6 +49,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -64,6 +65,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from etoro_nb.errors import LedgerError
 from etoro_nb.ledger.chain import Verification, chain_hash, now_us, sealed_through
 from etoro_nb.ledger.schema import CHAINED, GENESIS, MIGRATIONS, REAL_COLUMNS, SEALABLE
+from etoro_nb.ledger.spool import Spool, orphans
 from etoro_nb.ledger.tables import TABLES
 from etoro_nb.ledger.upkeep import CHECKPOINT_EVERY, Upkeep
 from etoro_nb.ledger.writer import Job, Writer
@@ -82,6 +84,7 @@ SEAL_CHECK_EVERY = 1000  # rows between checks of the live part against the seal
 OUTCOME_LINGER = 0.005  # seconds an outcome waits for the next intent to share its commit
 __all__ = ["Durability", "Ledger", "Verification", "chain_hash", "now_us", "sealed_through"]
 _COLUMN_SETS = {table: frozenset(columns) for table, columns in CHAINED.items()}
+log = logging.getLogger("etoro_nb.ledger")
 
 
 def _stored(column: str, value: Any) -> Any:
@@ -131,6 +134,8 @@ class Ledger:
         self.durability: Durability = durability
         self.seal_threshold = seal_threshold
         self.segments_dir = self.path.with_name(self.path.name + ".segments")
+        self.spool_dir = self.path.with_name(self.path.name + ".spool")
+        self._spool: Spool | None = None  # made by the first spooled row
         self._lock = threading.RLock()  # the writing connection
         self._read_lock = threading.Lock()  # the reading connection
         self._busy_timeout = busy_timeout
@@ -152,7 +157,8 @@ class Ledger:
         # Usage rows go through one writer thread; an outcome waits there for the next
         # intent (durability="full": it is committed, and synced, at once).
         self._writer = Writer(self._commit_jobs, name=f"ledger-writer:{self.path.name}",
-                              linger=0.0 if durability == "full" else OUTCOME_LINGER)
+                              linger=0.0 if durability == "full" else OUTCOME_LINGER,
+                              drained=self._drained)
         self._live_cache: dict[str, Any] = {}  # scan's decoded live rows, by table
         self._checkpointer: Checkpointer | None = None
         if checkpoint is not None:
@@ -163,6 +169,7 @@ class Ledger:
             except BaseException:
                 self._conn.close()  # no half-opened ledger left behind
                 raise
+        self._recover_spools()  # rows of processes that died before committing them
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
@@ -238,6 +245,113 @@ class Ledger:
         return self._writer.submit("usage_events", self._checked("usage_events", values),
                                    deferred=deferred)
 
+    def spool_usage(self, values: dict[str, Any], *, required: bool = True) -> None:
+        """Write one usage event to this process's spool (one ``os.write``), then hand it to
+        the writer thread, nobody waiting: it is committed with the rows around it within
+        ``OUTCOME_LINGER`` seconds (or once ``BATCH_ROWS`` are queued), before reads, at
+        ``close()`` and at interpreter exit. ``required`` (an intent): on return the event
+        is as durable as a commit at ``durability="normal"``; a LedgerError if the spool
+        can't be written or the writer failed to commit earlier rows, and then nothing is
+        queued. Not required (an outcome): its line is written with the next intent's, and
+        it is queued whatever happens."""
+        values = self._checked("usage_events", values)
+        spool = self._spool or self._open_spool()
+        if spool.failed is not None and required:
+            raise LedgerError(f"{spool.failed}; its rows not yet committed are kept in "
+                              f"{self.spool_dir} and recovered by the next Ledger opened on "
+                              "it once this one is closed")
+        self._writer.spool("usage_events", values,
+                           lambda: spool.append(values, write=required))
+
+    def _drained(self) -> None:
+        if self._spool is not None:
+            with suppress(OSError):  # left as it is: recovery skips committed rows
+                self._spool.drained()
+
+    def _open_spool(self) -> Spool:
+        with self._lock:
+            if self._spool is None:
+                self._spool = Spool(self.spool_dir)
+            return self._spool
+
+    def _recover_spools(self) -> int:
+        """Append the rows of dead processes' spools (those whose lock is free) that are
+        not in the ledger yet, in spool order, then remove the spools; returns the rows
+        appended. A spool that can't be recovered now is left for a later try."""
+        appended = 0
+        try:
+            for path, rows in orphans(self.spool_dir):
+                try:
+                    appended += self._recover(rows)
+                except LedgerError as exc:
+                    log.warning("could not recover the ledger spool %s: %s", path, exc)
+                    continue
+                path.unlink(missing_ok=True)
+        except LedgerError as exc:
+            log.warning("%s", exc)
+        return appended
+
+    def _recover(self, rows: list[dict[str, Any]]) -> int:
+        """Append the spooled rows the ledger lacks (an intent is known by request id,
+        attempt and phase; it may have been committed, even sealed, before its process
+        died), keeping their timestamps. A row SQLite refuses on its own is logged and
+        dropped: no later try could store it."""
+        table = "usage_events"
+        valid = []
+        for row in rows:
+            try:
+                if not {"ts_us", "request_id", "attempt", "phase"} <= row.keys():
+                    raise ValueError("no ts_us, request_id, attempt or phase")
+                valid.append(self._checked(table, row))
+            except ValueError as exc:
+                log.error("dropping a damaged row of a ledger spool: %s", exc)
+
+        def work() -> int:
+            have = self._present(valid)
+            missing = [r for r in valid if (r["request_id"], r["attempt"], r["phase"]) not in have]
+            seq, prev = self._head(table)
+            for values in missing:
+                try:
+                    self._conn.execute("SAVEPOINT spooled")
+                    row = _chained_row(table, seq + 1, prev, values)
+                    self._conn.execute(_INSERT[table], row)
+                    self._conn.execute("RELEASE spooled")
+                except sqlite3.IntegrityError as exc:
+                    self._conn.execute("ROLLBACK TO spooled")
+                    self._conn.execute("RELEASE spooled")
+                    log.error("dropping a row of a ledger spool the ledger refuses: %s", exc)
+                    continue
+                seq, prev = seq + 1, row[-1]
+            return len(missing)
+
+        if not valid:
+            return 0
+        appended: int = self._write(work)
+        if self._checkpointer is not None and appended:
+            self._checkpointer.appended(appended)
+        return appended
+
+    def _present(self, rows: list[dict[str, Any]]) -> set[tuple[str, int, str]]:
+        """Which of the rows' (request id, attempt, phase) the ledger holds: live, or in a
+        segment sealed after the oldest of them was made."""
+        have: set[tuple[str, int, str]] = set()
+        for request_id in {r["request_id"] for r in rows}:
+            have.update(self._conn.execute(
+                "SELECT request_id, attempt, phase FROM usage_events WHERE request_id = ?",
+                (request_id,)))
+        wanted = {(r["request_id"], r["attempt"], r["phase"]) for r in rows} - have
+        if wanted:
+            files = [self.segments_dir / f for (f,) in self._conn.execute(
+                "SELECT file FROM segments WHERE table_name = 'usage_events' AND ts_us >= ?",
+                (min(r["ts_us"] for r in rows),))]
+            if files:
+                import polars as pl
+
+                sealed = pl.scan_parquet(files).select("request_id", "attempt", "phase").filter(
+                    pl.col("request_id").is_in(sorted({w[0] for w in wanted}))).collect()
+                have.update(sealed.iter_rows())
+        return have
+
     def flush(self, timeout: float | None = None) -> bool:
         """Commit the deferred events handed over so far and wait for them (reads do this
         first, so a caller reads its own events); False if ``timeout`` passed first."""
@@ -301,7 +415,14 @@ class Ledger:
                 seqs.append(seq + 1)
             return seqs
 
-        seqs: list[int] = self._write(work)
+        try:
+            seqs: list[int] = self._write(work)
+        except Exception as exc:
+            if self._spool is not None and any(job.spooled for job in jobs):
+                # Fail closed: the next intent raises; the spool keeps every row.
+                self._spool.failed = exc if isinstance(exc, LedgerError) else LedgerError(
+                    f"cannot write the ledger at {self.path}: {exc}")
+            raise
         if self._checkpointer is not None:
             self._checkpointer.appended(len(seqs))
         if self.seal_threshold is not None:
@@ -449,6 +570,8 @@ class Ledger:
         """Commit the deferred events, then close the file (after a last checkpoint, if
         checkpoints are on and events came)."""
         self._writer.close()
+        if self._spool is not None:
+            self._spool.close(drained=True)  # removed unless a commit failed: then recovered
         if self._checkpointer is not None:
             self._checkpointer.close()
         self._upkeep.close()
