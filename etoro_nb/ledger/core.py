@@ -7,17 +7,43 @@ write); a power loss or kernel crash may lose the last acknowledged events. With
 ``durability="full"`` every commit is also flushed to the disk (``synchronous=FULL``),
 which survives power loss at the cost of a sync per event.
 
-What is acknowledged when. Usage events are committed by one writer thread per ledger
-(``writer``), in the order they are handed over. An *intent* is waited for: a request is
-sent only after its intent is committed, so an intent is never lost once its request was
-sent. An *outcome* is not waited for (at the default durability): it is committed in the
-same transaction as the next intent, or alone within ``OUTCOME_LINGER`` (5 ms) when no
-intent follows, and always before ``close()`` returns and at interpreter exit. A process
-killed inside that window loses that outcome row only: its request then shows as
-unanswered (an intent without an outcome, as in ``frames.requests``), as if the process
-had died mid-request. With ``durability="full"`` an outcome is committed (and synced) at
-once, and the synchronous client waits for it. Lifecycle events, token fingerprints and
-bulk loads are written in the calling thread, synchronously.
+What is acknowledged when. Usage events reach SQLite through one writer thread per ledger
+(``writer``), in the order they are handed over. At ``durability="normal"`` a client's
+intent is first appended to this process's spool (``spool_usage``, see ``spool``): one
+``os.write`` of one JSON line to ``<ledger>.spool/<pid>-<random>.jsonl``, a file opened
+with ``O_APPEND``, kept open and ``flock``-ed while the process lives. When that returns,
+the intent is exactly as durable as a commit at ``synchronous=NORMAL`` (the operating
+system holds it: it survives the process being killed, not necessarily a power loss), and
+the request may be sent; if it fails, LedgerError, and the request is not sent. The
+writer thread commits spooled rows in batches (within ``OUTCOME_LINGER``, 5 ms, or at
+``BATCH_ROWS`` queued rows), chaining them as it commits, and empties the spool whenever a
+commit leaves nothing queued. An outcome is spooled too, its line held back and written
+with the next intent's (a kill loses at most the outcomes made since the process's last
+intent, one for a client making one request at a time: such a request then shows as
+unanswered, an intent without an outcome, as in ``frames.requests``). Everything handed
+over is committed before ``close()`` returns, at interpreter exit, and before a read
+(``scan``, ``live_count``, ``verify``) in this process.
+
+Failure. If the writer cannot commit spooled rows (the file is locked past
+``LOCK_DEADLINE``, unwritable, full), it logs the error and marks the spool failed: the
+process's next intent raises LedgerError (fail closed), and the spool is kept as it is,
+held-back outcomes included. It is recovered by the next ``Ledger`` opened on the file
+once this one is closed or its process has ended.
+
+Recovery. Opening a ``Ledger``, and each WAL checkpoint of the upkeep thread, recovers the
+spools whose lock is free (their process died): the rows the ledger lacks (an intent or
+outcome is known by request id, attempt and phase, looked up live and in segments sealed
+since the oldest of them was made) are appended in spool order with their original
+``ts_us``, then the spool is removed. Two openers cannot both recover one spool (its lock,
+and the lookup inside the appending transaction). Until then a dead process's rows are on
+disk but not in the chain; checkpoints sign committed heads only, so such rows are
+covered by the first checkpoint after their recovery.
+
+With ``durability="full"`` there is no spool: an intent is committed (and synced) before
+its request is sent (``append_usage``; ``submit_usage`` awaited on an event loop) and an
+outcome at once, the synchronous client waiting for it. ``append_usage`` and
+``submit_usage`` commit without the spool at either durability. Lifecycle events, token
+fingerprints and bulk loads are written in the calling thread, synchronously.
 
 Concurrency. Every commit is one ``BEGIN IMMEDIATE`` transaction that reads the chain's
 head and inserts the next rows, so several processes append to one file safely; a writer
@@ -25,8 +51,8 @@ waits for the lock (``busy_timeout``) and retries until a deadline, so "database
 locked" never reaches a caller before that. Nothing slow runs inside an append: sealing
 and WAL checkpoints are done by a background thread (``upkeep``), and reads use a
 connection of their own, so a long read never holds up a request of the same process.
-A read (``scan``, ``live_count``, ``verify``) first commits the deferred outcomes, so a
-process reads its own events (``snapshot`` does not: checkpoints take it from any thread).
+A read (``scan``, ``live_count``, ``verify``) first commits the spooled and deferred rows,
+so a process reads its own events (``snapshot`` does not: checkpoints take it from any thread).
 
 Chain. Each row stores ``prev_hash`` and ``row_hash = sha256(prev_hash | canonical JSON of
 its values)`` (``chain``); ``verify()`` recomputes it from the first row, through sealed
@@ -34,7 +60,8 @@ Parquet segments (whose file hashes are themselves chained in ``segments``) to t
 rows.
 
 Secrets are never stored: a token is its id, or an HMAC-SHA256 fingerprint of its secret
-keyed by a random per-ledger key kept beside the file (``<ledger>.key``, mode 0600).
+keyed by a random per-ledger key kept beside the file (``<ledger>.key``, mode 0600). A
+spool line holds exactly the values its row will store.
 
 Checkpoints. The chain alone cannot show removed newest rows or a rewrite with recomputed
 hashes; signed checkpoints of the chain heads, kept elsewhere, can (see ``checkpoint``).
@@ -406,13 +433,16 @@ class Ledger:
         """Insert the rows, in order, in one transaction; returns their sequence numbers."""
         def work() -> list[int]:
             heads: dict[str, tuple[int, str]] = {}
+            rows: dict[str, list[tuple[Any, ...]]] = {}
             seqs = []
             for job in jobs:
                 seq, prev = heads.get(job.table) or self._head(job.table)
                 row = _chained_row(job.table, seq + 1, prev, job.values)
-                self._conn.execute(_INSERT[job.table], row)
+                rows.setdefault(job.table, []).append(row)
                 heads[job.table] = (seq + 1, row[-1])
                 seqs.append(seq + 1)
+            for table, chained in rows.items():  # each table's chain is its own
+                self._conn.executemany(_INSERT[table], chained)
             return seqs
 
         try:

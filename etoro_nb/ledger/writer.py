@@ -1,15 +1,19 @@
 """The ledger's writer: one thread per ``Ledger`` that commits its usage rows, in the order
 they were handed over.
 
-A caller hands a row over and gets a ``Future`` of its sequence number. An intent is
-waited for: on an event loop with ``await asyncio.wrap_future(submit(...))``, so the loop
-never waits for SQLite, its lock or its retry sleeps; in a plain thread with ``commit()``,
-which commits in the calling thread when no other batch is being committed (saving two
-thread switches per request). An outcome is *deferred*: nobody waits, and it waits in the
-queue at most ``linger`` seconds, so that the next intent commits it in the same
-transaction (one commit per request instead of two); if no row follows, the writer thread
-commits it alone when the time is up. Everything queued is committed by ``flush()``, by
-``close()`` and at interpreter exit.
+Three ways to hand a row over. ``spool`` (a client's intent and outcome at the default
+durability): the row is written to the process's spool by the caller's ``append``, inside
+the queue's lock (so the spool's order is the queue's), and queued as a deferred row
+nobody waits for; a failure to commit it is logged (and the ledger marks its spool
+failed, so the next intent fails). ``submit``: the caller gets a ``Future`` of its
+sequence number (awaited with ``asyncio.wrap_future`` on an event loop, so the loop never
+waits for SQLite, its lock or its retry sleeps). ``commit``: the caller waits, committing
+in its own thread when no other batch is being committed (saving two thread switches).
+A deferred row waits in the queue at most ``linger`` seconds, or until ``BATCH_ROWS`` are
+queued, so that many rows share one transaction; a waited-for row commits the queue at
+once. Everything queued is committed by ``flush()``, by ``close()`` and at interpreter
+exit. After a commit that leaves the queue empty, ``drained`` is called in the queue's
+lock (the ledger empties its spool then: no row can be spooled in between).
 
 Rows taken together are one transaction; if it fails for a reason of its own row (not
 the ledger being unwritable), each row is retried alone so one bad row fails only itself.
