@@ -433,16 +433,16 @@ class Ledger:
         """Insert the rows, in order, in one transaction; returns their sequence numbers."""
         def work() -> list[int]:
             heads: dict[str, tuple[int, str]] = {}
-            rows: dict[str, list[tuple[Any, ...]]] = {}
             seqs = []
             for job in jobs:
                 seq, prev = heads.get(job.table) or self._head(job.table)
                 row = _chained_row(job.table, seq + 1, prev, job.values)
-                rows.setdefault(job.table, []).append(row)
+                # One row at a time: each execute lets go of the interpreter lock, so a
+                # request thread never waits for a whole batch to be built (executemany
+                # would hold it while every row is hashed).
+                self._conn.execute(_INSERT[job.table], row)
                 heads[job.table] = (seq + 1, row[-1])
                 seqs.append(seq + 1)
-            for table, chained in rows.items():  # each table's chain is its own
-                self._conn.executemany(_INSERT[table], chained)
             return seqs
 
         try:
