@@ -59,8 +59,11 @@ def _intents(path: Path) -> list[str]:
 
 
 def test_an_intent_is_in_the_spool_before_its_request_leaves(
-    server: SandboxServer, tmp_path: Path
+    server: SandboxServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The writer commits (and empties the spool) only at close: a commit racing the
+    # transport's look would hide the spooled line.
+    monkeypatch.setattr(ledger_core, "OUTCOME_LINGER", 3600.0)
     ledger = Ledger(tmp_path / "l.sqlite", seal_threshold=None)
     transport = Watching(ledger.spool_dir)
     client = _client(server, ledger, transport)
