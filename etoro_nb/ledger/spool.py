@@ -29,6 +29,7 @@ import fcntl
 import json
 import os
 import secrets
+import weakref
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -49,6 +50,9 @@ class Spool:
         self._size = 0  # bytes in the file
         self._pending: list[bytes] = []  # outcome lines, written with the next intent's
         self._fd, self.path = self._open()
+        # A spool dropped without close() (its Ledger never closed) lets go of its file and
+        # lock; its rows were committed at interpreter exit or are recovered.
+        self._release = weakref.finalize(self, os.close, self._fd)
         self.failed: LedgerError | None = None  # set by the writer: the spool is kept
 
     def _open(self) -> tuple[int, Path]:
@@ -105,7 +109,7 @@ class Spool:
         elif self._pending:  # held-back outcome lines: they are not committed either
             with suppress(OSError):
                 os.write(self._fd, b"".join(self._pending))
-        os.close(self._fd)
+        self._release()
         self._fd = -1
 
 
