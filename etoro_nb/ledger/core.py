@@ -310,7 +310,7 @@ class Ledger:
             for path, rows in orphans(self.spool_dir):
                 try:
                     appended += self._recover(rows)
-                except LedgerError as exc:
+                except Exception as exc:  # opening the ledger must not fail for it
                     log.warning("could not recover the ledger spool %s: %s", path, exc)
                     continue
                 path.unlink(missing_ok=True)
