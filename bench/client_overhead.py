@@ -6,8 +6,8 @@ process's. Three callers take turns in alternating rounds, so drift affects all 
 
 - raw httpx, with the same headers the client sends (keys and a fresh ``x-request-id``);
 - a client made by ``enb.connect()`` with its ledger ON (the default: a fresh ledger file at
-  the default durability; an intent committed before each request, in one transaction
-  with the previous request's outcome);
+  the default durability; each intent written to the process's spool before its request,
+  the rows committed by the ledger's writer thread in batches);
 - the same client without a ledger, for reference.
 
 Prints each caller's time per call and the ratios to raw httpx (target: at most 1.15x with

@@ -2,8 +2,8 @@
 ledger off, on sandbox calls (target: at most 1 ms at the default durability).
 
 Two clients talk to one sandbox over a real socket, one recording into a fresh ledger
-(intent committed before each request, outcome after), one not; calls alternate between
-them so both see the same conditions.
+(intent spooled before each request, or committed at durability=full; outcome after), one
+not; calls alternate between them so both see the same conditions.
 
     .venv/bin/python bench/ledger_recording.py [--calls 1000] [--durability normal|full]
 """

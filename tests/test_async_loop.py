@@ -1,5 +1,6 @@
-"""The async client never blocks its event loop on the ledger: intents are committed (with
-their lock waits and retries) by the ledger's writer thread while the loop runs on."""
+"""The async client never blocks its event loop on the ledger: intents are spooled (one small
+write) on the loop and committed (with their lock waits and retries) by the ledger's writer
+thread while the loop runs on."""
 
 from __future__ import annotations
 
@@ -129,3 +130,4 @@ def test_200_recorded_requests_never_stall_the_event_loop(served: str, contended
     recorded = frames.requests(contended)
     assert recorded.height == REQUESTS + 1  # every request recorded, intent and outcome
     assert recorded["status"].to_list() == [200] * (REQUESTS + 1)
+    assert contended._spool is not None  # the intents went through the spool

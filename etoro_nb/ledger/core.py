@@ -7,17 +7,43 @@ write); a power loss or kernel crash may lose the last acknowledged events. With
 ``durability="full"`` every commit is also flushed to the disk (``synchronous=FULL``),
 which survives power loss at the cost of a sync per event.
 
-What is acknowledged when. Usage events are committed by one writer thread per ledger
-(``writer``), in the order they are handed over. An *intent* is waited for: a request is
-sent only after its intent is committed, so an intent is never lost once its request was
-sent. An *outcome* is not waited for (at the default durability): it is committed in the
-same transaction as the next intent, or alone within ``OUTCOME_LINGER`` (5 ms) when no
-intent follows, and always before ``close()`` returns and at interpreter exit. A process
-killed inside that window loses that outcome row only: its request then shows as
-unanswered (an intent without an outcome, as in ``frames.requests``), as if the process
-had died mid-request. With ``durability="full"`` an outcome is committed (and synced) at
-once, and the synchronous client waits for it. Lifecycle events, token fingerprints and
-bulk loads are written in the calling thread, synchronously.
+What is acknowledged when. Usage events reach SQLite through one writer thread per ledger
+(``writer``), in the order they are handed over. At ``durability="normal"`` a client's
+intent is first appended to this process's spool (``spool_usage``, see ``spool``): one
+``os.write`` of one JSON line to ``<ledger>.spool/<pid>-<random>.jsonl``, a file opened
+with ``O_APPEND``, kept open and ``flock``-ed while the process lives. When that returns,
+the intent is exactly as durable as a commit at ``synchronous=NORMAL`` (the operating
+system holds it: it survives the process being killed, not necessarily a power loss), and
+the request may be sent; if it fails, LedgerError, and the request is not sent. The
+writer thread commits spooled rows in batches (within ``OUTCOME_LINGER``, 5 ms, or at
+``BATCH_ROWS`` queued rows), chaining them as it commits, and empties the spool whenever a
+commit leaves nothing queued. An outcome is spooled too, its line held back and written
+with the next intent's (a kill loses at most the outcomes made since the process's last
+intent, one for a client making one request at a time: such a request then shows as
+unanswered, an intent without an outcome, as in ``frames.requests``). Everything handed
+over is committed before ``close()`` returns, at interpreter exit, and before a read
+(``scan``, ``live_count``, ``verify``) in this process.
+
+Failure. If the writer cannot commit spooled rows (the file is locked past
+``LOCK_DEADLINE``, unwritable, full), it logs the error and marks the spool failed: the
+process's next intent raises LedgerError (fail closed), and the spool is kept as it is,
+held-back outcomes included. It is recovered by the next ``Ledger`` opened on the file
+once this one is closed or its process has ended.
+
+Recovery. Opening a ``Ledger``, and each WAL checkpoint of the upkeep thread, recovers the
+spools whose lock is free (their process died): the rows the ledger lacks (an intent or
+outcome is known by request id, attempt and phase, looked up live and in segments sealed
+since the oldest of them was made) are appended in spool order with their original
+``ts_us``, then the spool is removed. Two openers cannot both recover one spool (its lock,
+and the lookup inside the appending transaction). Until then a dead process's rows are on
+disk but not in the chain; checkpoints sign committed heads only, so such rows are
+covered by the first checkpoint after their recovery.
+
+With ``durability="full"`` there is no spool: an intent is committed (and synced) before
+its request is sent (``append_usage``; ``submit_usage`` awaited on an event loop) and an
+outcome at once, the synchronous client waiting for it. ``append_usage`` and
+``submit_usage`` commit without the spool at either durability. Lifecycle events, token
+fingerprints and bulk loads are written in the calling thread, synchronously.
 
 Concurrency. Every commit is one ``BEGIN IMMEDIATE`` transaction that reads the chain's
 head and inserts the next rows, so several processes append to one file safely; a writer
@@ -25,8 +51,8 @@ waits for the lock (``busy_timeout``) and retries until a deadline, so "database
 locked" never reaches a caller before that. Nothing slow runs inside an append: sealing
 and WAL checkpoints are done by a background thread (``upkeep``), and reads use a
 connection of their own, so a long read never holds up a request of the same process.
-A read (``scan``, ``live_count``, ``verify``) first commits the deferred outcomes, so a
-process reads its own events (``snapshot`` does not: checkpoints take it from any thread).
+A read (``scan``, ``live_count``, ``verify``) first commits the spooled and deferred rows,
+so a process reads its own events (``snapshot`` does not: checkpoints take it from any thread).
 
 Chain. Each row stores ``prev_hash`` and ``row_hash = sha256(prev_hash | canonical JSON of
 its values)`` (``chain``); ``verify()`` recomputes it from the first row, through sealed
@@ -34,7 +60,8 @@ Parquet segments (whose file hashes are themselves chained in ``segments``) to t
 rows.
 
 Secrets are never stored: a token is its id, or an HMAC-SHA256 fingerprint of its secret
-keyed by a random per-ledger key kept beside the file (``<ledger>.key``, mode 0600).
+keyed by a random per-ledger key kept beside the file (``<ledger>.key``, mode 0600). A
+spool line holds exactly the values its row will store.
 
 Checkpoints. The chain alone cannot show removed newest rows or a rewrite with recomputed
 hashes; signed checkpoints of the chain heads, kept elsewhere, can (see ``checkpoint``).
@@ -49,6 +76,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import logging
 import os
 import secrets
 import sqlite3
@@ -64,6 +92,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from etoro_nb.errors import LedgerError
 from etoro_nb.ledger.chain import Verification, chain_hash, now_us, sealed_through
 from etoro_nb.ledger.schema import CHAINED, GENESIS, MIGRATIONS, REAL_COLUMNS, SEALABLE
+from etoro_nb.ledger.spool import Spool, orphans
 from etoro_nb.ledger.tables import TABLES
 from etoro_nb.ledger.upkeep import CHECKPOINT_EVERY, Upkeep
 from etoro_nb.ledger.writer import Job, Writer
@@ -82,6 +111,7 @@ SEAL_CHECK_EVERY = 1000  # rows between checks of the live part against the seal
 OUTCOME_LINGER = 0.005  # seconds an outcome waits for the next intent to share its commit
 __all__ = ["Durability", "Ledger", "Verification", "chain_hash", "now_us", "sealed_through"]
 _COLUMN_SETS = {table: frozenset(columns) for table, columns in CHAINED.items()}
+log = logging.getLogger("etoro_nb.ledger")
 
 
 def _stored(column: str, value: Any) -> Any:
@@ -131,6 +161,8 @@ class Ledger:
         self.durability: Durability = durability
         self.seal_threshold = seal_threshold
         self.segments_dir = self.path.with_name(self.path.name + ".segments")
+        self.spool_dir = self.path.with_name(self.path.name + ".spool")
+        self._spool: Spool | None = None  # made by the first spooled row
         self._lock = threading.RLock()  # the writing connection
         self._read_lock = threading.Lock()  # the reading connection
         self._busy_timeout = busy_timeout
@@ -152,7 +184,8 @@ class Ledger:
         # Usage rows go through one writer thread; an outcome waits there for the next
         # intent (durability="full": it is committed, and synced, at once).
         self._writer = Writer(self._commit_jobs, name=f"ledger-writer:{self.path.name}",
-                              linger=0.0 if durability == "full" else OUTCOME_LINGER)
+                              linger=0.0 if durability == "full" else OUTCOME_LINGER,
+                              drained=self._drained)
         self._live_cache: dict[str, Any] = {}  # scan's decoded live rows, by table
         self._checkpointer: Checkpointer | None = None
         if checkpoint is not None:
@@ -163,6 +196,7 @@ class Ledger:
             except BaseException:
                 self._conn.close()  # no half-opened ledger left behind
                 raise
+        self._recover_spools()  # rows of processes that died before committing them
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
@@ -238,6 +272,113 @@ class Ledger:
         return self._writer.submit("usage_events", self._checked("usage_events", values),
                                    deferred=deferred)
 
+    def spool_usage(self, values: dict[str, Any], *, required: bool = True) -> None:
+        """Write one usage event to this process's spool (one ``os.write``), then hand it to
+        the writer thread, nobody waiting: it is committed with the rows around it within
+        ``OUTCOME_LINGER`` seconds (or once ``BATCH_ROWS`` are queued), before reads, at
+        ``close()`` and at interpreter exit. ``required`` (an intent): on return the event
+        is as durable as a commit at ``durability="normal"``; a LedgerError if the spool
+        can't be written or the writer failed to commit earlier rows, and then nothing is
+        queued. Not required (an outcome): its line is written with the next intent's, and
+        it is queued whatever happens."""
+        values = self._checked("usage_events", values)
+        spool = self._spool or self._open_spool()
+        if spool.failed is not None and required:
+            raise LedgerError(f"{spool.failed}; its rows not yet committed are kept in "
+                              f"{self.spool_dir} and recovered by the next Ledger opened on "
+                              "it once this one is closed")
+        self._writer.spool("usage_events", values,
+                           lambda: spool.append(values, write=required))
+
+    def _drained(self) -> None:
+        if self._spool is not None:
+            with suppress(OSError):  # left as it is: recovery skips committed rows
+                self._spool.drained()
+
+    def _open_spool(self) -> Spool:
+        with self._lock:
+            if self._spool is None:
+                self._spool = Spool(self.spool_dir)
+            return self._spool
+
+    def _recover_spools(self) -> int:
+        """Append the rows of dead processes' spools (those whose lock is free) that are
+        not in the ledger yet, in spool order, then remove the spools; returns the rows
+        appended. A spool that can't be recovered now is left for a later try."""
+        appended = 0
+        try:
+            for path, rows in orphans(self.spool_dir):
+                try:
+                    appended += self._recover(rows)
+                except Exception as exc:  # opening the ledger must not fail for it
+                    log.warning("could not recover the ledger spool %s: %s", path, exc)
+                    continue
+                path.unlink(missing_ok=True)
+        except LedgerError as exc:
+            log.warning("%s", exc)
+        return appended
+
+    def _recover(self, rows: list[dict[str, Any]]) -> int:
+        """Append the spooled rows the ledger lacks (an intent is known by request id,
+        attempt and phase; it may have been committed, even sealed, before its process
+        died), keeping their timestamps. A row SQLite refuses on its own is logged and
+        dropped: no later try could store it."""
+        table = "usage_events"
+        valid = []
+        for row in rows:
+            try:
+                if not {"ts_us", "request_id", "attempt", "phase"} <= row.keys():
+                    raise ValueError("no ts_us, request_id, attempt or phase")
+                valid.append(self._checked(table, row))
+            except ValueError as exc:
+                log.error("dropping a damaged row of a ledger spool: %s", exc)
+
+        def work() -> int:
+            have = self._present(valid)
+            missing = [r for r in valid if (r["request_id"], r["attempt"], r["phase"]) not in have]
+            seq, prev = self._head(table)
+            for values in missing:
+                try:
+                    self._conn.execute("SAVEPOINT spooled")
+                    row = _chained_row(table, seq + 1, prev, values)
+                    self._conn.execute(_INSERT[table], row)
+                    self._conn.execute("RELEASE spooled")
+                except sqlite3.IntegrityError as exc:
+                    self._conn.execute("ROLLBACK TO spooled")
+                    self._conn.execute("RELEASE spooled")
+                    log.error("dropping a row of a ledger spool the ledger refuses: %s", exc)
+                    continue
+                seq, prev = seq + 1, row[-1]
+            return len(missing)
+
+        if not valid:
+            return 0
+        appended: int = self._write(work)
+        if self._checkpointer is not None and appended:
+            self._checkpointer.appended(appended)
+        return appended
+
+    def _present(self, rows: list[dict[str, Any]]) -> set[tuple[str, int, str]]:
+        """Which of the rows' (request id, attempt, phase) the ledger holds: live, or in a
+        segment sealed after the oldest of them was made."""
+        have: set[tuple[str, int, str]] = set()
+        for request_id in {r["request_id"] for r in rows}:
+            have.update(self._conn.execute(
+                "SELECT request_id, attempt, phase FROM usage_events WHERE request_id = ?",
+                (request_id,)))
+        wanted = {(r["request_id"], r["attempt"], r["phase"]) for r in rows} - have
+        if wanted:
+            files = [self.segments_dir / f for (f,) in self._conn.execute(
+                "SELECT file FROM segments WHERE table_name = 'usage_events' AND ts_us >= ?",
+                (min(r["ts_us"] for r in rows),))]
+            if files:
+                import polars as pl
+
+                sealed = pl.scan_parquet(files).select("request_id", "attempt", "phase").filter(
+                    pl.col("request_id").is_in(sorted({w[0] for w in wanted}))).collect()
+                have.update(sealed.iter_rows())
+        return have
+
     def flush(self, timeout: float | None = None) -> bool:
         """Commit the deferred events handed over so far and wait for them (reads do this
         first, so a caller reads its own events); False if ``timeout`` passed first."""
@@ -296,12 +437,22 @@ class Ledger:
             for job in jobs:
                 seq, prev = heads.get(job.table) or self._head(job.table)
                 row = _chained_row(job.table, seq + 1, prev, job.values)
+                # One row at a time: each execute lets go of the interpreter lock, so a
+                # request thread never waits for a whole batch to be built (executemany
+                # would hold it while every row is hashed).
                 self._conn.execute(_INSERT[job.table], row)
                 heads[job.table] = (seq + 1, row[-1])
                 seqs.append(seq + 1)
             return seqs
 
-        seqs: list[int] = self._write(work)
+        try:
+            seqs: list[int] = self._write(work)
+        except Exception as exc:
+            if self._spool is not None and any(job.spooled for job in jobs):
+                # Fail closed: the next intent raises; the spool keeps every row.
+                self._spool.failed = exc if isinstance(exc, LedgerError) else LedgerError(
+                    f"cannot write the ledger at {self.path}: {exc}")
+            raise
         if self._checkpointer is not None:
             self._checkpointer.appended(len(seqs))
         if self.seal_threshold is not None:
@@ -449,6 +600,8 @@ class Ledger:
         """Commit the deferred events, then close the file (after a last checkpoint, if
         checkpoints are on and events came)."""
         self._writer.close()
+        if self._spool is not None:
+            self._spool.close(drained=True)  # removed unless a commit failed: then recovered
         if self._checkpointer is not None:
             self._checkpointer.close()
         self._upkeep.close()

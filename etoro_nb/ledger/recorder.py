@@ -1,9 +1,12 @@
 """Write-ahead usage recording for one client: intent before sending, outcome after.
 
-The intent is committed before the request is sent (``intent`` waits for it; ``intent_async``
-awaits it without blocking the event loop). The outcome is handed to the ledger's writer
-and not waited for (see ``core`` for when it is committed), except that at
-``durability="full"`` the synchronous client waits for it."""
+The intent is made durable before the request is sent: at the default durability it is
+written to the process's spool (``Ledger.spool_usage``: one ``os.write``) and committed by
+the ledger's writer thread shortly after; at ``durability="full"`` it is committed (and
+synced) first (``intent`` waits for it; ``intent_async`` awaits it without blocking the
+event loop). The outcome is spooled too (best effort) and handed to the writer without
+waiting (see ``core`` for when it is committed), except that at ``durability="full"`` the
+synchronous client waits for it."""
 
 from __future__ import annotations
 
@@ -56,6 +59,8 @@ class UsageRecorder:
         self.ledger = ledger
         # An async client's recorder never waits in its thread (the event loop's).
         self.wait_outcomes = ledger.durability == "full" and not on_loop
+        # At the default durability rows go through the process's spool (see ``spool``).
+        self.spooled = ledger.durability == "normal"
         self.clock = clock
         self.principal = principal
         self.environment = environment
@@ -81,18 +86,26 @@ class UsageRecorder:
 
     def intent(self, operation_id: str, method: str, path: str, request_id: str,
                attempt: int) -> None:
-        """Commit the intent; a LedgerError here means the request must not be sent."""
-        self.ledger.append_usage(**self._row("intent", operation_id, method, path, request_id,
-                                             attempt))
+        """Make the intent durable (spooled, or at ``durability="full"`` committed); a
+        LedgerError here means the request must not be sent."""
+        row = self._row("intent", operation_id, method, path, request_id, attempt)
+        if self.spooled:
+            self.ledger.spool_usage(row)
+        else:
+            self.ledger.append_usage(**row)
 
     async def intent_async(self, operation_id: str, method: str, path: str, request_id: str,
                            attempt: int) -> None:
-        """``intent`` for an event loop: awaits the commit, which (with its lock waits and
-        retries) runs in the writer thread, never on the loop."""
-        import asyncio  # here, not at import: a sync user never needs it
+        """``intent`` for an event loop. Spooling is one small ``os.write`` (done on the
+        loop); a commit (``durability="full"``), with its lock waits and retries, runs in
+        the writer thread and is awaited, never on the loop."""
+        row = self._row("intent", operation_id, method, path, request_id, attempt)
+        if self.spooled:
+            self.ledger.spool_usage(row)
+        else:
+            import asyncio  # here, not at import: a sync user never needs it
 
-        await asyncio.wrap_future(self.ledger.submit_usage(
-            self._row("intent", operation_id, method, path, request_id, attempt)))
+            await asyncio.wrap_future(self.ledger.submit_usage(row))
 
     def outcome(self, operation_id: str, method: str, path: str, request_id: str,
                 attempt: int, status: int | None, error_code: str | None,
@@ -111,6 +124,9 @@ class UsageRecorder:
                           operation_id, request_id, exc)
 
         try:
+            if self.spooled:  # a failed commit is logged by the writer
+                self.ledger.spool_usage(row, required=False)
+                return
             future = self.ledger.submit_usage(row, deferred=True)
         except LedgerError as exc:  # the ledger is closed
             log.error("could not record the outcome of %s (request id %s): %s",

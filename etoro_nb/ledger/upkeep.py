@@ -6,7 +6,8 @@ asks for it), checkpointing the WAL into the database file (the appending connec
 does not checkpoint by itself: a checkpoint copies and syncs megabytes), and, with each
 checkpoint, keeping the drafts of live rows (see ``drafts``): deleting those a seal made
 obsolete and drafting every ``DRAFT_ROWS`` new live rows, so that readers decode few rows
-from SQLite whether or not the table is sealed. The thread is a
+from SQLite whether or not the table is sealed; with each checkpoint too, recovering the
+spools of processes that died since (see ``spool``). The thread is a
 daemon, started by the first job and ending when none is left; ``Ledger.close()`` lets it
 finish the job in hand. A seal cut short by the process ending leaves the ledger
 consistent (see ``sealing``).
@@ -101,6 +102,8 @@ class Upkeep:
                 if job is None:
                     self._ledger._checkpoint()
                     drafts.upkeep(self._ledger)
+                    # Processes that died since this ledger was opened left their spools.
+                    self._ledger._recover_spools()
                 else:
                     self._ledger._seal_if_due(*job)
             except Exception as exc:  # the other jobs must still run

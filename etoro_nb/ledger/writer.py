@@ -1,15 +1,19 @@
 """The ledger's writer: one thread per ``Ledger`` that commits its usage rows, in the order
 they were handed over.
 
-A caller hands a row over and gets a ``Future`` of its sequence number. An intent is
-waited for: on an event loop with ``await asyncio.wrap_future(submit(...))``, so the loop
-never waits for SQLite, its lock or its retry sleeps; in a plain thread with ``commit()``,
-which commits in the calling thread when no other batch is being committed (saving two
-thread switches per request). An outcome is *deferred*: nobody waits, and it waits in the
-queue at most ``linger`` seconds, so that the next intent commits it in the same
-transaction (one commit per request instead of two); if no row follows, the writer thread
-commits it alone when the time is up. Everything queued is committed by ``flush()``, by
-``close()`` and at interpreter exit.
+Three ways to hand a row over. ``spool`` (a client's intent and outcome at the default
+durability): the row is written to the process's spool by the caller's ``append``, inside
+the queue's lock (so the spool's order is the queue's), and queued as a deferred row
+nobody waits for; a failure to commit it is logged (and the ledger marks its spool
+failed, so the next intent fails). ``submit``: the caller gets a ``Future`` of its
+sequence number (awaited with ``asyncio.wrap_future`` on an event loop, so the loop never
+waits for SQLite, its lock or its retry sleeps). ``commit``: the caller waits, committing
+in its own thread when no other batch is being committed (saving two thread switches).
+A deferred row waits in the queue at most ``linger`` seconds, or until ``BATCH_ROWS`` are
+queued, so that many rows share one transaction; a waited-for row commits the queue at
+once. Everything queued is committed by ``flush()``, by ``close()`` and at interpreter
+exit. After a commit that leaves the queue empty, ``drained`` is called in the queue's
+lock (the ledger empties its spool then: no row can be spooled in between).
 
 Rows taken together are one transaction; if it fails for a reason of its own row (not
 the ledger being unwritable), each row is retried alone so one bad row fails only itself.
@@ -21,6 +25,7 @@ keep an unclosed ``Ledger`` alive); the next row starts a new one.
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
 import time
 import weakref
@@ -31,7 +36,9 @@ from typing import Any
 
 from etoro_nb.errors import LedgerError
 
+log = logging.getLogger("etoro_nb.ledger")
 IDLE = 2.0  # seconds without work before the thread ends
+BATCH_ROWS = 256  # deferred rows queued that are committed at once, without waiting for linger
 
 
 @dataclass
@@ -41,7 +48,8 @@ class Job:
     table: str
     values: dict[str, Any]
     deferred: bool
-    future: Future[int] = field(default_factory=Future)
+    spooled: bool = False  # also in the process's spool (``spool``)
+    future: Future[int] | None = field(default_factory=Future)  # None: nobody waits
 
 
 # commit(jobs) -> their sequence numbers, in one transaction; raises if it fails.
@@ -52,8 +60,10 @@ class Writer:
     """A queue of rows in submission order, committed one batch at a time (the
     ``_committing`` flag) by the writer thread or by a caller that commits its own row."""
 
-    def __init__(self, commit: Commit, *, linger: float, name: str) -> None:
+    def __init__(self, commit: Commit, *, linger: float, name: str,
+                 drained: Callable[[], None] | None = None) -> None:
         self._commit = commit
+        self._drained = drained  # called, in the queue's lock, when a commit leaves none
         self._linger = linger
         self._name = name
         self._cond = threading.Condition()
@@ -72,20 +82,40 @@ class Writer:
         """Queue a row for the writer thread; its future holds its sequence number once
         committed, or the error."""
         with self._cond:
-            job = self._enqueue(table, values, deferred)
+            future = self._enqueue(table, values, deferred)
             if not deferred or self._linger <= 0:
                 self._urgent = True
                 self._cond.notify_all()
             # A deferred row wakes nobody: the thread looks at the queue every ``linger``.
             self._start_thread()
-        return job.future
+        return future
+
+    def spool(self, table: str, values: dict[str, Any], append: Callable[[], None]) -> None:
+        """Queue a deferred row nobody waits for, after ``append`` (the spool's write) ran
+        in the queue's lock: rows are spooled in the order they are queued, and none
+        between a commit and the ``drained`` call. If ``append`` raises, nothing is queued.
+        A failure to commit the row is logged (the ledger's commit also marks its spool
+        failed)."""
+        with self._cond:
+            if self._closed:
+                raise LedgerError(f"the ledger writer {self._name} is closed")
+            append()
+            job = Job(table, values, True, True, None)
+            if not self._queue:
+                self._deadline = time.monotonic() + self._linger
+            self._queue.append(job)
+            self._submitted += 1
+            if len(self._queue) >= BATCH_ROWS:
+                self._urgent = True
+                self._cond.notify_all()
+            self._start_thread()
 
     def commit(self, table: str, values: dict[str, Any]) -> int:
         """Commit a row (with the deferred rows before it) and wait for it: in this thread
         if no batch is being committed (no hand-over to the writer thread and back: the
         synchronous client's intent), else by the writer thread. Not for an event loop."""
         with self._cond:
-            job = self._enqueue(table, values, False)
+            future = self._enqueue(table, values, False)
             batch = self._claim()
             if batch is None:
                 self._urgent = True
@@ -93,7 +123,7 @@ class Writer:
                 self._cond.notify_all()
         if batch is not None:
             self._finish(batch)
-        return job.future.result()
+        return future.result()
 
     def flush(self, timeout: float | None = None) -> bool:
         """Commit everything handed over so far, and wait for it; False if ``timeout``
@@ -127,18 +157,19 @@ class Writer:
             thread.join()
 
     # -- under self._cond ---------------------------------------------------------------
-    def _enqueue(self, table: str, values: dict[str, Any], deferred: bool) -> Job:
+    def _enqueue(self, table: str, values: dict[str, Any], deferred: bool) -> Future[int]:
         if self._closed:
             raise LedgerError(f"the ledger writer {self._name} is closed")
-        job = Job(table, values, deferred)
+        future: Future[int] = Future()
         # Running from the start: an awaiting task's cancellation (asyncio.wrap_future
         # cancels its source) cannot take back a row handed over; it is committed anyway.
-        job.future.set_running_or_notify_cancel()
+        future.set_running_or_notify_cancel()
+        job = Job(table, values, deferred, future=future)
         if not self._queue:
             self._deadline = time.monotonic() + self._linger
         self._queue.append(job)
         self._submitted += 1
-        return job
+        return future
 
     def _claim(self) -> list[Job] | None:
         """The whole queue, to commit in the calling thread, unless a batch is being
@@ -162,6 +193,8 @@ class Writer:
             with self._cond:
                 self._committing = False
                 self._done += len(batch)
+                if not self._queue and self._drained is not None:
+                    self._drained()
                 # Wake the thread only when there is something for it (a wake-up per
                 # request would cost the request more than the commit it saves).
                 if self._queue or self._flushers:
@@ -199,17 +232,26 @@ class Writer:
             seqs = self._commit(batch)
         except LedgerError as exc:  # the ledger itself failed: every row of the batch did
             for job in batch:
-                job.future.set_exception(exc)
+                _fail(job, exc)
             return
         except Exception as exc:
             if len(batch) > 1:  # a row of its own made it fail: each row alone, in order
                 for job in batch:
                     self._write([job])
             else:
-                batch[0].future.set_exception(exc)
+                _fail(batch[0], exc)
             return
         for job, seq in zip(batch, seqs, strict=True):
-            job.future.set_result(seq)
+            if job.future is not None:
+                job.future.set_result(seq)
+
+
+def _fail(job: Job, exc: BaseException) -> None:
+    if job.future is not None:
+        job.future.set_exception(exc)
+    else:  # a spooled row: it stays in the spool, recovered later
+        log.error("could not commit a %s row (request id %s): %s", job.table,
+                  job.values.get("request_id"), exc)
 
 
 _LIVE: weakref.WeakSet[Writer] = weakref.WeakSet()
