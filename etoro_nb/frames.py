@@ -1,5 +1,6 @@
 """polars loaders: portfolios, tokens, scope grants, usage, lifecycle (and unfinished
-changes), least privilege, trades, positions and per-portfolio accounting.
+changes), least privilege, trades, positions, per-portfolio accounting, and the events of
+risk boundaries (``policy_events``).
 
 Every loader has keyword-only options and a declared schema (``*_SCHEMA`` below):
 datetimes are ``Datetime("us", "UTC")``, scopes and whitelists ``List(String)``. Loaders
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import polars as pl
 
 from etoro_nb.ledger import Ledger
-from etoro_nb.ledger.schema import LIFECYCLE_COLUMNS, USAGE_COLUMNS
+from etoro_nb.ledger.schema import AGENT_KINDS, DELEGATION_KINDS, LIFECYCLE_COLUMNS, USAGE_COLUMNS
 from etoro_nb.ledger.sealing import STORED
 from etoro_nb.progress import Progress
 
@@ -384,7 +385,8 @@ def lifecycle(ledger: Ledger, *, now: datetime | None = None,
     is in ``unfinished_changes()``, and a change the server refused is in neither."""
     now = _utc(now) or datetime.now(UTC)
     frame = (_lifecycle_rows(ledger)
-             .filter(pl.col("phase").is_null() | (pl.col("phase") == "outcome"))
+             .filter(pl.col("phase").is_null() | (pl.col("phase") == "outcome"),
+                     pl.col("kind").is_in(DELEGATION_KINDS))  # not policy_events' kinds
              .with_columns(pl.col("token_name").fill_null(
                  pl.col("token_name").drop_nulls().first().over("token_id")))
              .select(list(LIFECYCLE_SCHEMA)))
@@ -409,7 +411,7 @@ def unfinished_changes(ledger: Ledger, *,
     --------
     >>> enb.frames.unfinished_changes(client.ledger)        # doctest: +SKIP
     """
-    rows = _lifecycle_rows(ledger)
+    rows = _lifecycle_rows(ledger).filter(pl.col("kind").is_in(DELEGATION_KINDS))
     ended = rows.filter(pl.col("phase").is_in(["outcome", "failed"])).select("request_id")
     return (rows.filter(pl.col("phase") == "intent")
             .join(ended, on="request_id", how="anti", nulls_equal=False)
@@ -579,6 +581,101 @@ def grants_from_ledger(ledger: Ledger, *, now: datetime | date | None = None,
                   schema_overrides=schema_overrides)
 
 
-__all__ = ["VALUE_HISTORY_SCHEMA", "accounting", "grants", "grants_from_ledger", "least_privilege",
-           "lifecycle", "portfolios", "positions", "requests", "scope_grants", "token_status", "tokens",
+POLICY_EVENTS_SCHEMA = _declare({
+    "seq": pl.Int64, "ts": UTC_US, "kind": pl.String, "phase": pl.String, "source": pl.String,
+    "portfolio_id": pl.String, "token_id": pl.String, "request_id": pl.String,
+    "operation": pl.String, "rule": pl.String, "limit": pl.String, "attempted": pl.String,
+    "limit_value": pl.Float64, "attempted_value": pl.Float64, "status": pl.Int64,
+    "error_code": pl.String, "policy_version": pl.Int64, "policy": pl.String,
+    "loosens": SCOPES, "consent": pl.String, "reason": pl.String,
+    "gross_exposure_usd": pl.Float64, "exposure_limit_usd": pl.Float64,
+    "realized_pnl_today_usd": pl.Float64, "loss_limit_usd": pl.Float64,
+    "open_positions": pl.Int64, "orders_today": pl.Int64, "detail": pl.String,
+})
+"""``policy_events()``: one row per event. ``source`` is ``owner`` (``policy_set``,
+``agent_paused``, ``agent_resumed``), ``agent`` (an agent session's ``policy_refused``,
+``order_booked``, ``book_reconciled``, ``session_stopped``) or ``server``
+(``server_refused``: a trading order the server answered with a 4xx, from the usage
+events). ``rule``, ``limit`` and ``attempted`` are a refusal's (the ``RiskPolicy`` field,
+``scope``, ``paused``, ``stopped``; for the server, its ``errorCode``), as text, and as
+numbers in ``limit_value`` / ``attempted_value`` when they are numbers. ``policy`` is a
+version's limits as JSON; ``loosens`` what it loosened (with ``consent``). The book
+columns are the session's figures when the event happened: gross exposure and the
+tightest exposure limit in effect (USD), net realised P&L of the UTC day (assuming the
+worst for closes since the last read) and the daily loss limit, open positions, orders in
+the day. ``phase`` is ``failed`` for a policy change refused for want of consent."""
+
+_FROM_DETAIL = {
+    "operation": pl.String, "rule": pl.String, "limit": pl.String, "attempted": pl.String,
+    "policy_version": pl.Int64, "policy": pl.String, "consent": pl.String, "reason": pl.String,
+    "gross_exposure_usd": pl.Float64, "exposure_limit_usd": pl.Float64,
+    "realized_pnl_today_usd": pl.Float64, "loss_limit_usd": pl.Float64,
+    "open_positions": pl.Int64, "orders_today": pl.Int64,
+}
+
+
+def policy_events(ledger: Ledger, *, portfolio: str | None = None,
+                  since: datetime | date | None = None, server_refusals: bool = True,
+                  schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """The audit of risk boundaries (``POLICY_EVENTS_SCHEMA``), in time order: the owner's
+    policy versions, pauses and resumes, each agent session's local refusals (nothing was
+    sent), its book after each order and read, and its stop; with ``server_refusals`` also
+    the trading orders the server refused, so the two kinds of refusal sit side by side.
+    ``portfolio`` and ``since`` (inclusive) filter.
+
+    Examples
+    --------
+    >>> enb.frames.policy_events(client.ledger).filter(kind="policy_refused")  # doctest: +SKIP
+    """
+    start = _utc(since)
+    rows = _lifecycle_rows(ledger).filter(pl.col("kind").is_in(AGENT_KINDS))
+    owner = ("policy_set", "agent_paused", "agent_resumed")
+    local = rows.with_columns(
+        source=pl.when(pl.col("kind").is_in(owner)).then(pl.lit("owner")).otherwise(pl.lit("agent")),
+        loosens=pl.col("detail").str.json_path_match("$.loosens").str.json_decode(SCOPES),
+        status=pl.lit(None, pl.Int64), error_code=pl.lit(None, pl.String),
+        **{name: pl.col("detail").str.json_path_match(f"$.{name}").cast(dtype, strict=False)
+           for name, dtype in _FROM_DETAIL.items()})
+    parts = [local.with_columns(_numbers()).select(list(POLICY_EVENTS_SCHEMA))]
+    if server_refusals:
+        parts.append(_server_refusals(ledger))
+    out = pl.concat(parts).cast(POLICY_EVENTS_SCHEMA)
+    if portfolio is not None:
+        out = out.filter(pl.col("portfolio_id") == portfolio)
+    if start is not None:
+        out = out.filter(pl.col("ts") >= start)
+    # Ledger order within one instant (a simulated clock stands still); server rows after.
+    return out.sort("ts", maintain_order=True).cast(_schema(POLICY_EVENTS_SCHEMA,
+                                                             schema_overrides))
+
+
+def _numbers() -> list[pl.Expr]:
+    return [pl.col("limit").cast(pl.Float64, strict=False).alias("limit_value"),
+            pl.col("attempted").cast(pl.Float64, strict=False).alias("attempted_value")]
+
+
+def _server_refusals(ledger: Ledger) -> pl.DataFrame:
+    """Agents' trading orders the server answered with a 4xx (one row per request)."""
+    from etoro_nb.operations import trade_operations
+
+    events = usage(ledger, phase="outcome", lazy=True)
+    assert isinstance(events, pl.LazyFrame)
+    refused = (events.filter(pl.col("principal") == "agent",
+                             pl.col("operation_id").is_in(sorted(trade_operations())),
+                             pl.col("status").is_between(400, 499))
+               .unique("request_id", keep="last", maintain_order=True).collect())
+    taken: dict[str, pl.Expr] = {
+        "ts": pl.col("ts"), "kind": pl.lit("server_refused"), "phase": pl.col("phase"),
+        "source": pl.lit("server"), "portfolio_id": pl.col("portfolio_id"),
+        "token_id": pl.col("token_id"), "request_id": pl.col("request_id"),
+        "operation": pl.col("operation_id"), "rule": pl.col("error_code"),
+        "attempted": pl.col("operation_id"), "status": pl.col("status"),
+        "error_code": pl.col("error_code")}
+    return refused.select([taken.get(name, pl.lit(None, dtype)).alias(name)
+                           for name, dtype in POLICY_EVENTS_SCHEMA.items()])
+
+
+__all__ = ["POLICY_EVENTS_SCHEMA", "VALUE_HISTORY_SCHEMA", "accounting", "grants",
+           "grants_from_ledger", "least_privilege", "lifecycle", "policy_events", "portfolios",
+           "positions", "requests", "scope_grants", "token_status", "tokens",
            "tokens_from_ledger", "trades", "unfinished_changes", "usage", "value_snapshot"]

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from etoro_nb import rules
 from etoro_nb._base import AMBIGUOUS, Answer, Call, Flow
+from etoro_nb.agent.controls import AsyncPolicyControls, PolicyControls
 from etoro_nb.errors import (
     APIConnectionError,
     BadRequestError,
@@ -405,9 +406,10 @@ def rotate_flow(portfolio_id: str, token_id: str, new_name: str | None, environm
 
 
 # -- the resources ------------------------------------------------------------------------
-class AgentPortfolios:
+class AgentPortfolios(PolicyControls):
     """``client.agent_portfolios``: create, list and delete portfolios; mint, update,
-    rotate and revoke their tokens. Owner only: an agent's token gets 403."""
+    rotate and revoke their tokens; set the agents' risk policy, pause, resume and stop
+    them (``PolicyControls``). Owner only: an agent's token gets 403."""
 
     def __init__(self, client: Client) -> None:
         self._client = client
@@ -478,7 +480,7 @@ class AgentPortfolios:
         return Rotation(old, new, lambda: self.revoke_token(portfolio_id, old.id))
 
 
-class AsyncAgentPortfolios:
+class AsyncAgentPortfolios(AsyncPolicyControls):
     """The ``AsyncClient`` twin of ``AgentPortfolios``."""
 
     def __init__(self, client: AsyncClient) -> None:
