@@ -83,9 +83,9 @@ class PolicyViolation(EtoroError):
         self.limit = limit
         self.attempted = attempted
         self.operation = operation
-        text = message or f"{rule}: the limit is {_shown(limit)}, the order would reach " \
-                          f"{_shown(attempted)}"
-        super().__init__(f"refused locally, nothing sent: {text}")
+        figures = f"limit {_shown(limit)}, attempted {_shown(attempted)}"
+        text = figures if message is None else f"{message} ({figures})"
+        super().__init__(f"refused locally, nothing sent: {rule}: {text}")
 
 
 class SessionStopped(PolicyViolation):
@@ -99,6 +99,7 @@ class SessionStopped(PolicyViolation):
         self.cause = cause
         super().__init__("stopped", None, operation, operation=operation,
                          message=f"the agent session has stopped ({reason})")
+        self.args = (f"refused locally, nothing sent: the agent session has stopped ({reason})",)
 
 
 class ConsentRequired(EtoroError):

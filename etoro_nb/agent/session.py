@@ -80,6 +80,9 @@ class AgentSession:
             raise ValidationError("policy", f"is a RiskPolicy or None, got {type(policy).__name__}")
         if virtual_balance_usd is not None:
             rules.positive(virtual_balance_usd, "virtual_balance_usd")
+        if agent.principal != "agent":
+            raise ConfigurationError("an AgentSession trades with an agent's client, made with "
+                                     "client.as_agent(token): this one acts as the owner")
         if account == "real":
             agent.ensure_real_allowed()
         self.account: Account = account

@@ -520,7 +520,9 @@ def _agent_events(events: pl.DataFrame, portfolio: str | None) -> pl.DataFrame:
         if len(found) > 1:
             raise ValueError(f"policy_events holds {len(found)} agent portfolios "
                              f"({', '.join(found)}): name one with portfolio=")
-        portfolio = found[0] if found else None
+        if not found:
+            return frame.clear()
+        portfolio = found[0]
     return frame.filter(pl.col("portfolio_id") == portfolio).sort("ts", maintain_order=True)
 
 
@@ -529,7 +531,8 @@ def exposure_frame(events: pl.DataFrame, *, portfolio: str | None = None) -> pl.
     frame; ``portfolio`` picks one when it holds several."""
     book = _agent_events(events, portfolio).filter(pl.col("kind").is_in(_BOOK_EVENTS),
                                                    pl.col("gross_exposure_usd").is_not_null())
-    loss = pl.max_horizontal(-pl.col("realized_pnl_today_usd"), pl.lit(0.0))
+    realized = pl.col("realized_pnl_today_usd")
+    loss = pl.when(realized.is_not_null()).then(pl.max_horizontal(-realized, pl.lit(0.0)))
     values = {"gross exposure": pl.col("gross_exposure_usd"),
               "exposure limit": pl.col("exposure_limit_usd"), "daily loss": loss,
               "loss limit": pl.col("loss_limit_usd")}
