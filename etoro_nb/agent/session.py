@@ -111,6 +111,8 @@ class AgentSession:
         self._stopped: SessionStopped | None = None
         self._needs_read = True
         self._base_equity: float | None = None
+        self._tightest_for: tuple[Any, ...] | None = None
+        self._tightest_limits: tuple[float | None, float | None] = (None, None)
         with self._lock:
             self._start()
 
@@ -485,16 +487,29 @@ class AgentSession:
     def _figures(self, now: datetime) -> dict[str, Any]:
         """The book's figures and the tightest limits on them, for the ledger."""
         view = self._book.view(now)
-        base = self._base()
-        exposure = [p.max_gross_exposure_usd for _, p in self.policies()]
-        exposure += [p.max_gross_exposure_share * base for _, p in self.policies()
-                     if p.max_gross_exposure_share is not None and base]
-        losses = [p.max_daily_loss_usd for _, p in self.policies()]
+        exposure_limit, loss_limit = self._tightest()
         return {"gross_exposure_usd": view.gross_exposure_usd,
-                "exposure_limit_usd": min((x for x in exposure if x is not None), default=None),
+                "exposure_limit_usd": exposure_limit,
                 "realized_pnl_today_usd": view.worst_realized_pnl_today_usd,
-                "loss_limit_usd": min((x for x in losses if x is not None), default=None),
-                "open_positions": view.open_positions, "orders_today": view.orders_today}
+                "loss_limit_usd": loss_limit, "open_positions": view.open_positions,
+                "orders_today": view.orders_today}
+
+    def _tightest(self) -> tuple[float | None, float | None]:
+        """The tightest gross exposure limit (USD, shares of the base included) and daily
+        loss limit in effect; worked out again only when the policies or the base change."""
+        key = (self.controls, self.policy, self._base())
+        if self._tightest_for is None or any(a is not b for a, b in zip(key, self._tightest_for,
+                                                                        strict=True)):
+            base = key[2]
+            policies = [p for _, p in self.policies()]
+            exposure = [p.max_gross_exposure_usd for p in policies]
+            exposure += [p.max_gross_exposure_share * base for p in policies
+                         if p.max_gross_exposure_share is not None and base]
+            losses = [p.max_daily_loss_usd for p in policies]
+            self._tightest_for = key
+            self._tightest_limits = (min((x for x in exposure if x is not None), default=None),
+                                     min((x for x in losses if x is not None), default=None))
+        return self._tightest_limits
 
     def _scope(self, access: str) -> str:
         return f"etoro-public:trade.{self.account}:{access}"
