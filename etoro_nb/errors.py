@@ -78,13 +78,13 @@ class PolicyViolation(EtoroError):
     order would have reached (``attempted``). Nothing was sent; the ledger records it."""
 
     def __init__(self, rule: str, limit: Any, attempted: Any, *, message: str | None = None,
-                 operation: str | None = None) -> None:
+                 operation: str | None = None, figures: bool = True) -> None:
         self.rule = rule
         self.limit = limit
         self.attempted = attempted
         self.operation = operation
-        figures = f"limit {_shown(limit)}, attempted {_shown(attempted)}"
-        text = figures if message is None else f"{message} ({figures})"
+        shown = f"limit {_shown(limit)}, attempted {_shown(attempted)}"
+        text = shown if message is None else f"{message} ({shown})" if figures else message
         super().__init__(f"refused locally, nothing sent: {rule}: {text}")
 
 
@@ -97,9 +97,8 @@ class SessionStopped(PolicyViolation):
                  cause: EtoroError | None = None) -> None:
         self.reason = reason
         self.cause = cause
-        super().__init__("stopped", None, operation, operation=operation,
+        super().__init__("stopped", None, operation, operation=operation, figures=False,
                          message=f"the agent session has stopped ({reason})")
-        self.args = (f"refused locally, nothing sent: the agent session has stopped ({reason})",)
 
 
 class ConsentRequired(EtoroError):

@@ -201,3 +201,26 @@ def test_the_async_client_has_the_same_controls(desk: Desk) -> None:
             return await controls.stop_agent(bot.portfolio.id)
 
     assert asyncio.run(run()) == [bot.token.id]
+
+
+def test_the_readme_risk_boundaries_example_runs(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme[readme.index("## Risk boundaries"):]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match is not None
+    for name in ("ETORO_API_KEY", "ETORO_USER_KEY", "ETORO_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, Any] = {}
+    exec(compile(match.group(1), "README.md", "exec"), namespace)
+    client, session = namespace["client"], namespace["session"]
+    try:
+        assert "max_order_amount_usd 500.0 800.0" in capsys.readouterr().out
+        with pytest.raises(PolicyViolation, match="paused"):  # stop_agent paused it first
+            session.open_order("AAPL", amount=10)
+        assert client.agent_portfolios.get(namespace["bot"].portfolio.id).tokens == ()
+    finally:
+        client.close()

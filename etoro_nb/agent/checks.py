@@ -67,7 +67,7 @@ def _over(value: float, limit: float) -> bool:
 def scope(scopes: frozenset[str], required: str) -> PolicyViolation | None:
     if required in scopes:
         return None
-    return PolicyViolation("scope", sorted(scopes), required,
+    return PolicyViolation("scope", sorted(scopes), required, figures=False,
                            message=f"the token's scopes ({', '.join(sorted(scopes)) or 'none'}) "
                                    f"do not include {required}")
 

@@ -176,7 +176,7 @@ class AgentSession:
         self._scopes = frozenset(me.scopes)
         read = self._scope("read")
         if read not in self._scopes:
-            raise PolicyViolation("scope", sorted(self._scopes), read, message=(
+            raise PolicyViolation("scope", sorted(self._scopes), read, figures=False, message=(
                 f"an agent session reads its account to keep its book, and the token lacks "
                 f"{read}"))
         now = self._now()
@@ -419,7 +419,7 @@ class AgentSession:
             raise refuse(violation)
         controls = None if self._watcher is None else self._watcher.current()
         if controls is not None and controls.paused:
-            raise refuse(PolicyViolation("paused", controls.reason, op, message=(
+            raise refuse(PolicyViolation("paused", controls.reason, op, figures=False, message=(
                 f"the owner paused this agent portfolio ({controls.reason})")), "owner")
         for source, policy in self.policies():
             violation = checks.expiry(policy, now)
