@@ -378,7 +378,8 @@ def lifecycle(ledger: Ledger, *, now: datetime | None = None,
     """Delegation changes made, with ``token_expired`` derived for each token whose latest
     expiry has passed (at ``now``, default the current UTC time) without an earlier
     revocation. Every event of a token carries the name it was minted with; an update's
-    changes are in ``detail``.
+    changes are in ``detail``. Risk-boundary events (policies, pauses, an agent session's
+    refusals and book) are not delegation changes: they are in ``policy_events()``.
 
     Only changes known to be made are here: the client records an *intent* before each
     change's request and its *outcome* after; an intent whose outcome was never recorded
@@ -411,7 +412,7 @@ def unfinished_changes(ledger: Ledger, *,
     --------
     >>> enb.frames.unfinished_changes(client.ledger)        # doctest: +SKIP
     """
-    rows = _lifecycle_rows(ledger).filter(pl.col("kind").is_in(DELEGATION_KINDS))
+    rows = _lifecycle_rows(ledger)
     ended = rows.filter(pl.col("phase").is_in(["outcome", "failed"])).select("request_id")
     return (rows.filter(pl.col("phase") == "intent")
             .join(ended, on="request_id", how="anti", nulls_equal=False)

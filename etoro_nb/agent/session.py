@@ -129,6 +129,11 @@ class AgentSession:
 
     # -- state -----------------------------------------------------------------------------
     @property
+    def mode(self) -> Account:
+        """The account, named as ``client.trading(mode)`` names it."""
+        return self.account
+
+    @property
     def stopped(self) -> SessionStopped | None:
         """Why the session stopped (the error its calls raise), or None while it runs."""
         return self._stopped
