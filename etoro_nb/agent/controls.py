@@ -8,14 +8,16 @@ Loosening a policy needs ``consent=`` (the owner's confirmation, recorded with i
 granting a write scope does in the panels; tightening needs none. A refused loosening is
 recorded too (``phase = 'failed'``), so both show in the audit.
 
-``ControlWatcher`` is how a session keeps up: one indexed query per order asks whether
-any owner event for its portfolio came since it last looked, and only then reads the
-controls again.
+``ControlWatcher`` is how a session keeps up: one query per order (on the primary key,
+over the rows appended since it last looked) asks whether any owner event for its
+portfolio came, and only then reads the controls again.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -26,7 +28,7 @@ from etoro_nb import rules
 from etoro_nb._base import Flow
 from etoro_nb.agent import events
 from etoro_nb.agent.policy import RiskPolicy
-from etoro_nb.errors import ConfigurationError, ConsentRequired, ValidationError
+from etoro_nb.errors import ConfigurationError, ConsentRequired, LedgerError, ValidationError
 from etoro_nb.ledger import Ledger
 
 if TYPE_CHECKING:
@@ -77,7 +79,10 @@ def read_controls(ledger: Ledger, portfolio_id: str) -> Controls:
 
 
 class ControlWatcher:
-    """Keeps one portfolio's ``Controls`` current at the cost of one query per look."""
+    """Keeps one portfolio's ``Controls`` current at the cost of one query per look.
+
+    The query runs on a read-only connection of its own to the ledger file, so it waits
+    for no writer (WAL readers never block) and asks the ledger object nothing."""
 
     _SQL = ("SELECT (SELECT max(seq) FROM lifecycle_events), "
             "(SELECT coalesce(max(last_seq), 0) FROM segments "
@@ -88,22 +93,37 @@ class ControlWatcher:
     def __init__(self, ledger: Ledger, portfolio_id: str) -> None:
         self.ledger = ledger
         self.portfolio_id = portfolio_id
+        try:
+            self._conn = sqlite3.connect(f"{ledger.path.as_uri()}?mode=ro", uri=True,
+                                         isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read the ledger at {ledger.path}: {exc}") from None
+        self._lock = threading.Lock()
         self._seen = self._head()[0]
         self.controls = read_controls(ledger, portfolio_id)
 
     def _head(self, since: int = 0) -> tuple[int, int, bool]:
-        with self.ledger.snapshot() as conn:
-            live, sealed, changed = conn.execute(self._SQL, (since, self.portfolio_id)).fetchone()
+        try:
+            with self._lock:
+                live, sealed, changed = self._conn.execute(
+                    self._SQL, (since, self.portfolio_id)).fetchone()
+        except sqlite3.Error as exc:
+            raise LedgerError(f"cannot read the ledger at {self.ledger.path}: {exc}") from None
         return max(int(live or 0), int(sealed)), int(sealed), bool(changed)
 
     def current(self) -> Controls:
         """The controls now: read again only if an owner event for this portfolio came
-        since the last look (or rows were sealed away before it could be seen)."""
+        since the last look (or rows were sealed away before it could be seen). A
+        ``LedgerError`` means they could not be read: the caller must not trade on."""
         head, sealed, changed = self._head(self._seen)
         if changed or sealed > self._seen:
             self.controls = read_controls(self.ledger, self.portfolio_id)
         self._seen = head
         return self.controls
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
 
 
 # -- the owner's side ---------------------------------------------------------------------

@@ -114,7 +114,12 @@ class AgentSession:
         self._tightest_for: tuple[Any, ...] | None = None
         self._tightest_limits: tuple[float | None, float | None] = (None, None)
         with self._lock:
-            self._start()
+            try:
+                self._start()
+            except BaseException:
+                if self._watcher is not None:
+                    self._watcher.close()
+                raise
 
     def __repr__(self) -> str:
         state = "stopped" if self._stopped else "running"
@@ -568,6 +573,8 @@ class AgentSession:
             detail.update(status=error.status, error_code=error.error_code,
                           failed_request_id=error.request_id)
         self._record(events.STOPPED, self._now(), detail)
+        if self._watcher is not None:
+            self._watcher.close()  # no order will look again
 
     def stop(self, reason: str = "stopped by the agent") -> None:
         """Stop for good (no request after this); records ``session_stopped``."""
