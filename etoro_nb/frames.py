@@ -318,8 +318,9 @@ def _scan(ledger: Ledger, table: str) -> pl.LazyFrame:
     return pl.concat(parts, how="vertical")
 
 
-def _us_to_utc(column: str, name: str) -> pl.Expr:
-    return pl.col(column).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(name)
+def _us_to_utc(column: str | pl.Expr, name: str) -> pl.Expr:
+    values = pl.col(column) if isinstance(column, str) else column
+    return values.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(name)
 
 
 def usage(ledger: Ledger, *, since: datetime | date | None = None,
@@ -629,7 +630,7 @@ def policy_events(ledger: Ledger, *, portfolio: str | None = None,
     >>> enb.frames.policy_events(client.ledger).filter(kind="policy_refused")  # doctest: +SKIP
     """
     start = _utc(since)
-    rows = _lifecycle_rows(ledger).filter(pl.col("kind").is_in(AGENT_KINDS))
+    rows = _booked_orders(_lifecycle_rows(ledger).filter(pl.col("kind").is_in(AGENT_KINDS)))
     owner = ("policy_set", "agent_paused", "agent_resumed")
     local = rows.with_columns(
         source=pl.when(pl.col("kind").is_in(owner)).then(pl.lit("owner")).otherwise(pl.lit("agent")),
@@ -648,6 +649,35 @@ def policy_events(ledger: Ledger, *, portfolio: str | None = None,
     # Ledger order within one instant (a simulated clock stands still); server rows after.
     return out.sort("ts", maintain_order=True).cast(_schema(POLICY_EVENTS_SCHEMA,
                                                              schema_overrides))
+
+
+_BOOKED_ORDER = pl.Struct({
+    "ts_us": pl.Int64, "request_id": pl.String, "operation": pl.String, "outcome": pl.String,
+    "order_id": pl.Int64, "position_id": pl.Int64, "units": pl.Float64,
+    "released_usd": pl.Float64, "instrument_id": pl.Int64, "symbol": pl.String,
+    "amount_usd": pl.Float64, "leverage": pl.Int64, "gross_exposure_usd": pl.Float64,
+    "exposure_limit_usd": pl.Float64, "realized_pnl_today_usd": pl.Float64,
+    "loss_limit_usd": pl.Float64, "open_positions": pl.Int64, "orders_today": pl.Int64,
+})
+"""One order of an ``order_booked`` batch (``agent.events.BookLog``)."""
+
+
+def _booked_orders(rows: pl.DataFrame) -> pl.DataFrame:
+    """``order_booked`` rows hold a batch of orders (``detail.orders``): one row per order,
+    with its own time, request id and detail."""
+    batch = pl.col("kind") == "order_booked"
+    order = pl.col("order")
+    orders = (rows.filter(batch)
+              .with_columns(order=pl.col("detail").str.json_path_match("$.orders")
+                            .str.json_decode(pl.List(_BOOKED_ORDER)))
+              .explode("order")
+              .with_columns(ts=pl.coalesce(_us_to_utc(order.struct.field("ts_us"), "ts"),
+                                           pl.col("ts")),
+                            request_id=pl.coalesce(order.struct.field("request_id"),
+                                                   pl.col("request_id")),
+                            detail=pl.coalesce(order.struct.json_encode(), pl.col("detail")))
+              .drop("order"))
+    return pl.concat([rows.filter(~batch), orders]).sort("seq", maintain_order=True)
 
 
 def _numbers() -> list[pl.Expr]:

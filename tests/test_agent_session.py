@@ -306,6 +306,31 @@ def _justified(refused: PolicyViolation, policy: RiskPolicy, count: int, exposur
     assert rule in crossed and crossed[rule](), (rule, refused)
 
 
+def test_the_book_after_each_order_is_in_the_audit_in_order(desk: Desk) -> None:
+    bot = desk.portfolio()
+    session = desk.session(bot, RiskPolicy(max_gross_exposure_usd=1000))
+    rids = [str(uuid.uuid4()) for _ in range(3)]
+    for i, rid in enumerate(rids):
+        session.open_order(AAPL, amount=100.0 * (i + 1), request_id=rid)
+
+    def audit() -> pl.DataFrame:
+        return enb.frames.policy_events(desk.ledger, portfolio=bot.portfolio.id,
+                                        server_refusals=False)
+
+    assert audit().filter(pl.col("kind") == "order_booked").is_empty()  # a batch, in memory
+    with pytest.raises(PolicyViolation):
+        session.open_order(AAPL, amount=500)  # a refusal writes the batch before itself
+    events = audit().filter(pl.col("kind").is_in(["order_booked", "policy_refused"]))
+    assert events["kind"].to_list() == ["order_booked"] * 3 + ["policy_refused"]
+    assert events["request_id"].to_list()[:3] == rids
+    assert events["gross_exposure_usd"].to_list() == [100.0, 300.0, 600.0, 600.0]
+    assert events["exposure_limit_usd"].to_list() == [1000.0] * 4
+    assert events["attempted_value"].to_list()[3] == 1100.0
+    session.open_order(AAPL, amount=50)
+    session.close()  # closing writes what is left, then the stop
+    assert audit()["kind"].to_list()[-2:] == ["order_booked", "session_stopped"]
+
+
 # -- the kill switch ----------------------------------------------------------------------------
 def _stop_events(desk: Desk, bot: CreatedPortfolio) -> pl.DataFrame:
     return enb.frames.policy_events(desk.ledger, portfolio=bot.portfolio.id).filter(

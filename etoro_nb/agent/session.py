@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import date, datetime, timedelta
@@ -111,6 +112,9 @@ class AgentSession:
         self._stopped: SessionStopped | None = None
         self._needs_read = True
         self._base_equity: float | None = None
+        self._booklog = events.BookLog(self._ledger, self.portfolio_id, self.token_id)
+        # A session dropped without close() still writes its last batch (at exit at latest).
+        weakref.finalize(self, self._booklog.flush)
         self._tightest_for: tuple[Any, ...] | None = None
         self._tightest_limits: tuple[float | None, float | None] = (None, None)
         with self._lock:
@@ -590,11 +594,12 @@ class AgentSession:
                 request_id: str | None = None) -> None:
         if kind != events.STOPPED and kind != events.REFUSED:
             detail = {**detail, **self._figures(at)}
+        self._booklog.flush()  # the orders before it come first in the ledger too
         events.record_after(self._ledger, kind, at, portfolio_id=self.portfolio_id,
                             token_id=self.token_id, request_id=request_id, detail=detail)
 
     def _booked(self, at: datetime, op: str, rid: str | None, detail: dict[str, Any]) -> None:
-        self._record(events.BOOKED, at, {"operation": op, **detail}, request_id=rid)
+        self._booklog.add(at, rid, {"operation": op, **detail, **self._figures(at)})
 
 
 def _never() -> bool:
