@@ -441,3 +441,31 @@ def test_the_session_takes_orders_by_symbol_and_sizes_to_the_policy(desk: Desk) 
     session.open_order("MSFT", amount=100, leverage=2)
     assert session.room_usd() == 0.0
     assert session.now() == desk.server.sandbox.clock.now()  # it runs on the sandbox's clock
+
+
+def test_bad_input_is_refused_before_any_check_or_request(desk: Desk) -> None:
+    bot = desk.portfolio()
+    with pytest.raises(enb.errors.ValidationError, match="account"):
+        desk.session(bot, account="paper")
+    with pytest.raises(enb.errors.ConfigurationError, match="as_agent"):
+        AgentSession(desk.owner, account="demo")  # the owner's client is not an agent's
+    session = desk.session(bot)
+    for bad in ({"amount": -5.0}, {"amount": 10.0, "leverage": 0}, {"amount": 10.0, "side": "hold"}):
+        with pytest.raises(enb.errors.ValidationError):
+            session.open_order(AAPL, **bad)
+    with pytest.raises(enb.errors.ValidationError, match="units"):
+        session.close_position(1, AAPL, units=0)
+    assert desk.orders_received(desk.cid(bot)) == 0
+    assert enb.frames.policy_events(desk.ledger).filter(pl.col("kind") == "policy_refused").is_empty()
+
+
+def test_a_session_without_a_ledger_holds_its_own_policy(server: Any,
+                                                         make_client: Callable[..., Any]) -> None:
+    owner = make_client(server)  # no ledger: no owner controls, nothing recorded
+    bot = owner.agent_portfolios.create("noledger", 500, scopes=[DEMO_READ, DEMO_WRITE])
+    session = AgentSession(owner.as_agent(bot.token), RiskPolicy(max_order_amount_usd=50))
+    assert session.controls is None and session.portfolio_id is None
+    session.open_order(AAPL, amount=50)
+    with pytest.raises(PolicyViolation, match="max_order_amount_usd"):
+        session.open_order(AAPL, amount=51)
+    session.close()
