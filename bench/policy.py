@@ -12,7 +12,7 @@ time per order (target: at most 0.2 ms) and the ratio, and the reads (GETs, coun
 the ledger's usage events) the session made during the timed rounds, per 100 orders
 (target: at most 2).
 
-    .venv/bin/python bench/policy.py [--orders 600] [--rounds 6]
+    .venv/bin/python bench/policy.py [--orders 1200] [--rounds 12]
 """
 
 from __future__ import annotations
@@ -79,8 +79,8 @@ def limits() -> RiskPolicy:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--orders", type=int, default=600, help="orders per side")
-    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--orders", type=int, default=1200, help="orders per side")
+    parser.add_argument("--rounds", type=int, default=12)
     args = parser.parse_args()
     process, base = serve()
     folder = Path(tempfile.mkdtemp(prefix="bench-policy-"))
