@@ -39,4 +39,5 @@ bench: setup
 	$(BIN)/python bench/ledger_recording.py
 	$(BIN)/python bench/ledger_load.py
 	$(BIN)/python bench/panels.py
+	$(BIN)/python bench/policy.py
 	$(BIN)/python bench/import_time.py

@@ -6,6 +6,9 @@ EtoroError
 ├── InvalidInputError             bad input caught before sending (names field and rule)
 ├── RealMoneyNotAllowedError    a real-trading call on a live connection without opt-in
 ├── LedgerError                 the ledger can't be written: the request was not sent
+├── PolicyViolation             an agent's order refused locally by its risk policy: not sent
+│   └── SessionStopped          the agent session stopped (kill switch, or closed): not sent
+├── ConsentRequired             a change that loosens a grant or a policy, without consent
 ├── ResponseFormatError         an answer of an unexpected shape (values never echoed)
 ├── APIConnectionError          no answer: connection refused, dropped, timed out
 │   ├── APITimeoutError
@@ -64,6 +67,53 @@ class LedgerError(EtoroError):
 
 class LedgerWarning(UserWarning):
     """A change was made but the ledger could not record its outcome."""
+
+
+class PolicyViolation(EtoroError):
+    """An agent session refused an order before sending it: ``rule`` (the ``RiskPolicy``
+    field, or ``scope``, ``paused``, ``stopped``) with its ``limit`` and the value the
+    order would have reached (``attempted``). Nothing was sent; the ledger records it."""
+
+    def __init__(self, rule: str, limit: Any, attempted: Any, *, message: str | None = None,
+                 operation: str | None = None, figures: bool = True) -> None:
+        self.rule = rule
+        self.limit = limit
+        self.attempted = attempted
+        self.operation = operation
+        shown = f"limit {_shown(limit)}, attempted {_shown(attempted)}"
+        text = shown if message is None else f"{message} ({shown})" if figures else message
+        super().__init__(f"refused locally, nothing sent: {rule}: {text}")
+
+
+class SessionStopped(PolicyViolation):
+    """The agent session has stopped (the server refused its token with 401/403, or it was
+    stopped or closed): no request of it is sent any more. ``reason`` says why; ``cause``
+    is the server's refusal that stopped it, if any."""
+
+    def __init__(self, reason: str, *, operation: str | None = None,
+                 cause: EtoroError | None = None) -> None:
+        self.reason = reason
+        self.cause = cause
+        super().__init__("stopped", None, operation, operation=operation, figures=False,
+                         message=f"the agent session has stopped ({reason})")
+
+
+class ConsentRequired(EtoroError):
+    """A change loosens what an agent may do and was made without ``consent=``: nothing
+    changed. ``loosens`` names each thing that would have loosened."""
+
+    def __init__(self, what: str, loosens: list[str]) -> None:
+        self.loosens = list(loosens)
+        super().__init__(f"{what} loosens {'; '.join(self.loosens)}: pass consent=\"...\" "
+                         "(the owner's confirmation, recorded in the ledger) to make it")
+
+
+def _shown(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) >= 1 or value == 0 else f"{value:.6g}"
+    if isinstance(value, list | tuple | frozenset | set):
+        return "[" + ", ".join(map(str, value)) + "]"
+    return "none" if value is None else str(value)
 
 
 class ResponseFormatError(EtoroError):

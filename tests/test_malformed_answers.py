@@ -10,13 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import date, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from etoro_nb import errors
+from etoro_nb.agent import RiskPolicy
 from etoro_nb.client import EtoroClient
+from etoro_nb.ledger import Ledger
 from etoro_nb.operations import SANDBOX_STATUS, OperationInfo, catalogue
 from tests.helpers import DEMO_READ
 
@@ -156,6 +159,17 @@ BODY_UNREAD: dict[str, tuple[Method, str]] = {
     "trading(demo).cancel_order": (lambda c: c.trading("demo").cancel_order(7), "cancelDemoOrder"),
     "trading(real).cancel_order": (lambda c: c.trading("real").cancel_order(7), "cancelRealOrder"),
 }
+# The owner's risk controls keep their state in the ledger: they run on a client with one.
+LEDGER_METHODS: dict[str, tuple[Method, tuple[str, ...]]] = {
+    "agent_portfolios.set_policy": (
+        lambda c: c.agent_portfolios.set_policy(P, RiskPolicy(max_order_amount_usd=100)),
+        ("getAgentPortfolios",)),
+    "agent_portfolios.stop_agent": (lambda c: c.agent_portfolios.stop_agent(P),
+                                    ("getAgentPortfolios",)),
+}
+# Methods that send no request (they read or write the ledger only): no answer to read.
+NO_REQUEST = {"agent_portfolios.policy", "agent_portfolios.controls", "agent_portfolios.pause",
+              "agent_portfolios.resume"}
 OPERATIONS: list[OperationInfo] = [*catalogue().values(), SANDBOX_STATUS]
 
 
@@ -180,14 +194,29 @@ class Server:
             return httpx.Response(self.status, json=self.body)
         return httpx.Response(200, json=GOOD.get(op, {}))
 
-    def client(self) -> EtoroClient:
+    def client(self, ledger: Ledger | None = None) -> EtoroClient:
         return EtoroClient(base_url="http://127.0.0.1:9", api_key="a", user_key="b",
-                      environment="sandbox", allow_real=True, transport=httpx.MockTransport(self))
+                           environment="sandbox", allow_real=True, ledger=ledger,
+                           transport=httpx.MockTransport(self))
 
 
-CASES = [pytest.param(call, op, status, body, id=f"{name}-{op}-{label}")
-         for name, (call, ops) in METHODS.items() for op in ops
-         for label, status, body in malformed(op)]
+def _cases(methods: dict[str, tuple[Method, tuple[str, ...]]]) -> list[Any]:
+    return [pytest.param(call, op, status, body, id=f"{name}-{op}-{label}")
+            for name, (call, ops) in methods.items() for op in ops
+            for label, status, body in malformed(op)]
+
+
+CASES = _cases(METHODS)
+LEDGER_CASES = _cases(LEDGER_METHODS)
+
+
+def _named_without_the_body(server: Server, error: errors.ResponseFormatError,
+                            operation: str) -> None:
+    assert server.served and error.request_id == server.served[-1]
+    assert error.operation == operation
+    assert f"[operation {operation}, request id {error.request_id}]" in str(error)
+    assert SECRET not in str(error) and SECRET not in repr(error.args)
+    assert error.__context__ is None and error.__cause__ is None
 
 
 @pytest.mark.parametrize(("call", "operation", "status", "body"), CASES)
@@ -196,20 +225,31 @@ def test_a_malformed_answer_is_a_response_format_error(call: Method, operation: 
     server = Server(operation, status, body)
     with server.client() as client, pytest.raises(errors.ResponseFormatError) as caught:
         call(client)
-    error = caught.value
-    assert server.served and error.request_id == server.served[-1]
-    assert error.operation == operation
-    assert f"[operation {operation}, request id {error.request_id}]" in str(error)
-    assert SECRET not in str(error) and SECRET not in repr(error.args)
-    assert error.__context__ is None and error.__cause__ is None
+    _named_without_the_body(server, caught.value, operation)
 
 
-def test_every_well_formed_answer_is_read() -> None:
+@pytest.mark.parametrize(("call", "operation", "status", "body"), LEDGER_CASES)
+def test_an_owner_control_fed_a_malformed_answer_is_a_response_format_error(
+    tmp_path: Path, call: Method, operation: str, status: int, body: Any
+) -> None:
+    server = Server(operation, status, body)
+    with (Ledger(tmp_path / "l.sqlite") as ledger, server.client(ledger) as client,
+          pytest.raises(errors.ResponseFormatError) as caught):
+        call(client)
+    _named_without_the_body(server, caught.value, operation)
+
+
+def test_every_well_formed_answer_is_read(tmp_path: Path) -> None:
     """The good answers above are good: the malformed ones are what fails."""
     for name, (call, ops) in METHODS.items():
         with Server("-", 200, None).client() as client:
             call(client)
         assert ops, name
+    with Ledger(tmp_path / "l.sqlite") as ledger:
+        for name, (call, ops) in LEDGER_METHODS.items():
+            with Server("-", 200, None).client(ledger) as client:
+                call(client)
+            assert ops, name
 
 
 @pytest.mark.parametrize("name", sorted(BODY_UNREAD))
@@ -223,7 +263,7 @@ def test_methods_that_read_no_answer_body_accept_any(name: str) -> None:
 
 def test_every_typed_method_is_covered() -> None:
     """Each public method of the resources and the client is in one table above."""
-    names = set(METHODS) | set(BODY_UNREAD)
+    names = set(METHODS) | set(BODY_UNREAD) | set(LEDGER_METHODS) | NO_REQUEST
     with Server("-", 200, None).client() as client:
         for resource in ("agent_portfolios", "market"):
             for attr in dir(getattr(client, resource)):

@@ -1,6 +1,6 @@
 """plotly charts of the frames in ``etoro_nb.frames`` (and of a ``Rebalancer``'s run):
 activity per portfolio, scope usage, token lifetimes, portfolio value, the delegation
-map and the rebalancer's weights.
+map, the rebalancer's weights, and an agent's exposure against its risk limits.
 
 Every chart takes polars frames (with the columns of the matching ``frames`` loader)
 and returns a ``plotly.graph_objects.Figure``. It is two steps: a pure function of
@@ -188,5 +188,30 @@ def rebalance_weights(weights: pl.DataFrame, steps: pl.DataFrame | None = None) 
                                      shaping.rebalance_gaps_frame(weights), events)
 
 
-__all__ = ["VALUE_HISTORY_SCHEMA", "activity", "delegation_map", "portfolio_value",
+def exposure(policy_events: pl.DataFrame, *, portfolio: str | None = None,
+             title: str | None = None) -> go.Figure:
+    """An agent portfolio's risk over time, from ``frames.policy_events(ledger)``.
+
+    Top: the gross exposure its agent sessions booked (after each order and read) against
+    the tightest exposure limit in effect (dashed). Bottom: the UTC day's realised loss
+    against the daily loss limit. Refusals are points: orange when the session refused
+    locally (hover: rule, limit, attempted), red when the server refused. The owner's
+    pauses, resumes and policy versions, and the session's stop, are vertical lines.
+    ``portfolio`` picks one when the frame holds several. The data:
+    ``shaping.exposure_frame`` and ``shaping.exposure_marks_frame``.
+
+    Examples
+    --------
+    >>> exposure(enb.frames.policy_events(client.ledger), portfolio=bot.portfolio.id)
+    ...                                                                    # doctest: +SKIP
+    """
+    from etoro_nb.charts import figures
+
+    lines = shaping.exposure_frame(policy_events, portfolio=portfolio)
+    marks = shaping.exposure_marks_frame(policy_events, portfolio=portfolio)
+    return figures.exposure(lines, marks, title=title or "Exposure and daily loss against "
+                            "the agent's limits")
+
+
+__all__ = ["VALUE_HISTORY_SCHEMA", "activity", "delegation_map", "exposure", "portfolio_value",
            "rebalance_weights", "scope_usage", "shaping", "token_lifetimes"]

@@ -326,3 +326,49 @@ def _instrument(part: pl.DataFrame) -> list[go.Scatter]:
             line={"color": colour, "dash": "dash", "width": 1},
             hovertemplate=f"{name} target {target:.1%}<extra></extra>"))
     return traces
+
+
+# -- risk boundaries ----------------------------------------------------------------------
+def exposure(lines: pl.DataFrame, marks: pl.DataFrame, *, title: str) -> go.Figure:
+    """Gross exposure against its limit above, the day's loss against its limit below (as
+    steps), refusals as points, the owner's and the session's events as vertical lines;
+    from ``shaping.exposure_frame`` and ``shaping.exposure_marks_frame``."""
+    if lines.is_empty() and marks.is_empty():
+        return _empty(title, "No agent session recorded a book for this portfolio")
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, row_heights=[0.6, 0.4],
+                        vertical_spacing=0.08,
+                        subplot_titles=("Gross exposure (USD) and its limit",
+                                        "Realised loss of the UTC day (USD) and its limit"))
+    fig.update_layout(title={"text": title}, template=TEMPLATE, height=560)
+    fig.update_yaxes(title_text="USD", rangemode="tozero", row=1, col=1)
+    fig.update_yaxes(title_text="USD", rangemode="tozero", row=2, col=1)
+    fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
+    for (panel, series), part in lines.partition_by("panel", "series", maintain_order=True,
+                                                     as_dict=True).items():
+        limit = "limit" in str(series)
+        fig.add_trace(go.Scatter(
+            x=part["ts"].to_list(), y=part["value_usd"].to_list(), mode="lines", name=series,
+            line={"color": style.EXPOSURE_COLOURS[str(series)], "shape": "hv",
+                  "dash": "dash" if limit else "solid", "width": 1.5 if limit else 2},
+            customdata=part["event"].to_list(),
+            hovertemplate=f"{series} %{{y:,.2f}} USD<br>%{{customdata}}<extra></extra>"),
+            row=panel, col=1)
+    for (mark,), part in marks.filter(pl.col("panel") > 0).partition_by(
+            "mark", maintain_order=True, as_dict=True).items():
+        for (panel,), rows in part.partition_by("panel", maintain_order=True,
+                                                as_dict=True).items():
+            fig.add_trace(go.Scatter(
+                x=rows["ts"].to_list(), y=rows["value_usd"].to_list(), mode="markers",
+                name=mark, legendgroup=mark, showlegend=panel == part["panel"][0],
+                marker={"symbol": "x", "size": 10, "color": style.MARK_COLOURS[str(mark)]},
+                customdata=rows["text"].to_list(),
+                hovertemplate="%{customdata}<extra></extra>"), row=panel, col=1)
+    for at, mark, text in marks.filter(pl.col("panel") == 0).select("ts", "mark",
+                                                                    "text").iter_rows():
+        colour = style.MARK_COLOURS[mark]
+        fig.add_vline(x=at, line={"color": colour, "dash": "solid" if mark == "stopped"
+                                  else "dot", "width": 1.5}, row="all", col=1)
+        fig.add_annotation(x=at, y=1, yref="y domain", text=mark, hovertext=text,
+                           showarrow=False, textangle=-90, xanchor="right", yanchor="top",
+                           font={"color": colour, "size": 11}, row=1, col=1)
+    return fig

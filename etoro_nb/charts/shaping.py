@@ -23,7 +23,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from etoro_nb.frames import UTC_US, VALUE_HISTORY_SCHEMA, token_status
+from etoro_nb.frames import POLICY_EVENTS_SCHEMA, UTC_US, VALUE_HISTORY_SCHEMA, token_status
 from etoro_nb.operations import trade_operations
 from etoro_nb.rebalancer import WEIGHTS_SCHEMA
 from etoro_nb.scopes import PREFIX as SCOPE_PREFIX
@@ -113,6 +113,30 @@ REBALANCE_EVENTS_SCHEMA = _schema({
 })
 """``rebalance_events_frame``: the steps refused (``event`` ``refused``) or at which the
 agent stopped (``stopped``), by step."""
+
+
+EXPOSURE_SERIES = ("gross exposure", "exposure limit", "daily loss", "loss limit")
+EXPOSURE_SCHEMA = _schema({
+    "ts": UTC_US, "panel": pl.Int64, "series": pl.Enum(EXPOSURE_SERIES), "value_usd": pl.Float64,
+    "event": pl.String,
+})
+"""``exposure_frame``: an agent portfolio's book over time, one row per series and event
+that carries it, by series then time. Panel 1: ``gross exposure`` and the tightest
+``exposure limit`` in effect; panel 2: the UTC day's realised ``daily loss`` (0 while the
+day is in profit; the worst case for closes since the last read) and the ``loss limit``.
+``event`` is the ledger event the figure comes from."""
+EXPOSURE_MARKS = ("refused locally", "refused by the server", "paused", "resumed", "policy set",
+                  "stopped")
+EXPOSURE_MARKS_SCHEMA = _schema({
+    "ts": UTC_US, "panel": pl.Int64, "mark": pl.Enum(EXPOSURE_MARKS), "value_usd": pl.Float64,
+    "text": pl.String,
+})
+"""``exposure_marks_frame``: what happened to the agent portfolio, by time. Refusals are
+points (panel 2 for the daily loss rule, else 1) at the book's figure when they happened
+(a server refusal at the last one recorded before it); the owner's ``paused``,
+``resumed`` and ``policy set`` and the session's ``stopped`` are lines across both panels
+(panel 0, no value). ``text`` is the hover text: rule, limit and attempted value; the
+server's answer; a reason; a policy's version and what it loosened."""
 
 
 # -- checks and shared expressions ---------------------------------------------------------
@@ -482,11 +506,92 @@ def rebalance_events_frame(steps: pl.DataFrame) -> pl.DataFrame:
     return _shape(frame, REBALANCE_EVENTS_SCHEMA)
 
 
+# -- risk boundaries ----------------------------------------------------------------------
+_BOOK_EVENTS = ("order_booked", "book_reconciled", "policy_refused", "session_stopped")
+
+
+def _agent_events(events: pl.DataFrame, portfolio: str | None) -> pl.DataFrame:
+    """A ``frames.policy_events`` frame, checked, narrowed to one portfolio (the only one
+    it holds, when none is named), in time order."""
+    _require(events, POLICY_EVENTS_SCHEMA, "policy_events", " (use frames.policy_events())")
+    frame = _as_utc(events, ["ts"], "policy_events")
+    if portfolio is None:
+        found = frame["portfolio_id"].drop_nulls().unique().sort().to_list()
+        if len(found) > 1:
+            raise ValueError(f"policy_events holds {len(found)} agent portfolios "
+                             f"({', '.join(found)}): name one with portfolio=")
+        if not found:
+            return frame.clear()
+        portfolio = found[0]
+    return frame.filter(pl.col("portfolio_id") == portfolio).sort("ts", maintain_order=True)
+
+
+def exposure_frame(events: pl.DataFrame, *, portfolio: str | None = None) -> pl.DataFrame:
+    """The book's figures over time (``EXPOSURE_SCHEMA``) from a ``frames.policy_events``
+    frame; ``portfolio`` picks one when it holds several."""
+    book = _agent_events(events, portfolio).filter(pl.col("kind").is_in(_BOOK_EVENTS),
+                                                   pl.col("gross_exposure_usd").is_not_null())
+    realized = pl.col("realized_pnl_today_usd")
+    loss = pl.when(realized.is_not_null()).then(pl.max_horizontal(-realized, pl.lit(0.0)))
+    values = {"gross exposure": pl.col("gross_exposure_usd"),
+              "exposure limit": pl.col("exposure_limit_usd"), "daily loss": loss,
+              "loss limit": pl.col("loss_limit_usd")}
+    parts = [book.select("ts", panel=pl.lit(1 if i < 2 else 2), series=pl.lit(name),
+                         value_usd=value.cast(pl.Float64), event="kind")
+             for i, (name, value) in enumerate(values.items())]
+    frame = pl.concat(parts).filter(pl.col("value_usd").is_not_null())
+    return _shape(frame.with_row_index("order").sort("panel", pl.col("series").cast(
+        pl.Enum(EXPOSURE_SERIES)), "order"), EXPOSURE_SCHEMA)
+
+
+def exposure_marks_frame(events: pl.DataFrame, *, portfolio: str | None = None) -> pl.DataFrame:
+    """Refusals, pauses, resumes, policy versions and stops (``EXPOSURE_MARKS_SCHEMA``)
+    from a ``frames.policy_events`` frame."""
+    frame = _agent_events(events, portfolio)
+    book = (frame.filter(pl.col("gross_exposure_usd").is_not_null())
+            .select("ts", last_exposure=pl.col("gross_exposure_usd")))
+    frame = frame.join_asof(book, on="ts", strategy="backward")
+    kind, rule = pl.col("kind"), pl.col("rule")
+    loss_rule = rule == "max_daily_loss_usd"
+    mark = (pl.when(kind == "policy_refused").then(pl.lit("refused locally"))
+            .when(kind == "server_refused").then(pl.lit("refused by the server"))
+            .when(kind == "agent_paused").then(pl.lit("paused"))
+            .when(kind == "agent_resumed").then(pl.lit("resumed"))
+            .when((kind == "policy_set") & pl.col("phase").ne_missing("failed"))
+            .then(pl.lit("policy set"))
+            .when(kind == "session_stopped").then(pl.lit("stopped")))
+    panel = (pl.when(kind == "policy_refused").then(pl.when(loss_rule).then(2).otherwise(1))
+             .when(kind == "server_refused").then(1).otherwise(0))
+    value = (pl.when(kind == "policy_refused")
+             .then(pl.when(loss_rule).then(pl.col("attempted_value"))
+                   .otherwise(pl.col("gross_exposure_usd")))
+             .when(kind == "server_refused").then(pl.col("last_exposure")))
+    loosened = pl.col("loosens").list.join("; ")
+    text = (pl.when(kind == "policy_refused")
+            .then(pl.format("refused locally: {} (limit {}, attempted {})", rule,
+                            pl.col("limit").fill_null("none"), pl.col("attempted").fill_null("none")))
+            .when(kind == "server_refused")
+            .then(pl.format("refused by the server: {} {} ({})", pl.col("status"),
+                            pl.col("error_code").fill_null("no errorCode"), pl.col("operation")))
+            .when(kind == "policy_set")
+            .then(pl.format("policy v{}{}", pl.col("policy_version"),
+                            pl.when(loosened.fill_null("") != "")
+                            .then(pl.format(": loosens {} (consent: {})", loosened,
+                                            pl.col("consent").fill_null("none")))
+                            .otherwise(pl.lit(""))))
+            .otherwise(pl.col("reason").fill_null("")))
+    marks = (frame.with_columns(mark=mark, panel=panel, value_usd=value.cast(pl.Float64),
+                                text=text)
+             .filter(pl.col("mark").is_not_null()))
+    return _shape(marks, EXPOSURE_MARKS_SCHEMA)
+
+
 __all__ = [
-    "ACTIVITY_SCHEMA", "DELEGATION_LINKS_SCHEMA", "DELEGATION_NODES_SCHEMA", "PORTFOLIO_VALUE_SCHEMA",
-    "REBALANCE_EVENTS_SCHEMA", "REBALANCE_GAPS_SCHEMA", "REBALANCE_WEIGHTS_SCHEMA", "SCOPE_STATES",
-    "SCOPE_USAGE_SCHEMA", "THIN_LINK", "TOKEN_LIFETIMES_SCHEMA", "activity_frame",
-    "delegation_links", "delegation_nodes", "portfolio_value_frame", "rebalance_events_frame",
+    "ACTIVITY_SCHEMA", "DELEGATION_LINKS_SCHEMA", "DELEGATION_NODES_SCHEMA", "EXPOSURE_MARKS_SCHEMA",
+    "EXPOSURE_SCHEMA", "PORTFOLIO_VALUE_SCHEMA", "REBALANCE_EVENTS_SCHEMA", "REBALANCE_GAPS_SCHEMA",
+    "REBALANCE_WEIGHTS_SCHEMA", "SCOPE_STATES", "SCOPE_USAGE_SCHEMA", "THIN_LINK",
+    "TOKEN_LIFETIMES_SCHEMA", "activity_frame", "delegation_links", "delegation_nodes",
+    "exposure_frame", "exposure_marks_frame", "portfolio_value_frame", "rebalance_events_frame",
     "rebalance_gaps_frame", "rebalance_weights_frame", "scope_usage_frame",
     "token_lifetimes_frame",
 ]

@@ -62,3 +62,13 @@ def rgba(hex_colour: str, alpha: float) -> str:
 def when(value: datetime | None) -> str:
     """A time as hover text: ``2026-03-02 14:00 UTC`` (``—`` for none)."""
     return "—" if value is None else f"{value.astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+
+# Risk boundaries: the book's lines, its limits, and what happened to the agent.
+EXPOSURE_COLOURS: dict[str, str] = {
+    "gross exposure": "#1f77b4", "exposure limit": "#d62728", "daily loss": "#8c564b",
+    "loss limit": "#d62728",
+}
+MARK_COLOURS: dict[str, str] = {
+    "refused locally": "#ff7f0e", "refused by the server": "#d62728", "paused": "#7f7f7f",
+    "resumed": "#2ca02c", "policy set": "#1f77b4", "stopped": "#d62728",
+}

@@ -1,5 +1,6 @@
 """polars loaders: portfolios, tokens, scope grants, usage, lifecycle (and unfinished
-changes), least privilege, trades, positions and per-portfolio accounting.
+changes), least privilege, trades, positions, per-portfolio accounting, and the events of
+risk boundaries (``policy_events``).
 
 Every loader has keyword-only options and a declared schema (``*_SCHEMA`` below):
 datetimes are ``Datetime("us", "UTC")``, scopes and whitelists ``List(String)``. Loaders
@@ -30,6 +31,7 @@ from etoro_nb.frames.common import (
     GRANTS_SCHEMA,
     LEAST_PRIVILEGE_SCHEMA,
     LIFECYCLE_SCHEMA,
+    POLICY_EVENTS_SCHEMA,
     PORTFOLIOS_SCHEMA,
     POSITIONS_SCHEMA,
     SCOPES,
@@ -46,6 +48,7 @@ from etoro_nb.frames.ledger import (
     grants_from_ledger,
     least_privilege,
     lifecycle,
+    policy_events,
     requests,
     tokens_from_ledger,
     unfinished_changes,
@@ -53,8 +56,8 @@ from etoro_nb.frames.ledger import (
 )
 
 __all__ = ["ACCOUNTING_SCHEMA", "GRANTS_SCHEMA", "LEAST_PRIVILEGE_SCHEMA", "LIFECYCLE_SCHEMA",
-           "PORTFOLIOS_SCHEMA", "POSITIONS_SCHEMA", "SCOPES", "TOKENS_SCHEMA", "TRADES_SCHEMA",
-           "USAGE_SCHEMA", "UTC_US", "VALUE_HISTORY_SCHEMA", "accounting", "frame_of", "grants",
-           "grants_from_ledger", "least_privilege", "lifecycle", "portfolios", "positions",
-           "requests", "scope_grants", "token_status", "tokens", "tokens_from_ledger", "trades",
+           "POLICY_EVENTS_SCHEMA", "PORTFOLIOS_SCHEMA", "POSITIONS_SCHEMA", "SCOPES", "TOKENS_SCHEMA",
+           "TRADES_SCHEMA", "USAGE_SCHEMA", "UTC_US", "VALUE_HISTORY_SCHEMA", "accounting", "frame_of",
+           "grants", "grants_from_ledger", "least_privilege", "lifecycle", "policy_events", "portfolios",
+           "positions", "requests", "scope_grants", "token_status", "tokens", "tokens_from_ledger", "trades",
            "unfinished_changes", "usage", "value_snapshot"]

@@ -74,6 +74,30 @@ ACCOUNTING_SCHEMA = _declare({
     "open_positions": pl.Int64, "trade_count": pl.Int64,
 })
 
+POLICY_EVENTS_SCHEMA = _declare({
+    "seq": pl.Int64, "ts": UTC_US, "kind": pl.String, "phase": pl.String, "source": pl.String,
+    "portfolio_id": pl.String, "token_id": pl.String, "request_id": pl.String,
+    "operation": pl.String, "rule": pl.String, "limit": pl.String, "attempted": pl.String,
+    "limit_value": pl.Float64, "attempted_value": pl.Float64, "status": pl.Int64,
+    "error_code": pl.String, "policy_version": pl.Int64, "policy": pl.String,
+    "loosens": SCOPES, "consent": pl.String, "reason": pl.String,
+    "gross_exposure_usd": pl.Float64, "exposure_limit_usd": pl.Float64,
+    "realized_pnl_today_usd": pl.Float64, "loss_limit_usd": pl.Float64,
+    "open_positions": pl.Int64, "orders_today": pl.Int64, "detail": pl.String,
+})
+"""``policy_events()``: one row per event. ``source`` is ``owner`` (``policy_set``,
+``agent_paused``, ``agent_resumed``), ``agent`` (an agent session's ``policy_refused``,
+``order_booked``, ``book_reconciled``, ``session_stopped``) or ``server``
+(``server_refused``: a trading order the server answered with a 4xx, from the usage
+events). ``rule``, ``limit`` and ``attempted`` are a refusal's (the ``RiskPolicy`` field,
+``scope``, ``paused``, ``stopped``; for the server, its ``errorCode``), as text, and as
+numbers in ``limit_value`` / ``attempted_value`` when they are numbers. ``policy`` is a
+version's limits as JSON; ``loosens`` what it loosened (with ``consent``). The book
+columns are the session's figures when the event happened: gross exposure and the
+tightest exposure limit in effect (USD), net realised P&L of the UTC day (assuming the
+worst for closes since the last read) and the daily loss limit, open positions, orders in
+the day. ``phase`` is ``failed`` for a policy change refused for want of consent."""
+
 
 def _schema(base: pl.Schema, overrides: Mapping[str, Any] | None) -> pl.Schema:
     return pl.Schema({**dict(base), **dict(overrides or {})})

@@ -14,6 +14,7 @@ from etoro_nb import scopes
 from etoro_nb.frames.common import (
     LEAST_PRIVILEGE_SCHEMA,
     LIFECYCLE_SCHEMA,
+    POLICY_EVENTS_SCHEMA,
     SCOPES,
     TOKENS_SCHEMA,
     USAGE_SCHEMA,
@@ -25,10 +26,12 @@ from etoro_nb.frames.common import (
 )
 from etoro_nb.frames.replay import expirations, replay
 from etoro_nb.ledger import Ledger
+from etoro_nb.ledger.tables import AGENT_KINDS, DELEGATION_KINDS
 
 
-def _us_to_utc(column: str, name: str) -> pl.Expr:
-    return pl.col(column).cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(name)
+def _us_to_utc(column: str | pl.Expr, name: str) -> pl.Expr:
+    values = pl.col(column) if isinstance(column, str) else column
+    return values.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(name)
 
 
 def usage(ledger: Ledger, *, since: datetime | date | None = None,
@@ -63,10 +66,10 @@ def requests(ledger: Ledger, **filters: Any) -> pl.DataFrame:
     return pl.concat([outcomes, unanswered]).sort("seq").collect()
 
 
-def _lifecycle_rows(ledger: Ledger) -> pl.DataFrame:
-    """Every stored lifecycle row, decoded, with its ``phase`` (null: recorded after the
-    fact, before phases existed)."""
-    return (ledger.scan("lifecycle_events").collect()
+def _lifecycle_rows(ledger: Ledger, **filters: Any) -> pl.DataFrame:
+    """Every stored lifecycle row (``Ledger.scan``'s ``filters``), decoded, with its
+    ``phase`` (null: recorded after the fact, before phases existed)."""
+    return (ledger.scan("lifecycle_events", **filters).collect()
             .with_columns(_us_to_utc("ts_us", "ts"), _us_to_utc("expires_at_us", "expires_at"),
                           pl.col("scopes").str.json_decode(SCOPES),
                           pl.col("ips_whitelist").str.json_decode(SCOPES)))
@@ -77,14 +80,16 @@ def lifecycle(ledger: Ledger, *, now: datetime | None = None,
     """Delegation changes made, with ``token_expired`` derived for each token whose latest
     expiry has passed (at ``now``, default the current UTC time) without an earlier
     revocation. Every event of a token carries the name it was minted with; an update's
-    changes are in ``detail``.
+    changes are in ``detail``. Risk-boundary events (policies, pauses, an agent session's
+    refusals and book) are not delegation changes: they are in ``policy_events()``.
 
     Only changes known to be made are here: the client records an *intent* before each
     change's request and its *outcome* after; an intent whose outcome was never recorded
     is in ``unfinished_changes()``, and a change the server refused is in neither."""
     now = _utc(now) or datetime.now(UTC)
     frame = (_lifecycle_rows(ledger)
-             .filter(pl.col("phase").is_null() | (pl.col("phase") == "outcome"))
+             .filter(pl.col("phase").is_null() | (pl.col("phase") == "outcome"),
+                     pl.col("kind").is_in(DELEGATION_KINDS))  # not policy_events' kinds
              .with_columns(pl.col("token_name").fill_null(
                  pl.col("token_name").drop_nulls().first().over("token_id")))
              .select(list(LIFECYCLE_SCHEMA)))
@@ -213,3 +218,106 @@ def grants_from_ledger(ledger: Ledger, *, now: datetime | date | None = None,
     return grants(tokens_from_ledger(ledger, now=now, until=until,
                                      expiring_within=expiring_within),
                   schema_overrides=schema_overrides)
+
+
+_FROM_DETAIL = {
+    "operation": pl.String, "rule": pl.String, "limit": pl.String, "attempted": pl.String,
+    "policy_version": pl.Int64, "policy": pl.String, "consent": pl.String, "reason": pl.String,
+    "gross_exposure_usd": pl.Float64, "exposure_limit_usd": pl.Float64,
+    "realized_pnl_today_usd": pl.Float64, "loss_limit_usd": pl.Float64,
+    "open_positions": pl.Int64, "orders_today": pl.Int64,
+}
+
+
+def policy_events(ledger: Ledger, *, portfolio: str | None = None,
+                  since: datetime | date | None = None, server_refusals: bool = True,
+                  schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
+    """The audit of risk boundaries (``POLICY_EVENTS_SCHEMA``), in time order: the owner's
+    policy versions, pauses and resumes, each agent session's local refusals (nothing was
+    sent), its book after each order and read, and its stop; with ``server_refusals`` also
+    the trading orders the server refused, so the two kinds of refusal sit side by side.
+    ``portfolio`` and ``since`` (inclusive) filter.
+
+    Examples
+    --------
+    >>> enb.frames.policy_events(client.ledger).filter(kind="policy_refused")  # doctest: +SKIP
+    """
+    start = _utc(since)
+    # An order of a batch is never later than its batch's row: filtering rows by ``since``
+    # keeps every order at or after it (the orders before it go below).
+    rows = _booked_orders(_lifecycle_rows(ledger, since=start, portfolio_id=portfolio)
+                          .filter(pl.col("kind").is_in(AGENT_KINDS)))
+    owner = ("policy_set", "agent_paused", "agent_resumed")
+    local = rows.with_columns(
+        source=pl.when(pl.col("kind").is_in(owner)).then(pl.lit("owner")).otherwise(pl.lit("agent")),
+        loosens=pl.col("detail").str.json_path_match("$.loosens").str.json_decode(SCOPES),
+        status=pl.lit(None, pl.Int64), error_code=pl.lit(None, pl.String),
+        **{name: pl.col("detail").str.json_path_match(f"$.{name}").cast(dtype, strict=False)
+           for name, dtype in _FROM_DETAIL.items()})
+    parts = [local.with_columns(_numbers()).select(list(POLICY_EVENTS_SCHEMA))]
+    if server_refusals:
+        parts.append(_server_refusals(ledger, portfolio, start))
+    out = pl.concat(parts).cast(POLICY_EVENTS_SCHEMA)
+    if portfolio is not None:
+        out = out.filter(pl.col("portfolio_id") == portfolio)
+    if start is not None:
+        out = out.filter(pl.col("ts") >= start)
+    # Ledger order within one instant (a simulated clock stands still); server rows after.
+    return out.sort("ts", maintain_order=True).cast(_schema(POLICY_EVENTS_SCHEMA,
+                                                             schema_overrides))
+
+
+_BOOKED_ORDER = pl.Struct({
+    "ts_us": pl.Int64, "request_id": pl.String, "operation": pl.String, "outcome": pl.String,
+    "order_id": pl.Int64, "position_id": pl.Int64, "units": pl.Float64,
+    "released_usd": pl.Float64, "instrument_id": pl.Int64, "symbol": pl.String,
+    "amount_usd": pl.Float64, "leverage": pl.Int64, "gross_exposure_usd": pl.Float64,
+    "exposure_limit_usd": pl.Float64, "realized_pnl_today_usd": pl.Float64,
+    "loss_limit_usd": pl.Float64, "open_positions": pl.Int64, "orders_today": pl.Int64,
+})
+"""One order of an ``order_booked`` batch (``agent.events.BookLog``)."""
+
+
+def _booked_orders(rows: pl.DataFrame) -> pl.DataFrame:
+    """``order_booked`` rows hold a batch of orders (``detail.orders``): one row per order,
+    with its own time, request id and detail."""
+    batch = pl.col("kind") == "order_booked"
+    order = pl.col("order")
+    orders = (rows.filter(batch)
+              .with_columns(order=pl.col("detail").str.json_path_match("$.orders")
+                            .str.json_decode(pl.List(_BOOKED_ORDER)))
+              .explode("order")
+              .with_columns(ts=pl.coalesce(_us_to_utc(order.struct.field("ts_us"), "ts"),
+                                           pl.col("ts")),
+                            request_id=pl.coalesce(order.struct.field("request_id"),
+                                                   pl.col("request_id")),
+                            detail=pl.coalesce(order.struct.json_encode(), pl.col("detail")))
+              .drop("order"))
+    return pl.concat([rows.filter(~batch), orders]).sort("seq", maintain_order=True)
+
+
+def _numbers() -> list[pl.Expr]:
+    return [pl.col("limit").cast(pl.Float64, strict=False).alias("limit_value"),
+            pl.col("attempted").cast(pl.Float64, strict=False).alias("attempted_value")]
+
+
+def _server_refusals(ledger: Ledger, portfolio: str | None,
+                     since: datetime | None) -> pl.DataFrame:
+    """Agents' trading orders the server answered with a 4xx (one row per request)."""
+    from etoro_nb.operations import trade_operations
+
+    events = usage(ledger, phase="outcome", portfolio=portfolio, since=since, lazy=True)
+    assert isinstance(events, pl.LazyFrame)
+    refused = (events.filter(pl.col("principal") == "agent",
+                             pl.col("operation_id").is_in(sorted(trade_operations())),
+                             pl.col("status").is_between(400, 499))
+               .unique("request_id", keep="last", maintain_order=True).collect())
+    taken: dict[str, pl.Expr] = {
+        "ts": pl.col("ts"), "kind": pl.lit("server_refused"), "phase": pl.col("phase"),
+        "source": pl.lit("server"), "portfolio_id": pl.col("portfolio_id"),
+        "token_id": pl.col("token_id"), "request_id": pl.col("request_id"),
+        "operation": pl.col("operation_id"), "rule": pl.col("error_code"),
+        "attempted": pl.col("operation_id"), "status": pl.col("status"),
+        "error_code": pl.col("error_code")}
+    return refused.select([taken.get(name, pl.lit(None, dtype)).alias(name)
+                           for name, dtype in POLICY_EVENTS_SCHEMA.items()])

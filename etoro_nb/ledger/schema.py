@@ -18,6 +18,8 @@ gives each ledger a random identity (``ledger_meta.ledger_id``) that checkpoints
 
 from __future__ import annotations
 
+from etoro_nb.ledger.tables import AGENT_KINDS as AGENT_KINDS  # re-exported
+from etoro_nb.ledger.tables import DELEGATION_KINDS as DELEGATION_KINDS  # re-exported
 from etoro_nb.ledger.tables import LIFECYCLE, SEGMENTS, TABLES, USAGE
 
 # The columns of each chained table, from its spec (``tables``).
@@ -102,15 +104,49 @@ CREATE INDEX usage_by_request ON usage_events (request_id, attempt);
 def _append_only_triggers() -> str:
     out = []
     for table in ("usage_events", "lifecycle_events", "segments", "token_fingerprints"):
-        out.append(f"""
-CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
-BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: {table} rows cannot be changed'); END;""")
+        out.append(_no_update(table))
         guard = ("" if table not in SEALABLE else
                  " WHEN (SELECT sealing FROM ledger_state WHERE id = 1) = 0")
         out.append(f"""
 CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}{guard}
 BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: {table} rows cannot be deleted'); END;""")
     return "\n".join(out)
+
+
+def _no_update(table: str) -> str:
+    return f"""
+CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}
+BEGIN SELECT RAISE(ABORT, 'the ledger is append-only: {table} rows cannot be changed'); END;"""
+
+
+def _guarded_delete(table: str) -> str:
+    """A sealable table's rows go only once a segment holds them (``0003_seal_guard``)."""
+    refuse_delete = (f"the ledger is append-only: {table} rows cannot be deleted unless a "
+                     "sealed segment holds them")
+    return f"""
+CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
+WHEN NOT EXISTS (SELECT 1 FROM segments WHERE table_name = '{table}'
+                 AND OLD.seq BETWEEN first_seq AND last_seq)
+BEGIN SELECT RAISE(ABORT, '{refuse_delete}'); END;"""
+
+
+def _segments_hold(table: str) -> str:
+    """A segment of a sealable table is accepted only if it names its live rows exactly."""
+    refuse_segment = (f"a segment must hold the live {table} rows that follow the previous "
+                      "segment, with their chain hashes")
+    return f"""
+CREATE TRIGGER segments_hold_{table} BEFORE INSERT ON segments
+WHEN NEW.table_name = '{table}' AND (
+    NEW.first_seq <> 1 + coalesce((SELECT max(last_seq) FROM segments
+                                   WHERE table_name = '{table}'), 0)
+    OR NEW.last_seq < NEW.first_seq
+    OR NEW.rows <> NEW.last_seq - NEW.first_seq + 1
+    OR NOT EXISTS (SELECT 1 FROM {table} WHERE seq = NEW.first_seq
+                   AND prev_hash = NEW.first_prev_hash)
+    OR NOT EXISTS (SELECT 1 FROM {table} WHERE seq = NEW.last_seq AND row_hash = NEW.last_hash)
+    OR (SELECT count(*) FROM {table} WHERE seq BETWEEN NEW.first_seq AND NEW.last_seq)
+       <> NEW.rows)
+BEGIN SELECT RAISE(ABORT, '{refuse_segment}'); END;"""
 
 
 def _seal_guard() -> str:
@@ -123,28 +159,8 @@ def _seal_guard() -> str:
            # The delete trigger finds a row's segment per row: a lookup, not a scan.
            "CREATE INDEX segments_by_table ON segments (table_name, last_seq);"]
     for table in SEALABLE:
-        refuse_delete = (f"the ledger is append-only: {table} rows cannot be deleted unless a "
-                         "sealed segment holds them")
-        refuse_segment = (f"a segment must hold the live {table} rows that follow the previous "
-                          "segment, with their chain hashes")
-        out.append(f"""
-CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}
-WHEN NOT EXISTS (SELECT 1 FROM segments WHERE table_name = '{table}'
-                 AND OLD.seq BETWEEN first_seq AND last_seq)
-BEGIN SELECT RAISE(ABORT, '{refuse_delete}'); END;""")
-        out.append(f"""
-CREATE TRIGGER segments_hold_{table} BEFORE INSERT ON segments
-WHEN NEW.table_name = '{table}' AND (
-    NEW.first_seq <> 1 + coalesce((SELECT max(last_seq) FROM segments
-                                   WHERE table_name = '{table}'), 0)
-    OR NEW.last_seq < NEW.first_seq
-    OR NEW.rows <> NEW.last_seq - NEW.first_seq + 1
-    OR NOT EXISTS (SELECT 1 FROM {table} WHERE seq = NEW.first_seq
-                   AND prev_hash = NEW.first_prev_hash)
-    OR NOT EXISTS (SELECT 1 FROM {table} WHERE seq = NEW.last_seq AND row_hash = NEW.last_hash)
-    OR (SELECT count(*) FROM {table} WHERE seq BETWEEN NEW.first_seq AND NEW.last_seq)
-       <> NEW.rows)
-BEGIN SELECT RAISE(ABORT, '{refuse_segment}'); END;""")
+        out.append(_guarded_delete(table))
+        out.append(_segments_hold(table))
     tables = ", ".join(f"'{t}'" for t in SEALABLE)
     out.append(f"""
 CREATE TRIGGER segments_of_sealable_tables BEFORE INSERT ON segments
@@ -160,6 +176,48 @@ BEGIN SELECT RAISE(ABORT, 'a ledger keeps its identity: {LEDGER_ID} cannot chang
     return "\n".join(out)
 
 
+def _policy_events() -> str:
+    """Widen ``lifecycle_events.kind`` to the agent kinds (``tables.AGENT_KINDS``).
+
+    SQLite cannot alter a CHECK, so the table is rebuilt: every live row is copied as it
+    is (same seq, values and hashes, so the chain, its sealed segments and any checkpoint
+    still verify), the old table goes (with its triggers), the new one takes its name, and
+    its append-only and seal-guard triggers are made again. The segments trigger that
+    reads the table is dropped first and made again last, so nothing names a missing
+    table in between."""
+    table = "lifecycle_events"
+    draft = f"{table}_0006"
+    columns = ("seq, ts_us, request_id, kind, portfolio_id, token_id, token_name, scopes, "
+               "ips_whitelist, expires_at_us, detail, prev_hash, row_hash, phase")
+    return "\n".join([
+        f"DROP TRIGGER segments_hold_{table};",
+        f"""CREATE TABLE {draft} (
+    seq INTEGER PRIMARY KEY,
+    ts_us INTEGER NOT NULL,
+    request_id TEXT,
+    kind TEXT NOT NULL CHECK (kind IN ('portfolio_created', 'portfolio_deleted', 'token_minted',
+                                       'token_updated', 'token_revoked', 'token_expired',
+                                       'policy_set', 'agent_paused', 'agent_resumed',
+                                       'policy_refused', 'order_booked', 'book_reconciled',
+                                       'session_stopped')),
+    portfolio_id TEXT,
+    token_id TEXT,
+    token_name TEXT,
+    scopes TEXT,
+    ips_whitelist TEXT,
+    expires_at_us INTEGER,
+    detail TEXT,
+    prev_hash TEXT NOT NULL,
+    row_hash TEXT NOT NULL,
+    phase TEXT CHECK (phase IN ('intent', 'outcome', 'failed'))
+);""",
+        f"INSERT INTO {draft} ({columns}) SELECT {columns} FROM {table} ORDER BY seq;",
+        f"DROP TABLE {table};",
+        f"ALTER TABLE {draft} RENAME TO {table};",
+        _no_update(table), _guarded_delete(table), _segments_hold(table),
+    ])
+
+
 MIGRATIONS: dict[str, str] = {
     "0001_events": _V1,
     "0002_append_only": _append_only_triggers(),
@@ -168,4 +226,5 @@ MIGRATIONS: dict[str, str] = {
     # 'failed') after; rows from before this migration (NULL) were recorded after the fact.
     "0004_lifecycle_phase": "ALTER TABLE lifecycle_events ADD COLUMN phase TEXT "
                             "CHECK (phase IN ('intent', 'outcome', 'failed'));",
+    "0006_policy_events": _policy_events(),
 }

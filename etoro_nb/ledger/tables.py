@@ -121,8 +121,15 @@ USAGE = Table("usage_events", (
     Column("error_code", "TEXT"),
     Column("latency_ms", "REAL"),
 ))
-LIFECYCLE_KINDS = ("portfolio_created", "portfolio_deleted", "token_minted", "token_updated",
-                   "token_revoked", "token_expired")
+DELEGATION_KINDS = ("portfolio_created", "portfolio_deleted", "token_minted", "token_updated",
+                    "token_revoked", "token_expired")
+"""Lifecycle kinds that change delegation (what ``frames.lifecycle`` shows)."""
+AGENT_KINDS = ("policy_set", "agent_paused", "agent_resumed", "policy_refused",
+               "order_booked", "book_reconciled", "session_stopped")
+"""Lifecycle kinds of risk boundaries (``0006_policy_events``, ``etoro_nb.agent``): the
+owner's policy versions, pauses and resumes; an agent session's local refusals, the book
+after each order it placed and after each reconciliation, and its stop."""
+LIFECYCLE_KINDS = DELEGATION_KINDS + AGENT_KINDS
 LIFECYCLE = Table("lifecycle_events", (
     Column("seq", "INTEGER", "PRIMARY KEY"),
     Column("ts_us", "INTEGER", _NN),

@@ -28,6 +28,7 @@ from pydantic import StrictStr, TypeAdapter
 
 from etoro_nb import rules
 from etoro_nb._base import AMBIGUOUS, Answer, Call, Flow, read
+from etoro_nb.agent.controls import AsyncPolicyControls, PolicyControls, PortfolioFlows
 from etoro_nb.errors import (
     APIConnectionError,
     BadRequestError,
@@ -427,9 +428,12 @@ def rotate_flow(portfolio_id: str, token_id: str, new_name: str | None, environm
 
 
 # -- the resources ------------------------------------------------------------------------
-class AgentPortfolios:
+class AgentPortfolios(PolicyControls):
     """``client.agent_portfolios``: create, list and delete portfolios; mint, update,
-    rotate and revoke their tokens. Owner only: an agent's token gets 403."""
+    rotate and revoke their tokens; set the agents' risk policy, pause, resume and stop
+    them (``PolicyControls``). Owner only: an agent's token gets 403."""
+
+    _flows = PortfolioFlows(find_flow, revoke_flow)
 
     def __init__(self, client: Runner) -> None:
         self._client = client
@@ -500,8 +504,10 @@ class AgentPortfolios:
         return Rotation(old, new, lambda: self.revoke_token(portfolio_id, old.id))
 
 
-class AsyncAgentPortfolios:
+class AsyncAgentPortfolios(AsyncPolicyControls):
     """The ``AsyncEtoroClient`` twin of ``AgentPortfolios``."""
+
+    _flows = AgentPortfolios._flows
 
     def __init__(self, client: AsyncRunner) -> None:
         self._client = client

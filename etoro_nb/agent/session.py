@@ -1,0 +1,628 @@
+"""``AgentSession``: the way an agent trades under a policy.
+
+Before an order leaves, the session checks it (``checks``, in that order) against its own
+policy and the owner's (``controls``, from the ledger, seen before every order), and
+refuses locally with ``PolicyViolation``: nothing is sent, and the refusal is recorded.
+Closes and cancels are held only to the scope, pause and expiry checks.
+
+Reads. The session keeps its own book (``book``) from its orders' answers and reads the
+account only: at start (its scopes, the account, and the day's closed trades), after an
+order whose outcome is unknown, every ``reconcile_every_orders`` orders or
+``reconcile_every_seconds`` seconds (the tightest policy's), when a new UTC day begins,
+and when a limit on the book would refuse but a read could show more room. The agent's
+own ``portfolio()`` / ``pnl()`` reads refresh the book too.
+
+Kill switch. A 401 or 403 from the server (the owner revoked the token, or narrowed its
+scopes or whitelist) stops the session for good: no retry, no further request (orders
+waiting for the session's lock are abandoned), a final ``session_stopped`` event with
+the reason, and ``SessionStopped`` from then on.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+import weakref
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, timedelta
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
+
+from etoro_nb import rules
+from etoro_nb.agent import checks, events
+from etoro_nb.agent.book import Book, BookView, Holding
+from etoro_nb.agent.checks import Instrument, Order
+from etoro_nb.agent.controls import Controls, ControlWatcher
+from etoro_nb.agent.policy import RiskPolicy, instrument_key
+from etoro_nb.errors import (
+    APIConnectionError,
+    APIError,
+    AuthenticationError,
+    ConfigurationError,
+    EtoroError,
+    InvalidInputError,
+    PermissionDeniedError,
+    PolicyViolation,
+    ServerError,
+    SessionStopped,
+)
+from etoro_nb.models import ClosedOrder, OrderInfo, OrderPlaced, Portfolio, Trade
+from etoro_nb.operations import catalogue, trade_operations
+from etoro_nb.scopes import Access, scope_for
+
+if TYPE_CHECKING:
+    from etoro_nb.client import EtoroClient
+    from etoro_nb.ledger import Ledger
+
+T = TypeVar("T")
+Rule = Callable[[RiskPolicy, BookView], PolicyViolation | None]
+Account = Literal["real", "demo"]
+INSTRUMENT_FIELDS = ("instrumentId", "symbol", "internalAssetClassId", "internalAssetClassName")
+AMBIGUOUS = (APIConnectionError, ServerError)  # the order may or may not have been placed
+
+
+class AgentSession:
+    """An agent's trading, bounded by ``policy`` and by its owner's policy and pause.
+
+    ``agent`` is the agent's client (``client.as_agent(token)``); ``account`` the account
+    it trades (``"demo"`` unless told otherwise). The owner's controls are found by the
+    token's portfolio, which the ledger knows when the token was minted through it; else
+    give ``portfolio_id``. ``virtual_balance_usd`` is the base of exposure shares when the
+    owner's policy does not carry one (else the account's value at cost at start).
+
+    Use it as a context manager, or call ``close()``. Thread-safe: orders are serialised.
+    """
+
+    def __init__(self, agent: EtoroClient, policy: RiskPolicy | None = None, *,
+                 account: Account = "demo", portfolio_id: str | None = None,
+                 virtual_balance_usd: float | None = None) -> None:
+        if account not in ("real", "demo"):
+            raise InvalidInputError("account", f"is 'real' or 'demo', got {account!r}")
+        if policy is not None and not isinstance(policy, RiskPolicy):
+            raise InvalidInputError("policy", f"is a RiskPolicy or None, got {type(policy).__name__}")
+        if virtual_balance_usd is not None:
+            rules.positive(virtual_balance_usd, "virtual_balance_usd")
+        if agent.principal != "agent":
+            raise ConfigurationError("an AgentSession trades with an agent's client, made with "
+                                     "client.as_agent(token): this one acts as the owner")
+        if account == "real":
+            agent.ensure_real_allowed()
+        self.account: Account = account
+        self.policy = policy
+        self._agent = agent
+        self._trading = agent.trading(account)
+        self._ledger: Ledger | None = agent.ledger
+        recorder = agent._core.recorder
+        self._fingerprint = recorder.fingerprint if recorder is not None else None
+        known = (self._ledger.token_for(self._fingerprint)
+                 if self._ledger is not None and self._fingerprint else None)
+        self.token_id = known[0] if known else None
+        self.portfolio_id = portfolio_id or (known[1] if known else None)
+        if self._ledger is not None and self.portfolio_id is None:
+            raise ConfigurationError(
+                "the ledger does not know this token's agent portfolio (it was not minted "
+                "through it), so the owner's policy and pause could not reach this session: "
+                "give portfolio_id=")
+        self._watcher = (ControlWatcher(self._ledger, self.portfolio_id)
+                         if self._ledger is not None and self.portfolio_id else None)
+        self._virtual_balance = virtual_balance_usd
+        self._lock = threading.Lock()
+        self._book = Book()
+        self._instruments: dict[int | str, Instrument] = {}
+        self._scopes: frozenset[str] = frozenset()
+        self._stopped: SessionStopped | None = None
+        self._needs_read = True
+        self._base_equity: float | None = None
+        self._booklog = events.BookLog(self._ledger, self.portfolio_id, self.token_id)
+        # A session dropped without close() still writes its last batch (at exit at latest).
+        weakref.finalize(self, self._booklog.flush)
+        self._tightest_for: tuple[Any, ...] | None = None
+        self._tightest_limits: tuple[float | None, float | None] = (None, None)
+        with self._lock:
+            try:
+                self._start()
+            except BaseException:
+                if self._watcher is not None:
+                    self._watcher.close()
+                raise
+
+    def __repr__(self) -> str:
+        state = "stopped" if self._stopped else "running"
+        return (f"AgentSession(account={self.account!r}, portfolio_id={self.portfolio_id!r}, "
+                f"{state})")
+
+    def __enter__(self) -> AgentSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- state -----------------------------------------------------------------------------
+    @property
+    def mode(self) -> Account:
+        """The account, named as ``client.trading(mode)`` names it."""
+        return self.account
+
+    @property
+    def stopped(self) -> SessionStopped | None:
+        """Why the session stopped (the error its calls raise), or None while it runs."""
+        return self._stopped
+
+    @property
+    def scopes(self) -> frozenset[str]:
+        """The token's scopes, as ``/api/v1/me`` gave them at start (or after a 403)."""
+        return self._scopes
+
+    @property
+    def controls(self) -> Controls | None:
+        """The owner's controls as last seen (None without a ledger)."""
+        return None if self._watcher is None else self._watcher.controls
+
+    def policies(self) -> list[tuple[str, RiskPolicy]]:
+        """The policies every order is held to: the owner's (from the ledger, as last
+        seen) and the session's own, each labelled."""
+        out = []
+        owner = self.controls
+        if owner is not None and owner.policy is not None:
+            out.append(("owner", owner.policy))
+        if self.policy is not None:
+            out.append(("session", self.policy))
+        return out
+
+    @property
+    def book(self) -> BookView:
+        """The session's book figures now (no request)."""
+        return self._book.view(self._now())
+
+    def holdings(self) -> tuple[Holding, ...]:
+        """What the book holds now: positions (by id once a read showed them) and orders."""
+        return tuple(self._book.holdings.values())
+
+    def now(self) -> datetime:
+        """The clock the session (and the ledger) runs on: the client's."""
+        return self._now()
+
+    def _now(self) -> datetime:
+        return self._agent.recorded_now()
+
+    # -- starting, reading, reconciling ----------------------------------------------------
+    def _start(self) -> None:
+        me = self._guarded("getAuthenticatedUserProfile", self._agent.me)
+        self._scopes = frozenset(me.scopes)
+        read = self._scope("read")
+        if read not in self._scopes:
+            raise PolicyViolation("scope", sorted(self._scopes), read, figures=False, message=(
+                f"an agent session reads its account to keep its book, and the token lacks "
+                f"{read}"))
+        now = self._now()
+        self._book.roll(now)
+        if self._ledger is not None and self._fingerprint is not None:
+            self._book.count_orders(self._ledger_orders(now))
+        self._reconcile(now, "start")
+        self._base_equity = self._book.equity_at_cost
+
+    def _ledger_orders(self, now: datetime) -> list[datetime]:
+        """This token's orders on this account since the earlier of the day's start and an
+        hour ago, from the ledger (so a restart keeps the day's counters)."""
+        import polars as pl
+
+        from etoro_nb.frames.ledger import usage
+
+        assert self._ledger is not None
+        demo = self.account == "demo"
+        ops = sorted(op for op in trade_operations()
+                     if ("/demo/" in catalogue()[op].route) == demo)
+        since = min(now.replace(hour=0, minute=0, second=0, microsecond=0),
+                    now - timedelta(hours=1))
+        frame = usage(self._ledger, since=since, phase="outcome", lazy=True)
+        assert isinstance(frame, pl.LazyFrame)
+        placed = (frame.filter(pl.col("token_fingerprint") == self._fingerprint,
+                               pl.col("operation_id").is_in(ops),
+                               pl.col("status").is_between(200, 299))
+                  .group_by("request_id").agg(pl.col("ts").min()).collect())
+        return sorted(placed["ts"].to_list())
+
+    def _reconcile(self, now: datetime, why: str, portfolio: Portfolio | None = None) -> None:
+        """One read of the account (``portfolio`` if the agent just read it), and of the
+        day's closed trades when the day's realised P&L is not known yet."""
+        if portfolio is None:
+            portfolio = self._guarded(self._trading._paths.ops["portfolio"],
+                                      self._trading.portfolio)
+        self._book.roll(now)
+        realized = None
+        if self._book.realized_today_usd is None:
+            trades = self._guarded(self._trading._paths.ops["history"],
+                                   lambda: self._trading.history(now.date()))
+            realized = _realized_on(trades, now.date())
+        self._book.reconcile(portfolio, now, realized)
+        self._needs_read = False
+        self._record(events.RECONCILED, now, {"reason": why})
+
+    def reconcile(self) -> BookView:
+        """Read the account now and take the book from it."""
+        with self._running("reconcile"):
+            self._reconcile(self._now(), "asked")
+            return self._book.view(self._now())
+
+    def _due(self, now: datetime) -> str | None:
+        """Why the book should be read before this order, if it should."""
+        if self._needs_read:
+            return "after an unknown outcome"
+        if self._book.read_at is None or self._book.read_at.date() != now.date():
+            return "a new UTC day"
+        for _, policy in self.policies():
+            every = policy.reconcile_every_orders
+            if every is not None and self._book.orders_since_read >= every:
+                return f"every {every} orders"
+            seconds = policy.reconcile_every_seconds
+            if seconds is not None and (now - self._book.read_at).total_seconds() >= seconds:
+                return f"every {seconds:g} seconds"
+        return None
+
+    # -- reads the agent makes -------------------------------------------------------------
+    def portfolio(self) -> Portfolio:
+        """The account (one read), which also refreshes the book."""
+        return self._read_account(self._trading.portfolio, "portfolio")
+
+    def pnl(self) -> Portfolio:
+        """The account with unrealised P&L (one read), which also refreshes the book."""
+        return self._read_account(self._trading.pnl, "pnl")
+
+    def _read_account(self, read: Callable[[], Portfolio], op: str) -> Portfolio:
+        with self._running(op):
+            self._require(self._scope("read"), op)
+            answer = self._guarded(self._trading._paths.ops[op], read)
+            self._reconcile(self._now(), f"the agent read {op}", answer)
+            return answer
+
+    def history(self, since: date | datetime) -> list[Trade]:
+        with self._running("history"):
+            self._require(self._scope("read"), "history")
+            return self._guarded(self._trading._paths.ops["history"],
+                                 lambda: self._trading.history(since))
+
+    def lookup_order(self, order_id: int | None = None, *,
+                     reference_id: str | None = None) -> OrderInfo:
+        with self._running("lookup"):
+            self._require(self._scope("read"), "lookup")
+            return self._guarded(self._trading._paths.ops["lookup"], lambda: self._trading.lookup_order(
+                order_id, reference_id=reference_id))
+
+    # -- orders ----------------------------------------------------------------------------
+    def open_order(self, instrument: int | str, side: str = "buy", *, amount: float,
+                   leverage: int = 1, stop_loss: float | None = None,
+                   take_profit: float | None = None, trailing_stop: bool = False,
+                   trigger_rate: float | None = None,
+                   request_id: str | None = None) -> OrderPlaced:
+        """Open a position of ``amount`` USD (the margin; exposure is amount x leverage),
+        after every check. ``trigger_rate`` makes it a pending market-if-touched order
+        (counted in the book from now on). Raises ``PolicyViolation`` with nothing sent."""
+        from etoro_nb.resources.trading import order_body
+
+        order_body(instrument, side, amount, None, leverage, stop_loss, take_profit,
+                   trailing_stop, trigger_rate)  # bad input: a InvalidInputError first
+        amount = round(float(amount), 2)
+        op = self._trading._paths.ops["open"]
+        rid = request_id or str(uuid.uuid4())
+        with self._running(op):
+            now = self._now()
+            order = Order("open", None, amount, leverage, stop_loss)
+            order = self._check(order, instrument, op, rid, now)
+            known = order.instrument.instrument_id if order.instrument else None
+            holding = Holding(instrument_key(instrument) if known is None else known,
+                              side == "buy", amount, leverage,
+                              pending=trigger_rate is not None,
+                              triggers=stop_loss is not None or take_profit is not None)
+            try:
+                placed = self._guarded(op, lambda: self._trading.open_order(
+                    instrument, side, amount=amount, leverage=leverage, stop_loss=stop_loss,
+                    take_profit=take_profit, trailing_stop=trailing_stop,
+                    trigger_rate=trigger_rate, request_id=rid))
+            except AMBIGUOUS:  # it may have been placed: count it, and read before the next
+                self._book.placed(now)
+                self._book.opened(None, holding)
+                self._needs_read = True
+                self._booked(now, op, rid, {"outcome": "unknown", **_order_detail(order)})
+                raise
+            self._book.placed(now)
+            self._book.opened(placed.order_id, holding)
+            self._booked(now, op, rid, {"order_id": placed.order_id, **_order_detail(order)})
+            return placed
+
+    def close_position(self, position_id: int, instrument_id: int, *,
+                       units: float | None = None, request_id: str | None = None) -> ClosedOrder:
+        """Close a position, or ``units`` of it: held only to scope, pause and expiry."""
+        rules.path_id(position_id, "position_id")
+        if units is not None:
+            rules.positive(units, "units")
+        op = self._trading._paths.ops["close"]
+        rid = request_id or str(uuid.uuid4())
+        with self._running(op):
+            now = self._now()
+            self._check(Order("close"), None, op, rid, now)
+            try:
+                closed = self._guarded(op, lambda: self._trading.close_position(
+                    position_id, instrument_id, units=units, request_id=rid))
+            except AMBIGUOUS:
+                self._book.placed(now)
+                self._unsure()
+                raise
+            except APIError as exc:
+                if exc.ambiguous_before:  # refused now, but a lost attempt may have closed it
+                    self._unsure()
+                raise
+            self._book.placed(now)
+            released = self._book.closed(position_id, units)
+            self._booked(now, op, rid, {"position_id": position_id, "units": units,
+                                        "released_usd": released})
+            return closed
+
+    def cancel_order(self, order_id: int) -> None:
+        """Cancel a pending order: held only to scope, pause and expiry."""
+        rules.path_id(order_id, "order_id")
+        op = self._trading._paths.ops["cancel"]
+        with self._running(op):
+            now = self._now()
+            rid = str(uuid.uuid4())
+            self._check(Order("cancel"), None, op, rid, now)
+            try:
+                self._guarded(op, lambda: self._trading.cancel_order(order_id))
+            except AMBIGUOUS:
+                self._unsure()
+                raise
+            except APIError as exc:
+                if exc.ambiguous_before:
+                    self._unsure()
+                raise
+            self._book.cancelled(order_id)
+            self._booked(now, op, None, {"order_id": order_id})
+
+    def _unsure(self) -> None:
+        """A close or cancel may or may not have happened: read before the next order."""
+        self._book.unplaced = True
+        self._needs_read = True
+
+    def room_usd(self, instrument: int | str | None = None, *, leverage: int = 1) -> float:
+        """The largest amount (USD) an opening order may take now, 0 if none may open:
+        for sizing orders to the policy instead of being refused. With ``instrument``,
+        its rules count too. May read (as an order would)."""
+        with self._running("room"):
+            now = self._now()
+            room = float("inf")
+            view = self._book.view(now)
+            base = self._base()
+            for _, policy in self.policies():
+                if policy.max_order_amount_usd is not None:
+                    room = min(room, policy.max_order_amount_usd)
+                caps = [policy.max_gross_exposure_usd]
+                if policy.max_gross_exposure_share is not None and base:
+                    caps.append(policy.max_gross_exposure_share * base)
+                for cap in caps:
+                    if cap is not None:
+                        room = min(room, (cap - view.gross_exposure_usd) / leverage)
+            room = max(0.0, int(room * 100) / 100) if room != float("inf") else room
+            if room <= 0:
+                return 0.0
+            probe = Order("open", None, 0.0 if room == float("inf") else room, leverage,
+                          stop_loss=0.0)
+            try:
+                self._check(probe, instrument, "room", None, now, record=False)
+            except PolicyViolation:
+                return 0.0
+            return room
+
+    # -- checking --------------------------------------------------------------------------
+    def _check(self, order: Order, instrument: int | str | None, op: str, rid: str | None,
+               now: datetime, *, record: bool = True) -> Order:
+        """Every rule, in order; an opening order comes back with its instrument known.
+        Raises the first ``PolicyViolation`` (recorded unless ``record`` is false)."""
+        def refuse(violation: PolicyViolation, source: str | None = None) -> PolicyViolation:
+            violation.operation = op
+            if record:
+                detail = {"rule": violation.rule, "limit": violation.limit,
+                          "attempted": violation.attempted, "operation": op,
+                          "policy": source, **_order_detail(order),
+                          **self._figures(now)}
+                controls = self.controls
+                if source == "owner" and controls is not None:
+                    detail["policy_version"] = controls.version
+                self._record(events.REFUSED, now, detail, request_id=rid)
+            return violation
+
+        violation = checks.scope(self._scopes, self._scope("write"))
+        if violation is not None:
+            raise refuse(violation)
+        controls = None if self._watcher is None else self._watcher.current()
+        if controls is not None and controls.paused:
+            raise refuse(PolicyViolation("paused", controls.reason, op, figures=False, message=(
+                f"the owner paused this agent portfolio ({controls.reason})")), "owner")
+        for source, policy in self.policies():
+            violation = checks.expiry(policy, now)
+            if violation is not None:
+                raise refuse(violation, source)
+        due = self._due(now)
+        if due is not None:
+            self._reconcile(now, due)
+        if order.kind != "open":
+            return order
+        policies = self.policies()
+        if instrument is not None:
+            listed = any(p.allowed_instruments is not None or p.denied_instruments is not None
+                         or p.allowed_asset_classes is not None for _, p in policies)
+            order = Order(order.kind, self._instrument(instrument) if listed else _named(instrument),
+                          order.amount_usd, order.leverage, order.stop_loss)
+        view = self._book.view(now)
+        groups: list[tuple[Rule, Callable[[], bool]]] = [
+            (lambda p, v: checks.instruments(p, order), _never),
+            (lambda p, v: checks.size(p, order), _never),
+            (lambda p, v: checks.book(p, order, v, self._base()), self._book.may_overstate),
+            (lambda p, v: checks.pace(p, v), _never),
+            (lambda p, v: checks.loss(p, v), self._book.loss_uncertain),
+            (lambda p, v: checks.timing(p, order, now), _never),
+        ]
+        for rule, a_read_may_help in groups:
+            for source, policy in policies:
+                violation = rule(policy, view)
+                if violation is not None and a_read_may_help():
+                    self._reconcile(now, f"{violation.rule} would refuse")
+                    view = self._book.view(now)
+                    violation = rule(policy, view)
+                if violation is not None:
+                    raise refuse(violation, source)
+        return order
+
+    def _instrument(self, instrument: int | str) -> Instrument:
+        """The instrument's id, symbol and asset class (one market-data read the first time
+        it is named; unknown to the market: only what was given)."""
+        key = instrument_key(instrument)
+        if key not in self._instruments:
+            by: dict[str, Any] = {"instrumentId" if isinstance(instrument, int) else "symbol":
+                                  instrument}
+            items = self._guarded("searchForInstruments", lambda: self._agent.market.search(
+                fields=INSTRUMENT_FIELDS, page_size=1, **by))
+            found = _named(instrument)
+            if items:
+                item = items[0]
+                found = Instrument(item.get("instrumentId"), item.get("symbol"),
+                                   item.get("internalAssetClassId"),
+                                   item.get("internalAssetClassName"))
+                for k in found.ids():
+                    self._instruments[k] = found
+            self._instruments[key] = found
+        return self._instruments[key]
+
+    def _base(self) -> float | None:
+        """What exposure shares are of: the owner's recorded virtual balance, else the one
+        given, else the account's value at cost at start."""
+        controls = self.controls
+        if controls is not None and controls.virtual_balance_usd:
+            return controls.virtual_balance_usd
+        return self._virtual_balance or self._base_equity
+
+    def _figures(self, now: datetime) -> dict[str, Any]:
+        """The book's figures and the tightest limits on them, for the ledger."""
+        view = self._book.view(now)
+        exposure_limit, loss_limit = self._tightest()
+        return {"gross_exposure_usd": view.gross_exposure_usd,
+                "exposure_limit_usd": exposure_limit,
+                "realized_pnl_today_usd": view.worst_realized_pnl_today_usd,
+                "loss_limit_usd": loss_limit, "open_positions": view.open_positions,
+                "orders_today": view.orders_today}
+
+    def _tightest(self) -> tuple[float | None, float | None]:
+        """The tightest gross exposure limit (USD, shares of the base included) and daily
+        loss limit in effect; worked out again only when the policies or the base change."""
+        key = (self.controls, self.policy, self._base())
+        if self._tightest_for is None or any(a is not b for a, b in zip(key, self._tightest_for,
+                                                                        strict=True)):
+            base = key[2]
+            policies = [p for _, p in self.policies()]
+            exposure = [p.max_gross_exposure_usd for p in policies]
+            exposure += [p.max_gross_exposure_share * base for p in policies
+                         if p.max_gross_exposure_share is not None and base]
+            losses = [p.max_daily_loss_usd for p in policies]
+            self._tightest_for = key
+            self._tightest_limits = (min((x for x in exposure if x is not None), default=None),
+                                     min((x for x in losses if x is not None), default=None))
+        return self._tightest_limits
+
+    def _scope(self, access: Access) -> str:
+        return scope_for(self.account, access)
+
+    def _require(self, scope: str, op: str) -> None:
+        violation = checks.scope(self._scopes, scope)
+        if violation is not None:
+            violation.operation = op
+            raise violation
+
+    # -- the kill switch -------------------------------------------------------------------
+    @contextmanager
+    def _running(self, op: str) -> Iterator[None]:
+        """Hold the session's lock; refuse at once if it has stopped (also for calls that
+        were waiting for the lock when it stopped: queued work is abandoned)."""
+        with self._lock:
+            if self._stopped is not None:
+                raise SessionStopped(self._stopped.reason, operation=op, cause=self._stopped.cause)
+            yield
+
+    def _guarded(self, op: str, call: Callable[[], T]) -> T:
+        """Make a request; the server refusing the token (401/403) stops the session."""
+        try:
+            return call()
+        except (AuthenticationError, PermissionDeniedError) as exc:
+            raise self._kill(exc, op) from exc
+
+    def _kill(self, error: APIError, op: str) -> SessionStopped:
+        if isinstance(error, AuthenticationError):
+            reason = (f"the server refused the token ({error.status} "
+                      f"{error.error_code or 'no errorCode'}): revoked or expired")
+        else:
+            reason = (f"the server refused {op} ({error.status} "
+                      f"{error.error_code or 'no errorCode'}): the token's scopes or IP "
+                      "whitelist were narrowed")
+            try:  # learn what the token may still do, for the record
+                self._scopes = frozenset(self._agent.me().scopes)
+                reason += f"; it now has {', '.join(sorted(self._scopes)) or 'no scope'}"
+            except EtoroError:
+                pass
+        self._stop(reason, op, error)
+        assert self._stopped is not None
+        return self._stopped
+
+    def _stop(self, reason: str, op: str | None, error: APIError | None = None) -> None:
+        if self._stopped is not None:
+            return
+        self._stopped = SessionStopped(reason, operation=op, cause=error)
+        detail: dict[str, Any] = {"reason": reason, "operation": op, **self._figures(self._now())}
+        if error is not None:
+            detail.update(status=error.status, error_code=error.error_code,
+                          failed_request_id=error.request_id)
+        self._record(events.STOPPED, self._now(), detail)
+        if self._watcher is not None:
+            self._watcher.close()  # no order will look again
+
+    def stop(self, reason: str = "stopped by the agent") -> None:
+        """Stop for good (no request after this); records ``session_stopped``."""
+        with self._lock:
+            self._stop(reason, None)
+
+    def close(self) -> None:
+        """End the session (``stop`` with reason ``closed``); the client stays open."""
+        self.stop("closed")
+
+    # -- recording -------------------------------------------------------------------------
+    def _record(self, kind: str, at: datetime, detail: dict[str, Any],
+                request_id: str | None = None) -> None:
+        if kind != events.STOPPED and kind != events.REFUSED:
+            detail = {**detail, **self._figures(at)}
+        self._booklog.flush()  # the orders before it come first in the ledger too
+        events.record_after(self._ledger, kind, at, portfolio_id=self.portfolio_id,
+                            token_id=self.token_id, request_id=request_id, detail=detail)
+
+    def _booked(self, at: datetime, op: str, rid: str | None, detail: dict[str, Any]) -> None:
+        self._booklog.add(at, rid, {"operation": op, **detail, **self._figures(at)})
+
+
+def _never() -> bool:
+    return False
+
+
+def _named(instrument: int | str) -> Instrument:
+    """An instrument known only by what the order named."""
+    if isinstance(instrument, int):
+        return Instrument(instrument, None)
+    return Instrument(None, instrument)
+
+
+def _order_detail(order: Order) -> dict[str, Any]:
+    if order.kind != "open":
+        return {}
+    inst = order.instrument
+    return {"instrument_id": inst.instrument_id if inst else None,
+            "symbol": inst.symbol if inst else None, "amount_usd": order.amount_usd,
+            "leverage": order.leverage}
+
+
+def _realized_on(trades: list[Trade], day: date) -> float:
+    """Net realised P&L of the trades closed on ``day`` (UTC)."""
+    return round(float(sum(t.net_profit for t in trades if t.closed_at.date() == day)), 2)
