@@ -351,29 +351,40 @@ class Checkpointer:
             raise LedgerError(f"cannot set up checkpoints to {self.to} with the key {file}: "
                               f"{exc}") from None
         self._lock = threading.Lock()
-        self._pending = 0
+        # Events are counted by row number, not by report: a commit reported after a
+        # checkpoint that already holds its rows must not count again.
+        self._covered = {table: ledger._head(table)[0] for table in CHAINED}
+        self._newest = dict(self._covered)
         self._since = monotonic()
 
     def __repr__(self) -> str:
         return f"Checkpointer(to={str(self.to)!r})"
 
-    def appended(self, count: int) -> None:
+    def appended(self, table: str, newest_seq: int) -> None:
+        """Rows of ``table`` up to ``newest_seq`` were committed: write a checkpoint once
+        ``every_events`` rows (or ``every_seconds``) passed since the last one."""
         with self._lock:
-            self._pending += count
+            self._newest[table] = max(self._newest.get(table, 0), newest_seq)
             every, seconds = self.config.every_events, self.config.every_seconds
-            if ((every is not None and self._pending >= every)
+            if ((every is not None and self._pending() >= every)
                     or (seconds is not None and monotonic() - self._since >= seconds)):
                 self._write()
 
     def close(self) -> None:
         with self._lock:
-            if self._pending:
+            if self._pending():
                 self._write()
+
+    def _pending(self) -> int:
+        return sum(max(0, seq - self._covered.get(table, 0))
+                   for table, seq in self._newest.items())
 
     def _write(self) -> None:
         try:
-            write_checkpoint(self.ledger, self.to, self._key)
+            written = write_checkpoint(self.ledger, self.to, self._key)
         except (OSError, sqlite3.Error, LedgerError) as exc:
             log.error("could not write a ledger checkpoint to %s: %s", self.to, exc)
-        self._pending = 0
+            self._covered = dict(self._newest)  # try again after as many events, not at once
+        else:
+            self._covered = {table: head.seq for table, head in written.heads.items()}
         self._since = monotonic()

@@ -333,7 +333,7 @@ class Ledger:
             except ValueError as exc:
                 log.error("dropping a damaged row of a ledger spool: %s", exc)
 
-        def work() -> int:
+        def work() -> tuple[int, int]:
             have = self._present(valid)
             missing = [r for r in valid if (r["request_id"], r["attempt"], r["phase"]) not in have]
             seq, prev = self._head(table)
@@ -349,14 +349,14 @@ class Ledger:
                     log.error("dropping a row of a ledger spool the ledger refuses: %s", exc)
                     continue
                 seq, prev = seq + 1, row[-1]
-            return len(missing)
+            return len(missing), seq
 
         if not valid:
             return 0
-        appended: int = self._write(work)
+        appended, newest = self._write(work)
         if self._checkpointer is not None and appended:
-            self._checkpointer.appended(appended)
-        return appended
+            self._checkpointer.appended(table, newest)
+        return int(appended)
 
     def _present(self, rows: list[dict[str, Any]]) -> set[tuple[str, int, str]]:
         """Which of the rows' (request id, attempt, phase) the ledger holds: live, or in a
@@ -403,7 +403,7 @@ class Ledger:
 
         last: int = self._write(work)
         if self._checkpointer is not None:
-            self._checkpointer.appended(len(rows))
+            self._checkpointer.appended(table, last)
         self._upkeep.checkpoint()  # a bulk write grows the WAL by megabytes at once
         if self.seal_threshold is not None and self.live_count(table) >= self.seal_threshold:
             self.seal(table)
@@ -454,7 +454,8 @@ class Ledger:
                     f"cannot write the ledger at {self.path}: {exc}")
             raise
         if self._checkpointer is not None:
-            self._checkpointer.appended(len(seqs))
+            for job, seq in zip(jobs, seqs, strict=True):
+                self._checkpointer.appended(job.table, seq)
         if self.seal_threshold is not None:
             for job, seq in zip(jobs, seqs, strict=True):
                 if seq % SEAL_CHECK_EVERY == 0 and job.table in SEALABLE:
