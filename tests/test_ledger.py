@@ -8,8 +8,10 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,7 @@ from etoro_nb import errors, frames
 from etoro_nb.client import EtoroClient
 from etoro_nb.ledger import Ledger
 from etoro_nb.ledger import core as ledger_core
+from etoro_nb.ledger import writer as writer_module
 from etoro_nb.ledger.recorder import UsageRecorder
 from etoro_nb.ledger.schema import MIGRATIONS
 from etoro_nb.sandbox import SandboxServer
@@ -343,6 +346,30 @@ def test_spooled_rows_are_committed_in_batches_off_the_request_path(
     ledger.close()  # commits them all
     assert ledger._commits - before == 1
     assert [p for _, p in _phase_rows(tmp_path / "l.sqlite")] == ["intent", "outcome"] * 50
+
+
+def test_a_busy_caller_commits_each_full_batch_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The deadline of spooled rows slides while rows keep coming, so the writer thread
+    # never competes with a busy caller: every BATCH_ROWS rows, the caller commits them.
+    monkeypatch.setattr(ledger_core, "OUTCOME_LINGER", 3600.0)
+    monkeypatch.setattr(writer_module, "BATCH_ROWS", 10)
+    ledger = Ledger(tmp_path / "l.sqlite", seal_threshold=None)
+    recorder = _recorder(ledger)
+    committers: list[str] = []
+    commit = ledger._commit_jobs
+
+    def watched(jobs: Any) -> list[int]:
+        committers.append(threading.current_thread().name)
+        return commit(jobs)
+
+    monkeypatch.setattr(ledger._writer, "_commit", watched)
+    for i in range(25):  # 50 rows: 5 full batches
+        _request(recorder, f"r{i}")
+    assert committers == [threading.current_thread().name] * 5
+    assert len(_phase_rows(tmp_path / "l.sqlite")) == 50
+    ledger.close()
 
 
 def _phase_rows(path: Path) -> list[tuple[str, str]]:

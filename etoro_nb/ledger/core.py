@@ -15,8 +15,9 @@ with ``O_APPEND``, kept open and ``flock``-ed while the process lives. When that
 the intent is exactly as durable as a commit at ``synchronous=NORMAL`` (the operating
 system holds it: it survives the process being killed, not necessarily a power loss), and
 the request may be sent; if it fails, LedgerError, and the request is not sent. The
-writer thread commits spooled rows in batches (within ``OUTCOME_LINGER``, 5 ms, or at
-``BATCH_ROWS`` queued rows), chaining them as it commits, and empties the spool whenever a
+writer thread commits spooled rows in batches, once the process has spooled nothing new
+for ``OUTCOME_LINGER`` (5 ms), chaining them as it commits (a busy caller commits each
+``BATCH_ROWS`` itself, rather than have the thread compete with it), and empties the spool whenever a
 commit leaves nothing queued. An outcome is spooled too, its line held back and written
 with the next intent's (a kill loses at most the outcomes made since the process's last
 intent, one for a client making one request at a time: such a request then shows as

@@ -9,8 +9,10 @@ failed, so the next intent fails). ``submit``: the caller gets a ``Future`` of i
 sequence number (awaited with ``asyncio.wrap_future`` on an event loop, so the loop never
 waits for SQLite, its lock or its retry sleeps). ``commit``: the caller waits, committing
 in its own thread when no other batch is being committed (saving two thread switches).
-A deferred row waits in the queue at most ``linger`` seconds, or until ``BATCH_ROWS`` are
-queued, so that many rows share one transaction; a waited-for row commits the queue at
+A deferred row waits in the queue until ``linger`` seconds pass with no new row (a
+spooled row's deadline slides: it is durable in the spool already, and committing while
+the caller is busy only competes with it), or until ``BATCH_ROWS`` are queued, when the
+caller that queued the last commits them itself; a waited-for row commits the queue at
 once. Everything queued is committed by ``flush()``, by ``close()`` and at interpreter
 exit. After a commit that leaves the queue empty, ``drained`` is called in the queue's
 lock (the ledger empties its spool then: no row can be spooled in between).
@@ -101,14 +103,21 @@ class Writer:
                 raise LedgerError(f"the ledger writer {self._name} is closed")
             append()
             job = Job(table, values, True, True, None)
-            if not self._queue:
-                self._deadline = time.monotonic() + self._linger
+            # The deadline slides: spooled rows are durable already, so they are committed
+            # once the caller has paused for ``linger`` (or BATCH_ROWS are queued), not
+            # while it is busy, when the writer thread would compete with it.
+            self._deadline = time.monotonic() + self._linger
             self._queue.append(job)
             self._submitted += 1
+            batch = None
             if len(self._queue) >= BATCH_ROWS:
-                self._urgent = True
-                self._cond.notify_all()
+                batch = self._claim()
+                if batch is None:  # another batch is being committed: the thread follows it
+                    self._urgent = True
+                    self._cond.notify_all()
             self._start_thread()
+        if batch is not None:
+            self._finish(batch)  # here: handing the batch to the thread costs more
 
     def commit(self, table: str, values: dict[str, Any]) -> int:
         """Commit a row (with the deferred rows before it) and wait for it: in this thread
