@@ -273,7 +273,8 @@ class Ledger:
         return self._writer.submit("usage_events", self._checked("usage_events", values),
                                    deferred=deferred)
 
-    def spool_usage(self, values: dict[str, Any], *, required: bool = True) -> None:
+    def spool_usage(self, values: dict[str, Any], *, required: bool = True,
+                    on_loop: bool = False) -> None:
         """Write one usage event to this process's spool (one ``os.write``), then hand it to
         the writer thread, nobody waiting: it is committed with the rows around it within
         ``OUTCOME_LINGER`` seconds (or once ``BATCH_ROWS`` are queued), before reads, at
@@ -281,7 +282,8 @@ class Ledger:
         is as durable as a commit at ``durability="normal"``; a LedgerError if the spool
         can't be written or the writer failed to commit earlier rows, and then nothing is
         queued. Not required (an outcome): its line is written with the next intent's, and
-        it is queued whatever happens."""
+        it is queued whatever happens. A caller that fills a batch commits it itself, unless
+        it runs an event loop (``on_loop``): then the writer thread does."""
         values = self._checked("usage_events", values)
         spool = self._spool or self._open_spool()
         if spool.failed is not None and required:
@@ -289,7 +291,7 @@ class Ledger:
                               f"{self.spool_dir} and recovered by the next Ledger opened on "
                               "it once this one is closed")
         self._writer.spool("usage_events", values,
-                           lambda: spool.append(values, write=required))
+                           lambda: spool.append(values, write=required), commit_here=not on_loop)
 
     def _drained(self) -> None:
         if self._spool is not None:

@@ -59,6 +59,7 @@ class UsageRecorder:
         self.ledger = ledger
         # An async client's recorder never waits in its thread (the event loop's).
         self.wait_outcomes = ledger.durability == "full" and not on_loop
+        self.on_loop = on_loop  # so a full batch is left to the writer thread, not the loop
         # At the default durability rows go through the process's spool (see ``spool``).
         self.spooled = ledger.durability == "normal"
         self.clock = clock
@@ -101,7 +102,7 @@ class UsageRecorder:
         the writer thread and is awaited, never on the loop."""
         row = self._row("intent", operation_id, method, path, request_id, attempt)
         if self.spooled:
-            self.ledger.spool_usage(row)
+            self.ledger.spool_usage(row, on_loop=True)
         else:
             import asyncio  # here, not at import: a sync user never needs it
 
@@ -125,7 +126,7 @@ class UsageRecorder:
 
         try:
             if self.spooled:  # a failed commit is logged by the writer
-                self.ledger.spool_usage(row, required=False)
+                self.ledger.spool_usage(row, required=False, on_loop=self.on_loop)
                 return
             future = self.ledger.submit_usage(row, deferred=True)
         except LedgerError as exc:  # the ledger is closed

@@ -92,7 +92,8 @@ class Writer:
             self._start_thread()
         return future
 
-    def spool(self, table: str, values: dict[str, Any], append: Callable[[], None]) -> None:
+    def spool(self, table: str, values: dict[str, Any], append: Callable[[], None], *,
+              commit_here: bool = True) -> None:
         """Queue a deferred row nobody waits for, after ``append`` (the spool's write) ran
         in the queue's lock: rows are spooled in the order they are queued, and none
         between a commit and the ``drained`` call. If ``append`` raises, nothing is queued.
@@ -111,8 +112,8 @@ class Writer:
             self._submitted += 1
             batch = None
             if len(self._queue) >= BATCH_ROWS:
-                batch = self._claim()
-                if batch is None:  # another batch is being committed: the thread follows it
+                batch = self._claim() if commit_here else None
+                if batch is None:  # the thread commits it (after any batch being committed)
                     self._urgent = True
                     self._cond.notify_all()
             self._start_thread()
