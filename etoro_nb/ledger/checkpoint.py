@@ -34,11 +34,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import sqlite3
 import threading
 from collections.abc import Mapping
-from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -50,6 +48,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from etoro_nb.errors import ConfigurationError, LedgerError
+from etoro_nb.ledger.files import publish_once
 from etoro_nb.ledger.schema import CHAINED, LEDGER_ID
 
 if TYPE_CHECKING:
@@ -173,17 +172,7 @@ def signing_key(path: str | Path | None = None) -> Ed25519PrivateKey:
         pem = Ed25519PrivateKey.generate().private_bytes(
             serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption())
-        draft = file.with_name(f"{file.name}.{os.getpid()}.{secrets.token_hex(4)}")
-        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(pem)
-                f.flush()
-                os.fsync(f.fileno())
-            with suppress(FileExistsError):  # another process made it first
-                os.link(draft, file)
-        finally:
-            draft.unlink(missing_ok=True)
+        publish_once(file, pem)
     key = _load(file)
     if not isinstance(key, Ed25519PrivateKey):
         raise LedgerError(f"{file} holds a public key: signing a checkpoint needs the private "

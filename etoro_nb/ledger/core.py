@@ -78,7 +78,6 @@ import hashlib
 import hmac
 import json
 import logging
-import os
 import secrets
 import sqlite3
 import threading
@@ -92,6 +91,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from etoro_nb.errors import LedgerError
 from etoro_nb.ledger.chain import Verification, chain_hash, now_us, sealed_through
+from etoro_nb.ledger.files import publish_once
 from etoro_nb.ledger.schema import CHAINED, GENESIS, MIGRATIONS, REAL_COLUMNS, SEALABLE
 from etoro_nb.ledger.spool import Spool, orphans
 from etoro_nb.ledger.tables import TABLES
@@ -215,17 +215,7 @@ class Ledger:
         at once all read the same key."""
         key_file = self.path.with_name(self.path.name + ".key")
         if not key_file.exists():
-            draft = key_file.with_name(f"{key_file.name}.{os.getpid()}.{secrets.token_hex(4)}")
-            fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                with os.fdopen(fd, "w") as f:
-                    f.write(secrets.token_hex(KEY_BYTES))
-                    f.flush()
-                    os.fsync(f.fileno())
-                with suppress(FileExistsError):  # another process made it first
-                    os.link(draft, key_file)
-            finally:
-                draft.unlink(missing_ok=True)
+            publish_once(key_file, secrets.token_hex(KEY_BYTES).encode())
         try:
             key = bytes.fromhex(key_file.read_text().strip())
         except ValueError:
