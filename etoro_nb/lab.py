@@ -8,6 +8,7 @@ stops the sandbox too.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -37,7 +38,8 @@ def run_lab(notebooks: Path, *, config: SandboxConfig, port: int, lab_args: list
     lab: subprocess.Popen[bytes] | None = None
     try:
         print(connect_hint(server.base_url, config), flush=True)
-        lab = subprocess.Popen([sys.executable, "-m", "jupyterlab", *lab_args], cwd=notebooks)
+        lab = subprocess.Popen([sys.executable, "-m", "jupyterlab", *lab_arguments(lab_args)],
+                               cwd=notebooks)
         return lab.wait()
     except KeyboardInterrupt:
         return 0
@@ -50,6 +52,16 @@ def run_lab(notebooks: Path, *, config: SandboxConfig, port: int, lab_args: list
                 lab.kill()
         signal.signal(signal.SIGTERM, previous)
         server.stop()
+
+
+def lab_arguments(lab_args: list[str], *, euid: int | None = None) -> list[str]:
+    """JupyterLab's arguments: the user's, plus ``--allow-root`` when running as root (the
+    default user in containers), where JupyterLab otherwise refuses to start."""
+    root = (os.geteuid() if euid is None else euid) == 0
+    if root and not any(a.startswith(("--allow-root", "--ServerApp.allow_root")) for a in lab_args):
+        print("etoro-nb: running as root, so JupyterLab is started with --allow-root", flush=True)
+        return [*lab_args, "--allow-root"]
+    return list(lab_args)
 
 
 def _terminated(signum: int, frame: object) -> None:

@@ -90,7 +90,8 @@ class Lab:
 
 @contextmanager
 def jupyterlab(root: Path, home: Path, *, timeout: float = 60.0,
-               launcher: Sequence[str] = (sys.executable, "-m", "jupyterlab")) -> Iterator[Lab]:
+               launcher: Sequence[str] = (sys.executable, "-m", "jupyterlab"),
+               allow_root: bool = True) -> Iterator[Lab]:
     """Run JupyterLab (``launcher``: ``python -m jupyterlab`` or a command that starts it)
     headless on a free port, serving ``root``; yield once ``/api/status`` answers; shut its
     kernels down and stop it afterwards, even on error. Config, data, runtime, settings and
@@ -111,8 +112,10 @@ def jupyterlab(root: Path, home: Path, *, timeout: float = 60.0,
     cmd = [*launcher, "--no-browser", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-           "--ServerApp.open_browser=False", "--ServerApp.allow_root=True",
+           "--ServerApp.open_browser=False",
            "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if allow_root:  # a launcher run as users run it (etoro-nb lab) must manage without
+        cmd.append("--ServerApp.allow_root=True")
     lab = Lab(url=f"http://127.0.0.1:{port}", token=token, log=log)
     with log.open("wb") as out:
         proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,

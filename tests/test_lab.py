@@ -19,7 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_lab_serves_the_templates_and_a_sandbox(tmp_path: Path) -> None:
     launcher = (sys.executable, "-m", "etoro_nb.cli", "lab", str(ROOT / "notebooks"),
                 "--port", "0", "--")
-    with jupyterlab(ROOT / "notebooks", tmp_path, launcher=launcher) as lab:
+    # No allow-root flag from the test: as root (CI, containers) `etoro-nb lab` must add it.
+    with jupyterlab(ROOT / "notebooks", tmp_path, launcher=launcher, allow_root=False) as lab:
         banner = lab.log.read_text()
         base_url = re.search(r"ETORO_BASE_URL=(\S+)", banner)
         api_key = re.search(r"ETORO_API_KEY=(\S+)", banner)
@@ -40,3 +41,11 @@ def test_lab_refuses_a_missing_folder(tmp_path: Path) -> None:
     from etoro_nb.cli import main
 
     assert main(["lab", str(tmp_path / "nowhere"), "--port", "0"]) == 2
+
+
+def test_lab_adds_allow_root_only_for_root() -> None:
+    from etoro_nb.lab import lab_arguments
+
+    assert lab_arguments(["--no-browser"], euid=0) == ["--no-browser", "--allow-root"]
+    assert lab_arguments(["--allow-root"], euid=0) == ["--allow-root"]
+    assert lab_arguments(["--no-browser"], euid=1000) == ["--no-browser"]
