@@ -5,12 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from etoro_nb.client import EtoroClient
 from etoro_nb.sandbox import SandboxConfig, SandboxServer, start
+from tests.agent_support import Desk, open_desk
 from tests.helpers import Api
 
 START = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
@@ -88,3 +90,14 @@ def make_client() -> Iterator[Callable[..., EtoroClient]]:
 @pytest.fixture
 def client(server: SandboxServer, make_client: Callable[..., EtoroClient]) -> EtoroClient:
     return make_client(server)
+
+
+@pytest.fixture
+def desk(make_server: Callable[..., SandboxServer], make_client: Callable[..., EtoroClient],
+         tmp_path: Path) -> Iterator[Desk]:
+    """An owner, a sandbox and agent portfolios to trade under policies (``agent_support``);
+    the agents' clients are closed after the test."""
+    desk = open_desk(make_server, make_client, tmp_path)
+    yield desk
+    for agent in desk.agents:
+        agent.close()

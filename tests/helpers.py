@@ -7,6 +7,7 @@ from typing import Any
 
 import httpx
 
+from etoro_nb.ledger import Ledger
 from etoro_nb.sandbox import SandboxServer
 
 REAL_READ = "etoro-public:trade.real:read"
@@ -82,3 +83,11 @@ def order_body(**kw: Any) -> dict[str, Any]:
                             "amount": 1000.0, "leverage": 1}
     body.update(kw)
     return {k: v for k, v in body.items() if v is not None}
+
+
+def append_owner_usage(ledger: Ledger, request_id: str, **extra: object) -> int:
+    """Append one owner's intent row for ``GET /api/v1/me`` straight to a ledger."""
+    return ledger.append_usage(phase="intent", request_id=request_id, attempt=1,
+                               principal="owner", environment="sandbox", method="GET",
+                               route="/api/v1/me", operation_id="getAuthenticatedUserProfile",
+                               **extra)

@@ -7,9 +7,8 @@ from __future__ import annotations
 
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import time, timedelta
-from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -25,20 +24,11 @@ from etoro_nb.errors import OrderOutcomeUnknownError, PolicyViolation, SessionSt
 from etoro_nb.ledger import Ledger
 from etoro_nb.models import CreatedPortfolio
 from etoro_nb.sandbox import Faults
-from tests.agent_support import Desk, open_desk
+from tests.agent_support import Desk
 from tests.conftest import START
 from tests.helpers import DEMO_READ, DEMO_WRITE, REAL_READ, REAL_WRITE
 
 AAPL, MSFT, BTC = 1001, 1003, 100000
-
-
-@pytest.fixture
-def desk(make_server: Callable[..., Any], make_client: Callable[..., Any],
-         tmp_path: Path) -> Iterator[Desk]:
-    desk = open_desk(make_server, make_client, tmp_path)
-    yield desk
-    for agent in desk.agents:
-        agent.close()
 
 
 def _usage_rows(desk: Desk, request_id: str) -> int:

@@ -24,15 +24,11 @@ from etoro_nb.ledger.recorder import UsageRecorder
 from etoro_nb.ledger.schema import MIGRATIONS
 from etoro_nb.sandbox import SandboxServer
 from tests.helpers import ALL_SCOPES, DEMO_READ
+from tests.helpers import append_owner_usage as _usage
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _usage(ledger: Ledger, request_id: str, **extra: object) -> int:
-    return ledger.append_usage(phase="intent", request_id=request_id, attempt=1,
-                               principal="owner", environment="sandbox", method="GET",
-                               route="/api/v1/me", operation_id="getAuthenticatedUserProfile",
-                               **extra)
 
 
 def _writer(path: Path, count: int, tag: str) -> subprocess.Popen[str]:

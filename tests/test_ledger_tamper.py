@@ -27,6 +27,7 @@ from etoro_nb.ledger.schema import CHAINED, GENESIS
 from etoro_nb.ledger.sealing import STORED, file_sha256
 from etoro_nb.sandbox import SandboxServer
 from tests.helpers import DEMO_READ
+from tests.helpers import append_owner_usage as _usage
 
 ATTACK = """
 UPDATE ledger_state SET sealing = 1;
@@ -35,11 +36,6 @@ UPDATE ledger_state SET sealing = 0;
 """
 
 
-def _usage(ledger: Ledger, request_id: str, **extra: object) -> int:
-    return ledger.append_usage(phase="intent", request_id=request_id, attempt=1,
-                               principal="owner", environment="sandbox", method="GET",
-                               route="/api/v1/me", operation_id="getAuthenticatedUserProfile",
-                               **extra)
 
 
 def _raw(path: Path) -> sqlite3.Connection:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +27,10 @@ from etoro_nb.errors import (
     SessionStopped,
 )
 from etoro_nb.ledger import Ledger
-from tests.agent_support import Desk, open_desk
+from tests.agent_support import Desk
 from tests.helpers import REAL_READ, REAL_WRITE
 
 AAPL = 1001
-
-
-@pytest.fixture
-def desk(make_server: Callable[..., Any], make_client: Callable[..., Any],
-         tmp_path: Path) -> Iterator[Desk]:
-    desk = open_desk(make_server, make_client, tmp_path)
-    yield desk
-    for agent in desk.agents:
-        agent.close()
 
 
 def _policy_rows(desk: Desk, portfolio_id: str) -> pl.DataFrame:
