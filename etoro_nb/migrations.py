@@ -11,13 +11,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 Migrations = Mapping[str, str]  # name -> SQL script, in the order they apply
 
 
-def migrate(conn: sqlite3.Connection, migrations: Migrations,
-            on_applied: Callable[[str], None] | None = None) -> list[str]:
+def migrate(conn: sqlite3.Connection, migrations: Migrations) -> list[str]:
     """Apply every migration of ``migrations`` not yet recorded in ``conn``, each in its own
     transaction; returns the names applied now. ``conn`` must be in autocommit mode
     (``isolation_level=None``)."""
@@ -34,8 +33,6 @@ def migrate(conn: sqlite3.Connection, migrations: Migrations,
                 conn.execute("INSERT INTO _migrations (name, applied_us) VALUES (?, ?)",
                              (name, time.time_ns() // 1000))
                 applied.append(name)
-                if on_applied is not None:
-                    on_applied(name)
         except BaseException:
             conn.execute("ROLLBACK")
             raise

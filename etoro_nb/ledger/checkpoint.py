@@ -247,7 +247,7 @@ def write_checkpoint(ledger: Ledger, to: str | Path,
         refuse_beside(ledger, file)
         key = signing_key(file)
     with ledger.snapshot() as conn:  # every head and the identity from one moment
-        heads = {table: Head(*ledger._head(table)) for table in CHAINED}
+        heads = {table: Head(*ledger._head(table, conn)) for table in CHAINED}
         ledger_id = identity(conn, ledger.path)
     record: dict[str, Any] = {
         "checkpoint": VERSION, "ledger_id": ledger_id, "ledger": str(ledger.path),

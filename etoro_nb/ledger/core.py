@@ -441,10 +441,12 @@ class Ledger:
         try:
             seqs: list[int] = self._write(work)
         except Exception as exc:
-            if self._spool is not None and any(job.spooled for job in jobs):
-                # Fail closed: the next intent raises; the spool keeps every row.
-                self._spool.failed = exc if isinstance(exc, LedgerError) else LedgerError(
-                    f"cannot write the ledger at {self.path}: {exc}")
+            if (self._spool is not None and isinstance(exc, LedgerError)
+                    and any(job.spooled for job in jobs)):
+                # The ledger can't be written: fail closed (the next intent raises; the
+                # spool keeps every row). A row refused on its own is retried alone by the
+                # writer and fails only itself.
+                self._spool.failed = exc
             raise
         if self._checkpointer is not None:
             for job, seq in zip(jobs, seqs, strict=True):
@@ -461,12 +463,15 @@ class Ledger:
         self._conn.execute(_INSERT[table], _chained_row(table, seq + 1, prev, values))
         return seq + 1
 
-    def _head(self, table: str) -> tuple[int, str]:
-        row = self._conn.execute(_HEAD[table]).fetchone()
+    def _head(self, table: str, conn: sqlite3.Connection | None = None) -> tuple[int, str]:
+        """The table's last row (number, hash), on ``conn`` (a reader's snapshot) or, by
+        default, on the writing connection inside its transaction."""
+        conn = conn or self._conn
+        row = conn.execute(_HEAD[table]).fetchone()
         if row is not None:
             return int(row[0]), str(row[1])
         if table in SEALABLE:
-            seg = self._conn.execute(
+            seg = conn.execute(
                 "SELECT last_seq, last_hash FROM segments WHERE table_name = ? "
                 "ORDER BY seq DESC LIMIT 1", (table,)).fetchone()
             if seg is not None:
@@ -596,9 +601,9 @@ class Ledger:
         self._writer.close()
         if self._spool is not None:
             self._spool.close(drained=True)  # removed unless a commit failed: then recovered
+        self._upkeep.close()  # first: its seals and recoveries add rows to checkpoint
         if self._checkpointer is not None:
             self._checkpointer.close()
-        self._upkeep.close()
         with self._read_lock:
             self._live_cache.clear()
             if self._reader is not None:
