@@ -163,6 +163,16 @@ class _ClientBase:
                        simulated_time=self._simulated_time, sandbox=None, owns_ledger=False,
                        quota=None)
 
+    def _close_owned(self) -> None:
+        """Stop the sandbox this client started and close the ledger it opened (both
+        clients' close, even when closing the HTTP client failed)."""
+        try:
+            if self._sandbox is not None:
+                self._sandbox.stop()
+        finally:
+            if self._owns_ledger and self.ledger is not None:
+                self.ledger.close()
+
 
 class EtoroClient(_ClientBase):
     """The synchronous client. Use it as a context manager or call ``close()``.
@@ -209,12 +219,11 @@ class EtoroClient(_ClientBase):
         return EtoroClient(self._agent_config(token), http=self._http)
 
     def close(self) -> None:
-        if self._owns_http:
-            self._http.close()
-        if self._sandbox is not None:
-            self._sandbox.stop()
-        if self._owns_ledger and self.ledger is not None:
-            self.ledger.close()
+        try:
+            if self._owns_http:
+                self._http.close()
+        finally:
+            self._close_owned()
 
     def __enter__(self) -> EtoroClient:
         return self
@@ -301,12 +310,11 @@ class AsyncEtoroClient(_ClientBase):
         return AsyncEtoroClient(self._agent_config(token), http=self._http)
 
     async def aclose(self) -> None:
-        if self._owns_http:
-            await self._http.aclose()
-        if self._sandbox is not None:
-            self._sandbox.stop()
-        if self._owns_ledger and self.ledger is not None:
-            self.ledger.close()
+        try:
+            if self._owns_http:
+                await self._http.aclose()
+        finally:
+            self._close_owned()
 
     async def __aenter__(self) -> AsyncEtoroClient:
         return self

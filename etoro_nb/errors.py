@@ -94,7 +94,7 @@ class SessionStopped(PolicyViolation):
                  cause: EtoroError | None = None) -> None:
         self.reason = reason
         self.cause = cause
-        super().__init__("stopped", None, operation, operation=operation, figures=False,
+        super().__init__("stopped", None, None, operation=operation, figures=False,
                          message=f"the agent session has stopped ({reason})")
 
 

@@ -386,3 +386,10 @@ def test_exposure_needs_one_portfolio_and_draws_nothing_without_a_book() -> None
     assert {"gross exposure", "exposure limit", "daily loss", "loss limit", "refused locally",
             "refused by the server"} <= names
     assert "No agent session" in str(enb.charts.exposure(empty).layout.annotations[0].text)
+
+
+def test_a_stopped_session_error_holds_no_attempted_value() -> None:
+    from etoro_nb.errors import SessionStopped
+
+    stopped = SessionStopped("token revoked", operation="openOrder")
+    assert (stopped.rule, stopped.attempted, stopped.operation) == ("stopped", None, "openOrder")

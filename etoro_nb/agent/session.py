@@ -29,13 +29,13 @@ from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from etoro_nb import rules
+from etoro_nb._base import AMBIGUOUS  # the order may or may not have been placed
 from etoro_nb.agent import checks, events
 from etoro_nb.agent.book import Book, BookView, Holding
 from etoro_nb.agent.checks import Instrument, Order
 from etoro_nb.agent.controls import Controls, ControlWatcher
 from etoro_nb.agent.policy import RiskPolicy, instrument_key
 from etoro_nb.errors import (
-    APIConnectionError,
     APIError,
     AuthenticationError,
     ConfigurationError,
@@ -43,7 +43,6 @@ from etoro_nb.errors import (
     InvalidInputError,
     PermissionDeniedError,
     PolicyViolation,
-    ServerError,
     SessionStopped,
 )
 from etoro_nb.models import ClosedOrder, OrderInfo, OrderPlaced, Portfolio, Trade
@@ -58,7 +57,6 @@ T = TypeVar("T")
 Rule = Callable[[RiskPolicy, BookView], PolicyViolation | None]
 Account = Literal["real", "demo"]
 INSTRUMENT_FIELDS = ("instrumentId", "symbol", "internalAssetClassId", "internalAssetClassName")
-AMBIGUOUS = (APIConnectionError, ServerError)  # the order may or may not have been placed
 
 
 class AgentSession:
@@ -116,6 +114,8 @@ class AgentSession:
         self._booklog = events.BookLog(self._ledger, self.portfolio_id, self.token_id)
         # A session dropped without close() still writes its last batch (at exit at latest).
         weakref.finalize(self, self._booklog.flush)
+        if self._watcher is not None:  # and lets go of its connection to the ledger file
+            weakref.finalize(self, self._watcher.close)
         self._tightest_for: tuple[Any, ...] | None = None
         self._tightest_limits: tuple[float | None, float | None] = (None, None)
         with self._lock:
@@ -388,6 +388,9 @@ class AgentSession:
         its rules count too. May read (as an order would)."""
         with self._running("room"):
             now = self._now()
+            due = self._due(now)  # the read an order would make, before the room is counted
+            if due is not None:
+                self._reconcile(now, due)
             room = float("inf")
             view = self._book.view(now)
             base = self._base()
