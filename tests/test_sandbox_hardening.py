@@ -265,6 +265,30 @@ def test_a_field_given_twice_is_refused(owner: Api, path: str, raw: bytes, named
     assert owner.get("/api/v1/agent-portfolios").json()["agentPortfolios"] == []
 
 
+def test_a_field_given_twice_in_a_nested_object_is_refused(owner: Api) -> None:
+    headers = owner.headers(**{"content-type": "application/json"})
+    raw = (b'{"agentPortfolioName": "agent01", "investmentAmountInUsd": 500, '
+           b'"userTokenName": "bot", "scopeNames": ["' + DEMO_READ.encode() + b'"], '
+           b'"extra": [{"note": "a", "Note": "b"}]}')
+    r = owner.http.post(CREATE, content=raw, headers=headers)
+    assert r.status_code == 400, r.text
+    assert "'Note' more than once" in r.json()["errorMessage"]
+    assert owner.get("/api/v1/agent-portfolios").json()["agentPortfolios"] == []
+
+
+@pytest.mark.parametrize("query", ["pageSize=5&PageSize=500", "pageSize=5&pageSize=500",
+                                   "instrumentIds=1001&instrumentIds=1002"])
+def test_a_query_parameter_given_twice_is_refused(owner: Api, query: str) -> None:
+    path = ("/api/v1/market-data/instruments/rates" if "instrumentIds" in query
+            else "/api/v1/trading/info/trade/demo/history")
+    r = owner.http.get(f"{path}?minDate=2020-01-01&{query}", headers=owner.headers())
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["errorCode"] == "ValidationFailed"
+    assert "more than once" in body["errorMessage"] and query.split("&")[1].split("=")[0] in (
+        body["errorMessage"])
+
+
 # -- item 6: smaller contract gaps ----------------------------------------------------------
 @pytest.mark.parametrize(("method", "template", "field"), [
     ("GET", "/api/v1/trading/info/real/orders/{}", "orderId"),

@@ -36,7 +36,13 @@ from etoro_nb.sandbox.delegation import DEMO_READ, REAL_READ, Principal, scope_f
 from etoro_nb.sandbox.errors import ApiError, unauthorized, validation
 from etoro_nb.sandbox.quota import QuotaDecision
 from etoro_nb.sandbox.routes import OPERATIONS, Call, Operation
-from etoro_nb.sandbox.validation import Fields, check_json_media_type, iso, opt_number
+from etoro_nb.sandbox.validation import (
+    Fields,
+    check_json_media_type,
+    iso,
+    opt_number,
+    refuse_repeats,
+)
 from etoro_nb.spec import subset_bytes
 
 log = logging.getLogger("etoro_nb.sandbox")
@@ -152,8 +158,9 @@ def endpoint(sb: Sandbox, op: Operation) -> Callable[[Request], Awaitable[Respon
             _check_access(principal, op)
             if op.takes_body:
                 check_json_media_type(request.headers.get("content-type"), raw)
-            call = Call(sb, principal, now, request_id, dict(request.path_params),
-                        Fields(request.query_params.multi_items()), raw)
+            query = Fields(request.query_params.multi_items())
+            refuse_repeats(query, "The query gives the parameter")
+            call = Call(sb, principal, now, request_id, dict(request.path_params), query, raw)
             if trading:
                 with sb.store.transaction():
                     sb.trading.settle(now)

@@ -60,8 +60,7 @@ class Fields(Mapping[str, Any]):
 def parse_json_object(raw: bytes) -> Fields:
     """The body as a JSON object; anything else is a 400 that says what was wrong.
 
-    A field given twice, whatever the casing, is a 400 naming it: binding one of the two
-    silently would act on a value the caller may not have meant.
+    A field given twice, whatever the casing and however deep, is a 400 naming it.
     """
     if not raw.strip():
         raise validation("The request body is required and must be a JSON object")
@@ -71,12 +70,31 @@ def parse_json_object(raw: bytes) -> Fields:
         raise validation(f"The request body is not valid JSON: {exc}") from None
     if not isinstance(value, Fields):
         raise validation("The request body must be a JSON object")
-    if value.repeated:
-        spellings = next(iter(value.repeated.values()))
-        given = ", ".join(repr(s) for s in spellings)
-        raise validation(f"The request body gives the field {spellings[-1]!r} more than once "
-                         f"({given}); field names are matched ignoring case")
+    refuse_repeats(value, "The request body gives the field")
     return value
+
+
+def _repeated(value: Any) -> list[str] | None:
+    """The spellings of the first name given twice in ``value``, at any depth."""
+    if isinstance(value, Fields):
+        if value.repeated:
+            return next(iter(value.repeated.values()))
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            if (found := _repeated(item)) is not None:
+                return found
+    return None
+
+
+def refuse_repeats(fields: Fields, what: str) -> None:
+    """A 400 if a name is given more than once, in any casing and at any depth: binding
+    one of the two silently would act on a value the caller may not have meant."""
+    spellings = _repeated(fields)
+    if spellings is not None:
+        given = ", ".join(repr(s) for s in spellings)
+        raise validation(f"{what} {spellings[-1]!r} more than once ({given}); "
+                         "names are matched ignoring case")
 
 
 JSON_MEDIA_TYPES = ("application/json", "text/json")
