@@ -1,0 +1,174 @@
+"""What issue 10's "tests that must exist" ask for beyond what the other agent tests check:
+
+- a local refusal is proven on the sandbox's side by what the sandbox itself received (its
+  count of the token's write requests, and the order request ids its order handler saw),
+  not only by its count of orders placed, which cannot tell a refused order that was never
+  sent from one the sandbox received and refused;
+- the day's counters survive a restart of the agent's process (a separate interpreter that
+  trades and exits, cleanly or killed with its ledger rows still in its spool)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from etoro_nb.agent import AgentSession, RiskPolicy
+from etoro_nb.client import EtoroClient
+from etoro_nb.errors import APIError, PolicyViolation
+from etoro_nb.ledger import Ledger
+from etoro_nb.models import CreatedPortfolio
+from etoro_nb.sandbox import Faults
+from etoro_nb.sandbox.app import _key_of
+from tests.agent_support import Desk, open_desk
+from tests.helpers import ALL_SCOPES, REAL_READ
+
+AAPL = 1001
+UNKNOWN_INSTRUMENT = 999_999
+
+
+def _secret(bot: CreatedPortfolio) -> str:
+    secret = bot.token.secret
+    assert secret is not None
+    return secret.get_secret_value()
+
+
+def _writes_received(desk: Desk, bot: CreatedPortfolio) -> int:
+    """Write requests the sandbox received with this token (it counts every authenticated
+    one, before checking its scope or handling it), over its quota window; the simulated
+    clock stands still, so none leaves the window during a test."""
+    quota = desk.server.sandbox.quota
+    now = desk.server.sandbox.clock.now()
+    return quota.limits["write"] - quota.peek(_key_of(_secret(bot)), "write", now).remaining
+
+
+def _order_ids_seen(desk: Desk) -> set[str]:
+    """The x-request-id of every order creation the sandbox's order handler ran, whatever
+    its answer (the sandbox keeps them to answer a repeated id the same way)."""
+    return {str(r[0]) for r in desk.query("SELECT request_id FROM idempotency")}
+
+
+# Boundaries whose order the sandbox itself would refuse if it were sent: its count of
+# orders placed stays the same either way, so only what it received can show nothing left.
+CASES: list[tuple[str, list[str], dict[str, Any], dict[str, Any]]] = [
+    ("max_order_amount_usd", ALL_SCOPES, {"max_order_amount_usd": 500},
+     {"instrument": AAPL, "amount": 50_000_000.0}),  # beyond the account's money too
+    ("denied_instruments", ALL_SCOPES, {"denied_instruments": [UNKNOWN_INSTRUMENT]},
+     {"instrument": UNKNOWN_INSTRUMENT, "amount": 100.0}),  # unknown to the sandbox too
+    ("scope", [REAL_READ], {}, {"instrument": AAPL, "amount": 100.0}),  # 403 if sent
+]
+
+
+@pytest.mark.parametrize(("rule", "scopes", "limits", "order"), CASES, ids=[c[0] for c in CASES])
+def test_a_local_refusal_never_reaches_the_sandbox(desk: Desk, rule: str, scopes: list[str],
+                                                   limits: dict[str, Any],
+                                                   order: dict[str, Any]) -> None:
+    bot = desk.portfolio(scopes=scopes)
+    session = desk.session(bot, RiskPolicy(**limits))
+    cid = desk.cid(bot)
+    writes, placed = _writes_received(desk, bot), desk.orders_received(cid)
+    rid = str(uuid.uuid4())
+    with pytest.raises(PolicyViolation) as caught:
+        session.open_order(request_id=rid, **order)
+    assert caught.value.rule == rule and session.stopped is None
+    assert _writes_received(desk, bot) == writes  # the sandbox received no write at all
+    assert rid not in _order_ids_seen(desk)
+    assert desk.orders_received(cid) == placed
+    # The control: the same order sent by the bare agent client reaches the sandbox, which
+    # refuses it, and its count of orders placed does not move either.
+    with pytest.raises(APIError):
+        desk.agent(bot).trading("real").open_order(request_id=rid, **order)
+    assert _writes_received(desk, bot) == writes + 1
+    assert desk.orders_received(cid) == placed
+
+
+def test_a_pause_stops_the_order_before_the_sandbox_receives_it(desk: Desk) -> None:
+    bot = desk.portfolio()
+    session = desk.session(bot)
+    desk.owner.agent_portfolios.pause(bot.portfolio.id, reason="checking")
+    writes = _writes_received(desk, bot)
+    rid = str(uuid.uuid4())
+    with pytest.raises(PolicyViolation, match="paused"):
+        session.open_order(AAPL, amount=100, request_id=rid)
+    assert _writes_received(desk, bot) == writes and rid not in _order_ids_seen(desk)
+    desk.owner.agent_portfolios.resume(bot.portfolio.id)
+    session.open_order(AAPL, amount=100, request_id=rid)  # the same id, now sent once
+    assert _writes_received(desk, bot) == writes + 1 and rid in _order_ids_seen(desk)
+
+
+# -- a restart of the agent's process keeps the day's counters ---------------------------------
+def test_a_restart_counts_an_order_whose_answer_was_lost(desk: Desk) -> None:
+    """The sandbox places the order and the answer is dropped; the client finds it by its
+    request id. The ledger holds no 2xx for the order itself, yet it was placed."""
+    bot = desk.portfolio()
+    policy = RiskPolicy(max_orders_per_day=2)
+    first = desk.session(bot, policy)
+    first.open_order(AAPL, amount=100)
+    desk.server.sandbox.set_faults(Faults(drop_after_commit_rate=1.0))
+    first.open_order(AAPL, amount=100)  # placed; its answer lost, then looked up
+    desk.server.sandbox.set_faults(Faults())
+    assert desk.orders_received(desk.cid(bot)) == 2
+    first.close()
+    again = desk.session(bot, policy)  # a restart: the counts come from the ledger
+    assert again.book.orders_today == 2
+    with pytest.raises(PolicyViolation, match="max_orders_per_day"):
+        again.open_order(AAPL, amount=100)
+    assert desk.orders_received(desk.cid(bot)) == 2
+
+
+
+_AGENT = """
+import os, sys
+from etoro_nb.agent import AgentSession, RiskPolicy
+from etoro_nb.client import EtoroClient
+from etoro_nb.ledger import Ledger
+base, api_key, path, orders, how = sys.argv[1:]
+agent = EtoroClient(base_url=base, api_key=api_key, user_key=os.environ["AGENT_TOKEN"],
+                    environment="sandbox", principal="agent", allow_real=True, ledger=Ledger(path),
+                    owns_ledger=True)
+session = AgentSession(agent, RiskPolicy(max_orders_per_hour=3), account="real")
+for _ in range(int(orders)):
+    session.open_order(1001, amount=100)
+if how == "killed":
+    os._exit(0)  # no close: the ledger rows it has not committed are left in its spool
+session.close()
+agent.close()
+"""
+
+
+@pytest.mark.parametrize("how", ["closed", "killed"])
+def test_a_restarted_agent_process_keeps_the_days_counters(
+        make_server: Callable[..., Any], make_client: Callable[..., EtoroClient],
+        tmp_path: Any, how: str) -> None:
+    # The wall clock on both sides: the agent's process cannot share a simulated one. The
+    # limit is per rolling hour, so a run across midnight counts the same.
+    desk = open_desk(make_server, make_client, tmp_path, clock=None)
+    bot = desk.portfolio()
+    creds = desk.server.credentials
+    done = subprocess.run([sys.executable, "-c", _AGENT, creds.base_url, creds.api_key,
+                           str(desk.ledger_path), "3", how],
+                          env={**os.environ, "AGENT_TOKEN": _secret(bot)},
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert desk.orders_received(desk.cid(bot)) == 3
+    reopened = Ledger(desk.ledger_path)  # the restarted agent's own ledger connection
+    agent = EtoroClient(base_url=creds.base_url, api_key=creds.api_key, user_key=bot.token,
+                        environment="sandbox", principal="agent", allow_real=True,
+                        ledger=reopened, owns_ledger=True)
+    try:
+        session = AgentSession(agent, RiskPolicy(max_orders_per_hour=3), account="real")
+        assert session.book.orders_last_hour == 3
+        with pytest.raises(PolicyViolation) as caught:
+            session.open_order(AAPL, amount=100)
+        assert (caught.value.rule, caught.value.limit, caught.value.attempted) == (
+            "max_orders_per_hour", 3, 4)
+        assert desk.orders_received(desk.cid(bot)) == 3
+        session.close()
+    finally:
+        agent.close()
+        desk.owner.close()
