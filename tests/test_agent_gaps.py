@@ -172,3 +172,46 @@ def test_a_restarted_agent_process_keeps_the_days_counters(
     finally:
         agent.close()
         desk.owner.close()
+
+
+# -- the owner's policy, from the ledger, holds each boundary as the session's own does ---------
+OWNER_CASES: list[tuple[dict[str, Any], list[dict[str, Any]], dict[str, Any], dict[str, Any],
+                        str, object, object]] = [
+    # The share's base is the virtual balance the owner's policy recorded (10,000 USD): the
+    # session is given none of its own.
+    ({"max_gross_exposure_share": 0.1}, [{"amount": 600}], {"amount": 400}, {"amount": 1},
+     "max_gross_exposure_share", 0.1, 0.1001),
+    ({"allowed_asset_classes": ["Stocks", "ETF"]}, [], {"instrument": "GLD"},
+     {"instrument": "ETH"}, "allowed_asset_classes", ["stocks", "etf"], "Crypto"),
+    ({"max_orders_per_hour": 2}, [{}], {}, {}, "max_orders_per_hour", 2, 3),
+    ({"require_stop_loss": True}, [], {"stop_loss": 100.0}, {}, "require_stop_loss", True, None),
+    ({"trading_hours_utc": ["14:00", "14:31"]}, [], {"later": 59}, {"later": 1},
+     "trading_hours_utc", "14:00-14:31 UTC", "14:31 UTC"),
+]
+
+
+@pytest.mark.parametrize(("limits", "setup", "at", "over", "rule", "limit", "attempted"), OWNER_CASES,
+                         ids=[next(iter(c[0])) for c in OWNER_CASES])
+def test_the_owners_policy_holds_each_boundary(desk: Desk, limits: dict[str, Any],
+                                              setup: list[dict[str, Any]], at: dict[str, Any],
+                                              over: dict[str, Any], rule: str, limit: object,
+                                              attempted: object) -> None:
+    bot = desk.portfolio()
+    desk.owner.agent_portfolios.set_policy(bot.portfolio.id, RiskPolicy.from_limits(limits))
+    session = desk.session(bot)  # no policy of its own: only the owner's, from the ledger
+    cid = desk.cid(bot)
+    clock = desk.server.sandbox.clock
+
+    def buy(**kw: Any) -> None:
+        clock.advance(kw.pop("later", 0))
+        session.open_order(kw.pop("instrument", AAPL), amount=kw.pop("amount", 100.0), **kw)
+
+    for extra in [*setup, at]:  # the last one exactly at the limit
+        before = desk.orders_received(cid)
+        buy(**extra)
+        assert desk.orders_received(cid) == before + 1
+    writes = _writes_received(desk, bot)
+    with pytest.raises(PolicyViolation) as caught:
+        buy(**over)
+    assert (caught.value.rule, caught.value.limit, caught.value.attempted) == (rule, limit, attempted)
+    assert _writes_received(desk, bot) == writes  # the sandbox received nothing
