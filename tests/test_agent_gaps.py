@@ -14,19 +14,23 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from etoro_nb.agent import AgentSession, RiskPolicy
 from etoro_nb.client import EtoroClient
-from etoro_nb.errors import APIError, PolicyViolation
+from etoro_nb.errors import APIError, BadRequestError, PolicyViolation
 from etoro_nb.ledger import Ledger
 from etoro_nb.models import CreatedPortfolio
 from etoro_nb.sandbox import Faults
 from etoro_nb.sandbox.app import _key_of
 from tests.agent_support import Desk, open_desk
 from tests.helpers import ALL_SCOPES, REAL_READ
+from tests.test_agent_session import _CLOSE, _LATER, _OPEN, _POLICY, _justified, _within
 
 AAPL = 1001
 UNKNOWN_INSTRUMENT = 999_999
@@ -215,3 +219,68 @@ def test_the_owners_policy_holds_each_boundary(desk: Desk, limits: dict[str, Any
         buy(**over)
     assert (caught.value.rule, caught.value.limit, caught.value.attempted) == (rule, limit, attempted)
     assert _writes_received(desk, bot) == writes  # the sandbox received nothing
+
+
+# -- random streams under the owner's policy, tightened mid-run ---------------------------------
+def _tighter(policy: RiskPolicy) -> RiskPolicy:
+    """Every upper limit of ``policy`` halved (counts one less): tighter, so no consent."""
+    limits = policy.limits()
+    for name, value in limits.items():
+        if name.startswith("max_") and isinstance(value, float):
+            limits[name] = round(value / 2, 2)
+        elif name.startswith("max_") and isinstance(value, int):
+            limits[name] = max(1, value - 1)
+    return RiskPolicy.from_limits(limits)
+
+
+_TIGHTEN = st.tuples(st.just("tighten"), st.just(0), st.just(0.0), st.just(0))
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(limits=_POLICY, actions=st.lists(st.one_of(_OPEN, _OPEN, _OPEN, _CLOSE, _LATER, _TIGHTEN),
+                                        min_size=8, max_size=20))
+def test_no_accepted_order_crosses_the_owners_policy_in_force(
+        desk: Desk, limits: dict[str, Any], actions: list[tuple[Any, ...]]) -> None:
+    """As ``test_no_accepted_order_leaves_the_book_beyond_a_boundary``, with the policy the
+    owner's (read from the ledger before each order) and tightened by the owner mid-run:
+    every accepted order is inside the policy in force when it was placed."""
+    bot = desk.portfolio()
+    policy = RiskPolicy(**limits)
+    desk.owner.agent_portfolios.set_policy(bot.portfolio.id, policy)
+    session = desk.session(bot)
+    cid = desk.cid(bot)
+    clock = desk.server.sandbox.clock
+    for action, a, b, c in actions:
+        now = clock.now()
+        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+        if action == "open":
+            count, exposure = desk.exposure(cid)
+            lost = -desk.realized(cid, day)
+            today = desk.orders_received(cid, day)
+            hour = desk.orders_received(cid, now - timedelta(hours=1) + timedelta(milliseconds=1))
+            try:
+                session.open_order(a, amount=b, leverage=c)
+            except PolicyViolation as refused:
+                _justified(refused, policy, count, exposure, lost, today, hour, b * c)
+                continue
+            except BadRequestError:  # the server's refusal (funds): nothing placed
+                continue
+            after_count, after_exposure = desk.exposure(cid)
+            _within(policy, after_count, after_exposure, lost, today + 1, hour + 1, b, c)
+        elif action == "close":
+            held = [h for h in session.holdings() if h.position_id is not None]
+            if held:
+                target = held[a % len(held)]
+                assert target.units is not None and target.position_id is not None
+                units = None if b is None else round(target.units * b, 6)
+                session.close_position(target.position_id, int(target.instrument), units=units)
+        elif action == "tighten":
+            policy = _tighter(policy)
+            desk.owner.agent_portfolios.set_policy(bot.portfolio.id, policy)
+        else:
+            clock.advance(a)
+    session.reconcile()
+    book = sorted((h.position_id, h.amount_usd, h.units, h.leverage) for h in session.holdings())
+    assert book == desk.positions(cid)
