@@ -203,7 +203,10 @@ class AgentSession:
 
     def _ledger_orders(self, now: datetime) -> list[datetime]:
         """This token's orders on this account since the earlier of the day's start and an
-        hour ago, from the ledger (so a restart keeps the day's counters)."""
+        hour ago, from the ledger (so a restart keeps the day's counters). As in the book, an
+        order whose outcome is unknown counts as placed: only one whose last attempt the
+        server answered with a 4xx was not (a process killed after sending leaves an intent
+        with no outcome, and the server may well have placed it)."""
         import polars as pl
 
         from etoro_nb.frames.ledger import usage
@@ -214,12 +217,16 @@ class AgentSession:
                      if ("/demo/" in catalogue()[op].route) == demo)
         since = min(now.replace(hour=0, minute=0, second=0, microsecond=0),
                     now - timedelta(hours=1))
-        frame = usage(self._ledger, since=since, phase="outcome", lazy=True)
+        frame = usage(self._ledger, since=since, lazy=True)
         assert isinstance(frame, pl.LazyFrame)
+        outcome = pl.col("phase") == "outcome"
+        refused = ((outcome.sum() >= (pl.col("phase") == "intent").sum())
+                   & pl.col("status").filter(outcome).sort_by(pl.col("seq").filter(outcome))
+                   .last().is_between(400, 499).fill_null(False))
         placed = (frame.filter(pl.col("token_fingerprint") == self._fingerprint,
-                               pl.col("operation_id").is_in(ops),
-                               pl.col("status").is_between(200, 299))
-                  .group_by("request_id").agg(pl.col("ts").min()).collect())
+                               pl.col("operation_id").is_in(ops))
+                  .group_by("request_id").agg(pl.col("ts").min(), refused=refused)
+                  .filter(~pl.col("refused")).collect())
         return sorted(placed["ts"].to_list())
 
     def _reconcile(self, now: datetime, why: str, portfolio: Portfolio | None = None) -> None:
