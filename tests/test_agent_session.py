@@ -346,6 +346,9 @@ def test_revocation_mid_run_stops_the_session_for_good(desk: Desk) -> None:
     assert desk.orders_received(cid) == received
     stops = _stop_events(desk, bot)
     assert stops.height == 1 and "revoked" in stops["reason"][0]
+    # the server's answer that stopped it is in the audit, not only in the reason's words
+    assert (stops["status"][0], stops["error_code"][0]) == (401, caught.value.cause.error_code)
+    assert stops["error_code"][0]
     assert session.stopped is not None and "401" in str(session.stopped)
 
 

@@ -251,7 +251,9 @@ def policy_events(ledger: Ledger, *, portfolio: str | None = None,
     local = rows.with_columns(
         source=pl.when(pl.col("kind").is_in(owner)).then(pl.lit("owner")).otherwise(pl.lit("agent")),
         loosens=pl.col("detail").str.json_path_match("$.loosens").str.json_decode(SCOPES),
-        status=pl.lit(None, pl.Int64), error_code=pl.lit(None, pl.String),
+        # A session stopped by the server's 401/403 keeps that answer in its detail.
+        status=pl.col("detail").str.json_path_match("$.status").cast(pl.Int64, strict=False),
+        error_code=pl.col("detail").str.json_path_match("$.error_code"),
         **{name: pl.col("detail").str.json_path_match(f"$.{name}").cast(dtype, strict=False)
            for name, dtype in _FROM_DETAIL.items()})
     parts = [local.with_columns(_numbers()).select(list(POLICY_EVENTS_SCHEMA))]
