@@ -7,7 +7,7 @@ its unix socket in the temporary directory, with ``trust`` authentication (roles
 hold their privileges; no password is ever needed or shown). ``initdb`` refuses to run as
 root, so as root the server runs as the ``postgres`` OS user (``runuser``). The server is
 stopped at the end of the session. ``fsync`` is off: the tests kill clients, never the
-machine, and a commit is still acknowledged only once the server has it.
+machine (the WAL is still written and "flushed" in order, which is what they check).
 
 Where no PostgreSQL is found the tests that need it skip, saying why; with
 ``ETORO_NB_REQUIRE_POSTGRES=1`` (set by ``.ci/run``) they fail instead.
@@ -62,6 +62,7 @@ class PostgresServer:
     root: Path
     port: int
     run_as: list[str]
+    fsync: bool = False
     _databases: Iterator[int] = field(default_factory=lambda: itertools.count(1))
 
     @property
@@ -80,8 +81,11 @@ class PostgresServer:
             raise RuntimeError(f"{' '.join(args[:2])} failed: {out.stderr.strip()}\n{tail}")
 
     def start(self) -> None:
-        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                   "-c max_connections=60 -c shared_buffers=32MB")
+        options = (f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 "
+                   f"-c fsync={'on' if self.fsync else 'off'} -c max_connections=60 "
+                   # An asynchronous commit stays unflushed for seconds, not 200 ms: a test
+                   # sees whether an append waited for its flush.
+                   "-c wal_writer_delay=10000 -c shared_buffers=32MB")
         self._run(str(self.bindir / "pg_ctl"), "start", "-w", "-t", "60", "-D", str(self.data),
                   "-l", str(self.root / "server.log"), "-o", options)
 
@@ -102,7 +106,9 @@ class PostgresServer:
         return name
 
 
-def start_server() -> PostgresServer:
+def start_server(*, fsync: bool = False) -> PostgresServer:
+    """initdb and start a server in a new temporary directory (``fsync``: as in production,
+    for benchmarks)."""
     bindir = find_bindir()
     if bindir is None:
         raise LookupError("no PostgreSQL server binaries (initdb) in /usr/lib/postgresql/*/bin "
@@ -112,7 +118,7 @@ def start_server() -> PostgresServer:
     if os.geteuid() == 0:  # initdb refuses root: the server runs as the postgres OS user
         shutil.chown(root, user=SUPERUSER)
         run_as = ["runuser", "-u", SUPERUSER, "--"]
-    server = PostgresServer(bindir, root, _free_port(), run_as)
+    server = PostgresServer(bindir, root, _free_port(), run_as, fsync)
     server._run(str(bindir / "initdb"), "-D", str(server.data), "-U", SUPERUSER,
                 "--auth=trust", "--no-sync", "-E", "UTF8", "--locale=C")
     server.start()

@@ -166,6 +166,23 @@ def test_a_row_forged_by_a_writer_breaks_the_chain(url: str) -> None:
     assert result.problem == "usage_events row 2 in the PostgreSQL ledger: its link to row 1 is broken"
 
 
+def test_an_append_is_flushed_before_it_is_acknowledged(postgres: PostgresServer, database: str,
+                                                        url: str) -> None:
+    """Appends commit asynchronously (the chain lock goes before the disk flush), so each
+    must wait for the flush of its commit before it returns (``wal_writer_delay`` of the test
+    server is 10 s: nothing else flushes it in time)."""
+    admin = postgres.url(SUPERUSER, database)
+    with Ledger.open(url) as ledger, psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS pg_walinspect")
+        start = conn.execute("SELECT pg_current_wal_insert_lsn()::text").fetchone()
+        _intent(ledger, "r-1")
+        xid = conn.execute("SELECT xmin::text FROM usage_events WHERE seq = 1").fetchone()
+        flushed = conn.execute(  # the records of the WAL on disk (this reads only those)
+            "SELECT xid::text, record_type FROM pg_get_wal_records_info_till_end_of_wal(%s::pg_lsn) "
+            "WHERE resource_manager = 'Transaction'", start).fetchall()
+    assert xid is not None and (xid[0], "COMMIT") in flushed
+
+
 def _remaining(owner: Api) -> int:
     return int(owner.get("/api/v1/me").headers["X-RateLimit-Remaining"])
 

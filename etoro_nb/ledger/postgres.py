@@ -16,10 +16,19 @@ writers never deadlock), reads the table's head, inserts its rows chained after 
 commits; the lock is released only once the commit is visible, so the next writer chains
 after it. Every row thus has one global sequence number and one predecessor, whatever
 host wrote it: ``verify`` walks one chain per table and a checkpoint signs one head per
-table, as for SQLite. The price is that commits of one table are serialised (batches of
-many rows amortise it: ``bench/team_ledger.py`` measures it against SQLite); per-writer
-chains would append without waiting but leave no single order to sign or audit. The
-primary key on ``seq`` backs the lock: two rows can never claim one place in the chain.
+table, as for SQLite. The price is that commits of one table are serialised
+(``bench/team_ledger.py`` measures it against SQLite); per-writer chains would append
+without waiting but leave no single order to sign or audit. The primary key on ``seq``
+backs the lock: two rows can never claim one place in the chain.
+
+The lock is not held through the disk flush. An append commits with ``synchronous_commit
+= off`` (the locks go as soon as the commit is in the WAL, and the next writer chains
+after it), then makes one small WAL record in a transaction of its own that commits
+synchronously, and only then returns. PostgreSQL flushes the WAL in order, so that flush
+covers the append's commit too: nothing is acknowledged before it is on disk, and the
+flushes of concurrent writers are shared (group commit). A server crash can lose only
+appends not yet acknowledged, and only a suffix of the WAL: a row whose predecessor was
+lost was written after it, so it is lost too, and the chain survives whole.
 
 Write-ahead. There is no local spool: a spooled intent would let a request go out that
 the shared record never saw. Every intent is committed on the server before its request
@@ -39,7 +48,7 @@ from __future__ import annotations
 import threading
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
@@ -62,6 +71,13 @@ T = TypeVar("T")
 _INSERT = {table: f"INSERT INTO {table} ({', '.join(columns)}, prev_hash, row_hash) VALUES "
                   f"({', '.join(['%s'] * (len(columns) + 2))})" for table, columns in CHAINED.items()}
 _HEAD = {table: f"SELECT seq, row_hash FROM {table} ORDER BY seq DESC LIMIT 1" for table in CHAINED}
+
+
+# An append's transaction commits asynchronously (its chain locks go before the disk
+# flush); the transactional WAL message after COMMIT commits synchronously, so its flush
+# covers the append's commit (see the module).
+_BEGIN_ASYNC = "BEGIN; SELECT set_config('synchronous_commit', 'off', true)"
+_COMMIT_FLUSHED = b"COMMIT; SELECT pg_logical_emit_message(true, 'etoro-nb', '')"
 
 
 def chain_lock(table: str) -> int:
@@ -158,31 +174,57 @@ class PostgresLedger(Ledger):
             self._pg = connect(self._url)
         return self._pg
 
-    def _write(self, work: Callable[[psycopg.Connection[tuple[Any, ...]]], T]) -> T:
-        """Run ``work`` in one transaction. A row the server refuses on its own (a CHECK)
+    def _write(self, work: Callable[[psycopg.Connection[tuple[Any, ...]]], T], *,
+               chained: bool = False) -> T:
+        """Run ``work`` and commit what it began: a single statement commits itself; a
+        transaction ``work`` opened is committed here (``chained``: one opened by
+        ``_lock_heads``, committed asynchronously, whose WAL is then flushed before this
+        returns, in the same round trip). A row the server refuses on its own (a CHECK)
         raises ValueError, anything else LedgerError; nothing is retried here."""
         import psycopg
 
+        idle = psycopg.pq.TransactionStatus.IDLE
         with self._lock:
             conn = self._writing()
             try:
-                with conn.transaction():
-                    return work(conn)
+                try:
+                    done = work(conn)
+                    if conn.info.transaction_status != idle:
+                        conn.execute(_COMMIT_FLUSHED if chained else b"COMMIT")
+                except BaseException:
+                    if not conn.broken and conn.info.transaction_status != idle:
+                        with suppress(psycopg.Error):
+                            conn.execute(b"ROLLBACK")
+                    raise
+                return done
             except (psycopg.errors.CheckViolation, psycopg.errors.NotNullViolation) as exc:
                 raise ValueError(f"the PostgreSQL ledger refused a row: {_reason(exc)}") from None
             except psycopg.Error as exc:
                 raise LedgerError(f"cannot write the PostgreSQL ledger at {self.where}: "
                                   f"{_reason(exc)}") from None
 
+    @staticmethod
+    def _lock_heads(conn: psycopg.Connection[tuple[Any, ...]],
+                    tables: Sequence[str]) -> dict[str, tuple[int, str]]:
+        """Begin a transaction that commits asynchronously, take the tables' chain locks (in
+        table order) and read their heads after them: one round trip (several statements,
+        each with its own snapshot, so the heads are read once the locks are held)."""
+        locks = "; ".join(f"SELECT pg_advisory_xact_lock({chain_lock(t)})" for t in tables)
+        heads = " UNION ALL ".join(f"(SELECT '{t}', seq, row_hash FROM {t} ORDER BY seq DESC LIMIT 1)"
+                                   for t in tables)
+        with conn.cursor() as cur:
+            cur.execute(f"{_BEGIN_ASYNC}; {locks}; {heads}".encode())
+            while cur.nextset():
+                pass  # to the last result: the heads
+            found = {str(t): (int(seq), str(h)) for t, seq, h in cur.fetchall()}
+        return {t: found.get(t, (0, GENESIS)) for t in tables}
+
     def _commit_jobs(self, jobs: Sequence[Job]) -> list[int]:
         """Insert the rows in one transaction, each table's chain locked first (see the
         module); returns their sequence numbers."""
         def work(conn: psycopg.Connection[tuple[Any, ...]]) -> list[int]:
-            tables = sorted({job.table for job in jobs})
-            for table in tables:
-                conn.execute("SELECT pg_advisory_xact_lock(%s)", (chain_lock(table),))
-            heads = {table: self._head(table, conn) for table in tables}
-            rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in tables}
+            heads = self._lock_heads(conn, sorted({job.table for job in jobs}))
+            rows: dict[str, list[tuple[Any, ...]]] = {table: [] for table in heads}
             seqs = []
             for job in jobs:
                 seq, prev = heads[job.table]
@@ -192,10 +234,13 @@ class PostgresLedger(Ledger):
                 seqs.append(seq + 1)
             with conn.cursor() as cur:
                 for table, batch in rows.items():
-                    cur.executemany(_INSERT[table], batch)
+                    if len(batch) == 1:
+                        cur.execute(_INSERT[table], batch[0])
+                    else:
+                        cur.executemany(_INSERT[table], batch)
             return seqs
 
-        seqs = self._write(work)
+        seqs = self._write(work, chained=True)
         if self._checkpointer is not None:
             for job, seq in zip(jobs, seqs, strict=True):
                 self._checkpointer.appended(job.table, seq)
