@@ -13,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
-import psycopg
 import pytest
 
 import etoro_nb as enb
@@ -30,6 +29,8 @@ from etoro_nb.sandbox import SandboxServer
 from tests.helpers import Api
 from tests.pg_support import SUPERUSER, PostgresServer
 
+psycopg = pytest.importorskip("psycopg", reason="the PostgreSQL ledger needs psycopg: "
+                              "pip install -e '.[postgres]'")
 ROOT = Path(__file__).resolve().parents[1]
 WRITER = "ledger_writer"
 DEMO_READ = "etoro-public:trade.demo:read"
@@ -271,8 +272,8 @@ def test_every_migration_has_a_postgres_translation_and_builds_the_spec(
                                "prev_hash": "text", "row_hash": "text"}
 
 
-def test_init_postgres_and_verify_from_the_command_line(
-        postgres: PostgresServer, capsys: pytest.CaptureFixture[str]) -> None:
+def test_init_postgres_verify_and_checkpoint_from_the_command_line(
+        postgres: PostgresServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     name = postgres.new_database()
     assert cli.main(["ledger", "init-postgres", postgres.url(SUPERUSER, name),
                      "--writer-role", WRITER, "--reader-role", "ledger_auditor"]) == 0
@@ -283,6 +284,13 @@ def test_init_postgres_and_verify_from_the_command_line(
         ledger.append_lifecycle(kind="policy_set", portfolio_id="p", detail={"policy": {}})
     assert cli.main(["ledger", "verify", url]) == 0
     assert "ledger verified: 2 rows" in capsys.readouterr().out
+    key, checkpoints = tmp_path / "keys" / "checkpoint.key", tmp_path / "checkpoints.jsonl"
+    assert cli.main(["ledger", "checkpoint", url, "--to", str(checkpoints), "--key", str(key)]) == 0
+    assert cli.main(["ledger", "verify", url, "--checkpoint", str(checkpoints), "--key", str(key)]) == 0
+    out = capsys.readouterr().out
+    assert "matches 1 signed checkpoint(s)" in out and "usage_events to row 1" in out
+    assert cli.main(["ledger", "seal", url]) == 2
+    assert "not sealed" in capsys.readouterr().err
     with psycopg.connect(postgres.url("ledger_auditor", name), autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM usage_events").fetchone() == (1,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
