@@ -34,6 +34,7 @@ psycopg = pytest.importorskip("psycopg", reason="the PostgreSQL ledger needs psy
 ROOT = Path(__file__).resolve().parents[1]
 WRITER = "ledger_writer"
 DEMO_READ = "etoro-public:trade.demo:read"
+DEMO_WRITE = "etoro-public:trade.demo:write"
 
 
 @pytest.fixture
@@ -295,3 +296,34 @@ def test_init_postgres_verify_and_checkpoint_from_the_command_line(
         assert conn.execute("SELECT count(*) FROM usage_events").fetchone() == (1,)
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute("INSERT INTO token_fingerprints VALUES ('f', 't', 'p', 1)")
+
+
+def test_synth_writes_a_postgres_ledger_once(url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["ledger", "synth", "--events", "2000", "--out", url, "--portfolios", "3"]) == 0
+    assert "wrote 2000 usage events" in capsys.readouterr().out
+    with Ledger.open(url) as ledger:
+        assert enb.frames.usage(ledger).height == 2000
+        assert enb.frames.lifecycle(ledger).height >= 3
+        assert ledger.verify().ok
+    assert cli.main(["ledger", "synth", "--events", "2000", "--out", url]) == 2
+    assert "already holds events" in capsys.readouterr().err
+
+
+def test_an_owner_pause_on_one_host_stops_an_agent_session_on_another(
+        url: str, make_server: Callable[..., SandboxServer],
+        make_client: Callable[..., EtoroClient]) -> None:
+    from etoro_nb.agent import AgentSession
+    from etoro_nb.errors import PolicyViolation
+
+    server = make_server(read_limit=10_000, write_limit=10_000)
+    owner = make_client(server, ledger=Ledger.open(url), owns_ledger=True,
+                        clock=server.sandbox.clock.now)
+    bot = owner.agent_portfolios.create("pgpause1", 1000, scopes=[DEMO_READ, DEMO_WRITE])
+    agent = make_client(server, ledger=Ledger.open(url), owns_ledger=True,  # another host's
+                        clock=server.sandbox.clock.now).as_agent(bot.token)
+    session = AgentSession(agent, None, account="demo")
+    session.open_order(1001, amount=50)
+    owner.agent_portfolios.pause(bot.portfolio.id, reason="audit")
+    with pytest.raises(PolicyViolation, match="audit"):
+        session.open_order(1001, amount=50)
+    agent.close()
