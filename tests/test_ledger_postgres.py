@@ -214,7 +214,8 @@ def test_with_the_server_down_the_client_sends_nothing(
     assert rows["operation_id"].to_list() == ["getAuthenticatedUserProfile"] * 2
 
 
-def test_connect_to_a_ledger_server_that_is_down_raises_a_clear_error(postgres: PostgresServer) -> None:
+def test_connect_to_a_ledger_server_that_is_down_raises_a_clear_error(
+        postgres: PostgresServer, monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.pg_support import _free_port
 
     down = f"postgresql://someone:hunter2-secret@127.0.0.1:{_free_port()}/ledger"
@@ -224,6 +225,44 @@ def test_connect_to_a_ledger_server_that_is_down_raises_a_clear_error(postgres: 
     assert "hunter2" not in str(err.value)
     with pytest.raises(LedgerError, match="cannot reach"):
         Ledger.open(down)
+    monkeypatch.setenv("ETORO_NB_LEDGER", down)  # the hosts' setting
+    with pytest.raises(LedgerError, match="cannot reach") as err:
+        enb.connect()
+    assert "hunter2" not in str(err.value)
+
+
+def test_a_password_in_the_url_is_shown_nowhere(postgres: PostgresServer, database: str,
+                                                 tmp_path: Path) -> None:
+    secret = "pw-never-shown"  # the test server trusts local roles: the password goes unused
+    url = f"postgresql://{WRITER}:{secret}@127.0.0.1:{postgres.port}/{database}"
+    checkpoints = tmp_path / "checkpoints.jsonl"
+    with Ledger.open(url) as ledger:
+        _intent(ledger, "r-1")
+        write_checkpoint(ledger, checkpoints, tmp_path / "keys" / "checkpoint.key")
+        shown = [repr(ledger), ledger.where, str(ledger.verify(checkpoints,
+                                                               key=tmp_path / "keys" / "checkpoint.key"))]
+    shown.append(checkpoints.read_text())
+    assert f"{WRITER}:***@" in shown[0]
+    assert not [text for text in shown if secret in text]
+
+
+def test_an_async_client_records_into_a_postgres_ledger(url: str, server: SandboxServer) -> None:
+    import asyncio
+
+    from etoro_nb.client import AsyncEtoroClient
+
+    async def scenario(ledger: Ledger) -> None:
+        creds = server.credentials
+        async with AsyncEtoroClient(base_url=creds.base_url, api_key=creds.api_key,
+                                    user_key=creds.user_key, environment="sandbox",
+                                    allow_real=True, ledger=ledger) as client:
+            await asyncio.gather(*(client.me() for _ in range(5)))
+
+    with Ledger.open(url) as ledger:
+        asyncio.run(scenario(ledger))
+        requests = enb.frames.requests(ledger)
+        assert ledger.verify().ok
+    assert requests.height == 5 and requests["status"].to_list() == [200] * 5
 
 
 def test_a_role_that_may_not_migrate_is_told_who_must(postgres: PostgresServer) -> None:
