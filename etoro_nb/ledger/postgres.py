@@ -50,11 +50,12 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from datetime import date, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from etoro_nb.errors import LedgerError
 from etoro_nb.ledger.chain import now_us
-from etoro_nb.ledger.core import Ledger, _chained_row
+from etoro_nb.ledger.core import KEY_BYTES, Ledger, _chained_row
 from etoro_nb.ledger.pg_connect import connect, is_postgres, redact
 from etoro_nb.ledger.pg_schema import FINGERPRINT_KEY
 from etoro_nb.ledger.schema import CHAINED, GENESIS, LEDGER_ID
@@ -129,7 +130,7 @@ class PostgresLedger(Ledger):
     def where(self) -> str:
         return redact(self._url)
 
-    def _key_folders(self) -> tuple[Any, ...]:
+    def _key_folders(self) -> tuple[Path, ...]:
         return ()  # no folder of the ledger's on this machine
 
     def __repr__(self) -> str:
@@ -142,15 +143,17 @@ class PostgresLedger(Ledger):
 
         from etoro_nb.ledger.pg_admin import migrate, missing
 
+        lacking: list[str] = []
         try:
             lacking = missing(conn)
             if lacking:
                 migrate(conn)
         except psycopg.errors.InsufficientPrivilege:
+            what = (f"lacks the migrations {', '.join(lacking)}, and this role may not apply them"
+                    if lacking else "cannot be read by this role")
             raise LedgerError(
-                f"the PostgreSQL ledger at {self.where} lacks the migrations {', '.join(lacking)}, "
-                "and this role may not apply them: ask its administrator to run `etoro-nb ledger "
-                "init-postgres URL --writer-role NAME`") from None
+                f"the PostgreSQL ledger at {self.where} {what}: ask its administrator to run "
+                "`etoro-nb ledger init-postgres URL --writer-role NAME`") from None
         except psycopg.Error as exc:
             raise LedgerError(f"cannot set up the PostgreSQL ledger at {self.where}: "
                               f"{_reason(exc)}") from None
@@ -159,10 +162,13 @@ class PostgresLedger(Ledger):
         """The fingerprint key all the ledger's writers share (``ledger_meta``)."""
         row = conn.execute("SELECT value FROM ledger_meta WHERE key = %s", (FINGERPRINT_KEY,)).fetchone()
         try:
-            return bytes.fromhex(str(row[0])) if row else b""
+            key = bytes.fromhex(str(row[0])) if row else b""
         except ValueError:
-            raise LedgerError(f"the PostgreSQL ledger at {self.where} has a damaged "
-                              f"{FINGERPRINT_KEY}") from None
+            key = b""
+        if len(key) != KEY_BYTES:
+            raise LedgerError(f"the PostgreSQL ledger at {self.where} has no sound {FINGERPRINT_KEY} "
+                              f"in ledger_meta (expected {KEY_BYTES} bytes in hex)")
+        return key
 
     # -- writing ----------------------------------------------------------------------------
     def _writing(self) -> psycopg.Connection[tuple[Any, ...]]:
