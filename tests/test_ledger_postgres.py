@@ -85,7 +85,7 @@ def _writers(url: str, count: int, kill_after: dict[int, int], n: int = 8
 
 
 def test_eight_writers_two_killed_lose_no_acknowledged_event(url: str) -> None:
-    count, kill_after = 5000, {2: 700, 5: 2100}
+    count, kill_after = 5000, {2: 600, 5: 1800}  # far from the end: a lagging reader still kills mid-run
     procs, acks = _writers(url, count, kill_after)
     for i, proc in enumerate(procs):
         if i in kill_after:
