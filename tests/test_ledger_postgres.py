@@ -229,6 +229,18 @@ def test_connect_to_a_ledger_server_that_is_down_raises_a_clear_error(
     with pytest.raises(LedgerError, match="cannot reach") as err:
         enb.connect()
     assert "hunter2" not in str(err.value)
+    with pytest.raises(ValueError, match="takes no durability"):  # a spool would send unrecorded
+        Ledger.open(postgres.url(), durability="normal")
+
+
+def test_init_postgres_of_a_server_that_is_down_fails_clearly(capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.pg_support import _free_port
+
+    down = f"postgresql://admin:hunter2-secret@127.0.0.1:{_free_port()}/ledger"
+    assert cli.main(["ledger", "init-postgres", down, "--writer-role", WRITER]) == 2
+    err = capsys.readouterr().err
+    assert "cannot reach the PostgreSQL ledger at postgresql://admin:***@127.0.0.1" in err
+    assert "hunter2" not in err
 
 
 def test_a_password_in_the_url_is_shown_nowhere(postgres: PostgresServer, database: str,
