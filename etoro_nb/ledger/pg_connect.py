@@ -51,6 +51,6 @@ def connect(url: str, *, application: str = "etoro-nb ledger") -> psycopg.Connec
         return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT,
                                application_name=application)
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        reason = " ".join(str(exc).split()) or type(exc).__name__  # libpq's lines, as one
         raise LedgerError(f"cannot reach the PostgreSQL ledger at {redact(url)}: {reason}") \
             from None
