@@ -113,6 +113,15 @@ def _add_ledger(commands: Commands) -> None:
                                  "~/.etoro-nb/checkpoint.key)")
     seal = ledger_cmds.add_parser("seal", help="move live history into Parquet segments")
     seal.add_argument("path")
+    init_pg = ledger_cmds.add_parser(
+        "init-postgres", help="set up a shared PostgreSQL ledger and its append-only writer role",
+        description="Connecting as the database's administrator (URL), apply the ledger's "
+                    "migrations and make (if missing) the writer role, which may only read and "
+                    "INSERT. Writers then connect as it. Exit 0: done; 2: it failed.")
+    init_pg.add_argument("url", help="postgresql://ADMIN@HOST:PORT/DATABASE (a password is "
+                                     "better kept in ~/.pgpass or PGPASSWORD)")
+    init_pg.add_argument("--writer-role", required=True, metavar="NAME")
+    init_pg.add_argument("--reader-role", metavar="NAME", help="a role that may only read")
 
 
 def _add_lab(commands: Commands) -> None:
@@ -193,14 +202,18 @@ def ledger_command(args: argparse.Namespace) -> int:
                   f"({len(ledger.segments())} sealed segments)")
             ledger.close()
             return 0
-        if not Path(args.path).is_file():
+        if args.ledger_command == "init-postgres":
+            return init_postgres_command(args)
+        from etoro_nb.ledger.pg_connect import is_postgres
+
+        if not is_postgres(args.path) and not Path(args.path).is_file():
             print(f"etoro-nb ledger: no ledger at {args.path}", file=sys.stderr)
             return 2
         if args.ledger_command == "verify" and args.key and not args.checkpoint:
             print("etoro-nb ledger verify: --key verifies checkpoints; give --checkpoint FILE "
                   "too", file=sys.stderr)
             return 2
-        with Ledger(args.path) as ledger:
+        with Ledger.open(args.path) as ledger:
             if args.ledger_command == "seal":
                 made = [s for s in (ledger.seal(t) for t in ("usage_events",
                                                             "lifecycle_events")) if s]
@@ -214,6 +227,19 @@ def ledger_command(args: argparse.Namespace) -> int:
     except (LedgerError, ValueError) as exc:
         print(f"etoro-nb ledger: {exc}", file=sys.stderr)
         return 2
+
+
+def init_postgres_command(args: argparse.Namespace) -> int:
+    from etoro_nb.ledger.pg_admin import init_postgres
+    from etoro_nb.ledger.pg_connect import is_postgres, redact
+
+    if not is_postgres(args.url):
+        print("etoro-nb ledger init-postgres: URL must be a postgresql:// URL", file=sys.stderr)
+        return 2
+    applied = init_postgres(args.url, args.writer_role, args.reader_role)
+    print(f"the ledger at {redact(args.url)} is ready ({len(applied)} migrations applied now); "
+          f"writers connect as {args.writer_role}, which may only read and INSERT")
+    return 0
 
 
 def checkpoint_command(ledger: Ledger, to: Path, key: str | None) -> int:

@@ -7,6 +7,7 @@ credentials, ``connect()`` starts the embedded sandbox and says so.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Generator, Mapping
 from dataclasses import replace
@@ -27,6 +28,7 @@ from etoro_nb.client_config import (
     reveal,
 )
 from etoro_nb.config import (
+    ENV_LEDGER,
     Credentials,
     Environment,
     ledger_path,
@@ -453,6 +455,11 @@ def _ledger(chosen: Ledger | str | Path | None, environment: Environment,
             checkpoint: CheckpointConfig | None) -> Ledger:
     if isinstance(chosen, Ledger):
         return chosen
+    from etoro_nb.ledger.pg_connect import is_postgres  # a postgresql:// URL: the shared ledger
+
+    named = os.environ.get(ENV_LEDGER) if chosen is None else chosen
+    if is_postgres(named):
+        return Ledger.open(str(named), checkpoint=checkpoint)
     return Ledger(ledger_path(chosen, environment), checkpoint=checkpoint)
 
 

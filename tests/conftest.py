@@ -14,6 +14,7 @@ from etoro_nb.client import EtoroClient
 from etoro_nb.sandbox import SandboxConfig, SandboxServer, start
 from tests.agent_support import Desk, open_desk
 from tests.helpers import Api
+from tests.pg_support import postgres  # noqa: F401  (a session's PostgreSQL server, for any test)
 
 START = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 

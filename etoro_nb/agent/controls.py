@@ -95,16 +95,23 @@ class ControlWatcher:
     def __init__(self, ledger: Ledger, portfolio_id: str) -> None:
         self.ledger = ledger
         self.portfolio_id = portfolio_id
-        try:
-            self._conn = sqlite3.connect(f"{ledger.path.as_uri()}?mode=ro", uri=True,
-                                         isolation_level=None, check_same_thread=False)
-        except sqlite3.Error as exc:
-            raise LedgerError(f"cannot read the ledger at {ledger.path}: {exc}") from None
+        self._conn: sqlite3.Connection | None = None  # a shared ledger: its reading connection
+        if ledger.backend == "sqlite":
+            try:
+                self._conn = sqlite3.connect(f"{ledger.path.as_uri()}?mode=ro", uri=True,
+                                             isolation_level=None, check_same_thread=False)
+            except sqlite3.Error as exc:
+                raise LedgerError(f"cannot read the ledger at {ledger.path}: {exc}") from None
         self._lock = threading.Lock()
         self._seen = self._head()[0]
         self.controls = read_controls(ledger, portfolio_id)
 
     def _head(self, since: int = 0) -> tuple[int, int, bool]:
+        if self._conn is None:  # PostgreSQL (LedgerError if it can't be read)
+            with self.ledger._reading() as conn:
+                live, sealed, changed = conn.execute(self._SQL.replace("?", "%s"),
+                                                     (since, self.portfolio_id)).fetchone()
+            return max(int(live or 0), int(sealed)), int(sealed), bool(changed)
         try:
             with self._lock:
                 live, sealed, changed = self._conn.execute(
@@ -125,7 +132,8 @@ class ControlWatcher:
 
     def close(self) -> None:
         with self._lock:
-            self._conn.close()
+            if self._conn is not None:
+                self._conn.close()
 
 
 # -- the owner's side ---------------------------------------------------------------------

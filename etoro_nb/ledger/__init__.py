@@ -2,7 +2,8 @@
 
 See ``core`` for durability, concurrency and the hash chain; ``writer`` for when an event
 is committed; ``sealing`` for Parquet segments; ``drafts`` for the Parquet copies of live
-rows that readers use; ``scan`` for reading; ``verify`` for checking it end to end.
+rows that readers use; ``scan`` for reading; ``verify`` for checking it end to end;
+``postgres`` for the shared PostgreSQL ledger of a team (``Ledger.open(URL)``).
 """
 
 from etoro_nb.ledger.chain import Verification, chain_hash

@@ -212,7 +212,7 @@ def _load(file: Path) -> Ed25519PrivateKey | Ed25519PublicKey:
 def refuse_beside(ledger: Ledger, file: Path) -> None:
     """A signing key in the ledger's folder is no key at all: refuse it."""
     folder = file.expanduser().resolve().parent
-    if folder in (ledger.path.parent, ledger.segments_dir):
+    if folder in ledger._key_folders():
         raise LedgerError(f"the checkpoint key {file} sits in the ledger's folder {folder}: keep "
                           "it apart (whoever can change the ledger there could also re-sign it)")
 
@@ -220,8 +220,7 @@ def refuse_beside(ledger: Ledger, file: Path) -> None:
 # -- writing and reading ---------------------------------------------------------------------
 def ledger_identity(ledger: Ledger) -> str:
     """The ledger's random identity (made by its migration), which checkpoints name."""
-    with ledger.snapshot() as conn:
-        return identity(conn, ledger.path)
+    return ledger._signed_state()[1]
 
 
 def identity(conn: sqlite3.Connection, path: Path) -> str:
@@ -246,11 +245,10 @@ def write_checkpoint(ledger: Ledger, to: str | Path,
         file = key_path(key)
         refuse_beside(ledger, file)
         key = signing_key(file)
-    with ledger.snapshot() as conn:  # every head and the identity from one moment
-        heads = {table: Head(*ledger._head(table, conn)) for table in CHAINED}
-        ledger_id = identity(conn, ledger.path)
+    state, ledger_id = ledger._signed_state()  # every head and the identity from one moment
+    heads = {table: Head(*head) for table, head in state.items()}
     record: dict[str, Any] = {
-        "checkpoint": VERSION, "ledger_id": ledger_id, "ledger": str(ledger.path),
+        "checkpoint": VERSION, "ledger_id": ledger_id, "ledger": ledger.where,
         "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
         "heads": {table: {"seq": head.seq, "hash": head.hash} for table, head in heads.items()},
         "key": public_hex(key.public_key()),

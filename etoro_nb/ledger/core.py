@@ -76,6 +76,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib
 import json
 import logging
 import secrets
@@ -87,7 +88,7 @@ from concurrent.futures import Future
 from contextlib import contextmanager, suppress
 from datetime import date, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from etoro_nb.errors import LedgerError
 from etoro_nb.ledger.chain import Verification, chain_hash, now_us, sealed_through
@@ -102,7 +103,7 @@ from etoro_nb.migrations import migrate
 if TYPE_CHECKING:
     import polars as pl
 
-    from etoro_nb.ledger.checkpoint import CheckpointConfig, Checkpointer
+    from etoro_nb.ledger.checkpoint import Checkpoint, CheckpointConfig, Checkpointer
 
 Durability = Literal["normal", "full"]
 DEFAULT_SEAL_THRESHOLD = 20_000
@@ -113,6 +114,7 @@ OUTCOME_LINGER = 0.005  # seconds an outcome waits for the next intent to share 
 __all__ = ["Durability", "Ledger", "Verification", "chain_hash", "now_us", "sealed_through"]
 _COLUMN_SETS = {table: frozenset(columns) for table, columns in CHAINED.items()}
 log = logging.getLogger("etoro_nb.ledger")
+_POSTGRES = ("etoro_nb.ledger.postgres", "PostgresLedger")  # Ledger.open's postgresql:// backend
 
 
 def _stored(column: str, value: Any) -> Any:
@@ -150,8 +152,28 @@ class Ledger:
     """One ledger file: append events, learn token fingerprints, seal, verify.
 
     Safe to share between threads; open one per process (several processes may append to
-    the same file at once).
+    the same file at once). ``Ledger.open`` also opens a shared PostgreSQL ledger
+    (``postgres.PostgresLedger``, a subclass: every reader and writer takes either).
     """
+
+    backend: ClassVar[str] = "sqlite"
+
+    @classmethod
+    def open(cls, target: str | Path, *, checkpoint: CheckpointConfig | None = None,
+             **options: Any) -> Ledger:
+        """The ledger at ``target``: a file path (SQLite; ``options`` as for ``Ledger``) or a
+        ``postgresql://`` URL (a shared PostgreSQL ledger, see ``postgres``)."""
+        from etoro_nb.ledger.pg_connect import is_postgres
+
+        if is_postgres(target):
+            if options:
+                raise ValueError(f"a PostgreSQL ledger takes no {', '.join(sorted(options))}: "
+                                 "its intents are committed on the server before each request")
+            # Named, not imported here: a backend subclasses Ledger, so it imports this module.
+            backend = importlib.import_module(_POSTGRES[0])
+            shared: Ledger = getattr(backend, _POSTGRES[1])(str(target), checkpoint=checkpoint)
+            return shared
+        return cls(target, checkpoint=checkpoint, **options)
 
     def __init__(self, path: str | Path, *, durability: Durability = "normal",
                  seal_threshold: int | None = DEFAULT_SEAL_THRESHOLD,
@@ -207,6 +229,28 @@ class Ledger:
 
     def __repr__(self) -> str:
         return f"Ledger({str(self.path)!r}, durability={self.durability!r})"
+
+    @property
+    def where(self) -> str:
+        """Where the ledger is, as messages and checkpoints name it (never a password)."""
+        return str(self.path)
+
+    def _key_folders(self) -> tuple[Path, ...]:
+        """The folders a checkpoint's signing key must not be in (the ledger's own)."""
+        return (self.path.parent, self.segments_dir)
+
+    def _verify_own(self, checkpoints: Sequence[Checkpoint] | None,
+                    source: str) -> Verification | None:
+        """A backend's own verification against ``checkpoints`` (None: ``verify``'s walk of
+        the SQLite file and its segments)."""
+        return None
+
+    def _signed_state(self) -> tuple[dict[str, tuple[int, str]], str]:
+        """Every chain head and the ledger's identity, from one snapshot (a checkpoint's)."""
+        from etoro_nb.ledger.checkpoint import identity
+
+        with self.snapshot() as conn:
+            return {t: self._head(t, conn) for t in CHAINED}, identity(conn, self.path)
 
     # -- keys and fingerprints ----------------------------------------------------------
     def _load_key(self) -> bytes:

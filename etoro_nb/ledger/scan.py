@@ -57,17 +57,8 @@ def scan(ledger: Ledger, table: str, *, since: datetime | date | None = None,
     """The events of ``table`` (its columns, without the chain hashes) whose timestamp is in
     [``since``, ``until``) and whose columns equal the keyword filters (None: any); naive
     datetimes are UTC."""
-    if table not in STORED:
-        raise ValueError(f"table must be one of {', '.join(STORED)}, not {table!r}")
+    conditions = scan_conditions(table, since, until, equal)
     columns = CHAINED[table]
-    unknown = sorted(set(equal) - set(columns))
-    if unknown:
-        raise ValueError(f"{table} has no column {', '.join(unknown)} to filter on")
-    conditions: list[Condition] = []
-    for name, op, bound in (("since", ">=", since), ("until", "<", until)):
-        if bound is not None:
-            conditions.append(("ts_us", op, _micros(name, bound)))
-    conditions += [(c, "=", v) for c, v in equal.items() if v is not None]
     with ledger._reading() as conn:
         after = sealed_through(conn, table)
         files = [ledger.segments_dir / name for (name,) in conn.execute(
@@ -82,6 +73,21 @@ def scan(ledger: Ledger, table: str, *, since: datetime | date | None = None,
         parts.append(sealed if predicate is None else sealed.filter(predicate))
     parts.append(live.lazy())
     return pl.concat(parts, how="vertical")
+
+
+def scan_conditions(table: str, since: datetime | date | None, until: datetime | date | None,
+                    equal: dict[str, str | int | None]) -> list[Condition]:
+    """A scan's filters as conditions, checked: a known table, its own columns."""
+    if table not in STORED:
+        raise ValueError(f"table must be one of {', '.join(STORED)}, not {table!r}")
+    unknown = sorted(set(equal) - set(CHAINED[table]))
+    if unknown:
+        raise ValueError(f"{table} has no column {', '.join(unknown)} to filter on")
+    conditions: list[Condition] = []
+    for name, op, bound in (("since", ">=", since), ("until", "<", until)):
+        if bound is not None:
+            conditions.append(("ts_us", op, _micros(name, bound)))
+    return conditions + [(c, "=", v) for c, v in equal.items() if v is not None]
 
 
 def _micros(name: str, value: datetime | date) -> int:

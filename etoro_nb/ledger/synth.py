@@ -61,11 +61,17 @@ def _uuid(rng: random.Random) -> str:
 def synthesize(path: str | Path, *, events: int, seed: int = 0, portfolios: int = 20,
                days: int = 90, batch: int = 50_000,
                progress: Callable[[int], None] | None = None) -> Ledger:
-    """Write a ledger of ``events`` usage events (plus its lifecycle) at ``path``."""
+    """Write a ledger of ``events`` usage events (plus its lifecycle) at ``path``: a new
+    file, or an empty PostgreSQL ledger's ``postgresql://`` URL."""
     if events < 2:
         raise ValueError("events must be at least 2 (an intent and its outcome)")
     rng = random.Random(seed)
-    ledger = Ledger(path)
+    ledger = Ledger.open(path)
+    if ledger.backend != "sqlite" and any(ledger.live_count(t) for t in ("usage_events",
+                                                                       "lifecycle_events")):
+        ledger.close()
+        raise ValueError(f"the ledger at {ledger.where} already holds events: synthesize into "
+                         "an empty one")
     world = _World(rng)
     ops = catalogue()
     t = START

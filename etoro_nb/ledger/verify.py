@@ -35,7 +35,7 @@ if TYPE_CHECKING:
 
 
 class _Broken(Exception):
-    pass
+    """The first thing found wrong (its message says what and where)."""
 
 
 class _Chain:
@@ -99,6 +99,9 @@ def verify_with(ledger: Ledger, checkpoints: Sequence[Checkpoint] | None, *,
     of other ledgers are passed over, but at least one must be for this one."""
     from etoro_nb.ledger.checkpoint import identity
 
+    own = ledger._verify_own(checkpoints, source)  # a backend's own walk (PostgreSQL)
+    if own is not None:
+        return own
     segments_checked = 0
     wanted: dict[str, set[int]] = {t: set() for t in CHAINED}
     chains: dict[str, _Chain] = {}
@@ -109,17 +112,10 @@ def verify_with(ledger: Ledger, checkpoints: Sequence[Checkpoint] | None, *,
             ledger_id = identity(conn, ledger.path)
             live = {t: conn.execute(f"SELECT {', '.join(CHAINED[t])}, prev_hash, row_hash "
                                     f"FROM {t} ORDER BY seq").fetchall() for t in CHAINED}
-        if checkpoints is not None:
-            mine = sorted((c for c in checkpoints if c.ledger_id == ledger_id),
-                          key=lambda c: c.ts, reverse=True)
-            if not mine:
-                others = sorted({c.ledger_id for c in checkpoints})
-                raise _Broken(f"no checkpoint in {source} is for this ledger (id {ledger_id}); "
-                              + (f"it holds checkpoints of {', '.join(others)}" if others else
-                                 "it holds none"))
-            for c in mine:
-                for table, head in c.heads.items():
-                    wanted[table].add(head.seq)
+        mine = checkpoints_of(checkpoints, ledger_id, source)
+        for c in mine:
+            for table, head in c.heads.items():
+                wanted[table].add(head.seq)
         present = [d for d in drafts.present(ledger.segments_dir) if d.table in SEALABLE]
         claimed: dict[str, set[int]] = {t: set() for t in CHAINED}
         for d in present:
@@ -149,6 +145,21 @@ def verify_with(ledger: Ledger, checkpoints: Sequence[Checkpoint] | None, *,
     return Verification(True, sum(c.rows for c in chains.values()), segments_checked,
                         checkpoints_checked=len(mine),
                         newest_checkpoint=mine[0].describe() if mine else None)
+
+
+def checkpoints_of(checkpoints: Sequence[Checkpoint] | None, ledger_id: str,
+                   source: str) -> list[Checkpoint]:
+    """The checkpoints of this ledger, newest first ([] for None); none at all is a failure."""
+    if checkpoints is None:
+        return []
+    mine = sorted((c for c in checkpoints if c.ledger_id == ledger_id), key=lambda c: c.ts,
+                  reverse=True)
+    if not mine:
+        others = sorted({c.ledger_id for c in checkpoints})
+        raise _Broken(f"no checkpoint in {source} is for this ledger (id {ledger_id}); "
+                      + (f"it holds checkpoints of {', '.join(others)}" if others else
+                         "it holds none"))
+    return mine
 
 
 def _check_segment(ledger: Ledger, chain: _Chain, seg: dict[str, Any]) -> None:
