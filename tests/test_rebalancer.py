@@ -358,8 +358,11 @@ def test_another_api_error_fails_the_step_and_the_agent_carries_on(setup: Setup)
     assert setup.usage().filter(pl.col("status") == 400).height == 2
 
 
-def test_without_the_write_scope_the_step_is_refused_and_nothing_is_placed(
+def test_narrowing_the_token_mid_run_stops_the_agent_with_nothing_placed(
         setup: Setup, agent_for: Callable[[str], Api]) -> None:
+    """The kill switch: the owner narrows the token to read-only; the next order gets 403,
+    the agent's session stops (it learns what the token still holds, once) and so does the
+    agent: nothing placed, no further request."""
     rebalancer = Rebalancer(setup.agent, "demo", TARGETS, min_trade_usd=1)
     rebalancer.step()
     setup.advance(30 * DAY)
@@ -370,18 +373,40 @@ def test_without_the_write_scope_the_step_is_refused_and_nothing_is_placed(
     seq = setup.usage()["seq"].max()
 
     record = rebalancer.step()
-    assert record.outcome == "refused: InsufficientScope"
+    assert record.outcome == "stopped: InsufficientScope"
     assert (record.status, record.error_code) == (403, "InsufficientScope")
+    assert rebalancer.stopped is record and rebalancer.session.stopped is not None
     assert record.planned and not record.placed
-    assert record.weights_after == record.weights_before  # it still read its account
+    assert record.weights_after == record.weights_before  # it read its account first
     assert _account(reader) == account                      # and changed nothing
     after = setup.usage().filter(pl.col("seq") > seq)
-    assert after["operation_id"][0] == "getDemoAccountPnl"
-    assert after.select("scope_required", "status").rows() == [(DEMO_READ, 200), (DEMO_WRITE, 403)]
-    assert after["request_id"][1] == record.request_id
+    rows = after.select("operation_id", "status").rows()
+    assert rows[0] == ("getDemoAccountPnl", 200)  # its account, read first
+    assert [r for r in rows if r[1] != 200] == [("closePositionByMarketRateDemo", 403)]  # refused
+    assert rows[-1] == ("getAuthenticatedUserProfile", 200)  # what the token still holds
+    assert after.filter(pl.col("status") == 403)["request_id"][0] == record.request_id
+    with pytest.raises(RuntimeError, match="stopped at step 2"):
+        rebalancer.step()
+    assert setup.usage().height == after.height + setup.usage().filter(pl.col("seq") <= seq).height
 
-    again = rebalancer.step()  # it keeps monitoring, and keeps being refused
-    assert again.outcome == "refused: InsufficientScope" and rebalancer.stopped is None
+
+def test_a_token_without_the_write_scope_is_refused_locally_and_keeps_monitoring(
+        setup: Setup) -> None:
+    """A token that may only read: the session knows it from the start, so the rebalancer's
+    orders are held back locally (nothing sent, no 403) and it keeps watching its account."""
+    setup.owner.agent_portfolios.update_token(setup.bot.portfolio.id, setup.bot.token.id,
+                                              scopes=[DEMO_READ])
+    rebalancer = Rebalancer(setup.agent, "demo", TARGETS)
+    first, second = rebalancer.run(2)
+    for record in (first, second):
+        assert record.outcome == "refused: scope" and record.status is None
+        assert record.planned and not record.placed
+        assert {s.rule for s in record.sizing} == {"scope"} and all(s.held for s in record.sizing)
+    assert rebalancer.stopped is None and rebalancer.session.stopped is None
+    usage = setup.usage()
+    assert usage.filter(pl.col("scope_required") == DEMO_WRITE).is_empty()  # nothing sent
+    assert usage.filter(pl.col("status") >= 400).is_empty()
+    assert rebalancer.steps_frame()["orders_held"].to_list() == [3, 3]
 
 
 def test_after_revocation_the_agent_stops_and_calls_no_more(setup: Setup) -> None:
@@ -413,14 +438,14 @@ def test_after_revocation_the_agent_stops_and_calls_no_more(setup: Setup) -> Non
         setup.agent.trading("demo").pnl()  # the token itself is dead, too
 
 
-def test_a_run_narrowed_then_revoked_is_in_the_frames_and_the_chart(setup: Setup) -> None:
+def test_a_run_paused_then_revoked_is_in_the_frames_and_the_chart(setup: Setup) -> None:
     rebalancer = Rebalancer(setup.agent, "demo", TARGETS, min_trade_usd=1)
     ap, pid, tid = setup.owner.agent_portfolios, setup.bot.portfolio.id, setup.bot.token.id
 
     def between(record: StepRecord) -> None:
         setup.advance(7 * DAY)
         if record.step == 2:
-            ap.update_token(pid, tid, scopes=[DEMO_READ])
+            ap.pause(pid, reason="review")
         if record.step == 3:
             ap.revoke_token(pid, tid)
 
@@ -428,7 +453,7 @@ def test_a_run_narrowed_then_revoked_is_in_the_frames_and_the_chart(setup: Setup
     steps = rebalancer.steps_frame()
     assert steps.schema == STEPS_SCHEMA
     assert steps["outcome"].to_list() == ["rebalanced", "rebalanced",
-                                          "refused: InsufficientScope", "stopped: Unauthorized"]
+                                          "refused: paused", "stopped: Unauthorized"]
     assert steps["orders_placed"].to_list()[2:] == [0, 0]
     assert steps["at"].diff().drop_nulls().dt.total_days().to_list() == [7, 7, 7]
     weights = rebalancer.weights_frame()
@@ -442,7 +467,7 @@ def test_a_run_narrowed_then_revoked_is_in_the_frames_and_the_chart(setup: Setup
     names = [t.name for t in fig.data]
     assert {"AAPL", "GLD", "BTC", "cash", "largest gap"} <= set(names)
     marks = [a.text for a in fig.layout.annotations if a.text and a.text.startswith("step ")]
-    assert marks == ["step 3: refused: InsufficientScope", "step 4: stopped: Unauthorized"]
+    assert marks == ["step 3: refused: paused", "step 4: stopped: Unauthorized"]
     with pytest.raises(ValueError, match="weights: missing column"):
         enb.charts.rebalance_weights(steps)
 
