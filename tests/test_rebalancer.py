@@ -6,15 +6,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import time
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import etoro_nb as enb
+from etoro_nb.agent import RiskPolicy
 from etoro_nb.client import EtoroClient
 from etoro_nb.errors import AuthenticationError, InvalidInputError
 from etoro_nb.ledger import Ledger
@@ -31,6 +33,7 @@ from etoro_nb.rebalancer import (
     validate_targets,
 )
 from etoro_nb.sandbox import SandboxServer
+from tests.agent_support import Desk
 from tests.helpers import DEMO_READ, DEMO_WRITE, REAL_READ, REAL_WRITE, Api
 
 AAPL, GLD, BTC = 1001, 3025, 100000
@@ -494,3 +497,111 @@ def test_run_checks_its_steps_and_repr_shows_no_secret(setup: Setup) -> None:
     assert setup.bot.token.secret.get_secret_value() not in text
     assert rebalancer.steps_frame().schema == STEPS_SCHEMA
     assert rebalancer.weights_frame().is_empty()
+
+
+# -- trading through a session, sized to the policy ---------------------------------------
+def _refusals(desk: Desk, bot: CreatedPortfolio) -> pl.DataFrame:
+    events = enb.frames.policy_events(desk.ledger, portfolio=bot.portfolio.id)
+    return events.filter(kind="policy_refused")
+
+
+@pytest.mark.parametrize(("limits", "placed", "rules"), [
+    # Each buy cut to the amount per order.
+    ({"max_order_amount_usd": 1500}, [1500.0, 1500.0, 1500.0], ["max_order_amount_usd"] * 3),
+    # The exposure left: AAPL takes 4000, GLD the 1000 left, BTC none (held back).
+    ({"max_gross_exposure_usd": 5000}, [4000.0, 1000.0], ["max_gross_exposure_usd"] * 2),
+    # The hourly budget: two orders, the third held back.
+    ({"max_orders_per_hour": 2}, [4000.0, 3000.0], ["max_orders_per_hour"]),
+    # An instrument the policy denies is never bought.
+    ({"denied_instruments": ["BTC"]}, [4000.0, 3000.0], ["denied_instruments"]),
+    # A stop loss the rebalancer does not set: nothing may open.
+    ({"require_stop_loss": True}, [], ["require_stop_loss"] * 3),
+])
+def test_buys_are_sized_to_the_policy_and_never_refused(desk: Desk, limits: dict[str, Any],
+                                                        placed: list[float],
+                                                        rules: list[str]) -> None:
+    bot = desk.portfolio()
+    cid = desk.cid(bot)
+    rebalancer = Rebalancer(desk.agent(bot), "real", TARGETS, policy=RiskPolicy(**limits))
+    record = rebalancer.step()
+    assert [o.amount_usd for o in record.placed] == placed
+    assert [s.rule for s in record.sizing] == rules
+    assert record.outcome == ("rebalanced" if placed else f"refused: {rules[0]}")
+    assert desk.exposure(cid) == (len(placed), sum(placed))  # the sandbox holds what was placed
+    assert _refusals(desk, bot).is_empty()  # the session refused nothing
+    steps = rebalancer.steps_frame()
+    assert steps["orders_cut"][0] + steps["orders_held"][0] == len(rules)
+    assert all(rule in text for rule, text in zip(rules, steps["sizing"][0], strict=True))
+
+
+def test_a_session_given_is_used_and_its_account_decides(desk: Desk) -> None:
+    bot = desk.portfolio()
+    session = desk.session(bot, RiskPolicy(max_order_amount_usd=2000))
+    with pytest.raises(InvalidInputError) as err:
+        Rebalancer(session, "demo", TARGETS)  # the session trades the real account
+    assert err.value.field == "mode"
+    with pytest.raises(InvalidInputError) as err:
+        Rebalancer(session, None, TARGETS, policy=RiskPolicy())
+    assert err.value.field == "policy"
+    with Rebalancer(session, None, TARGETS) as rebalancer:
+        assert rebalancer.session is session and rebalancer.mode == "real"
+        assert [o.amount_usd for o in rebalancer.step().placed] == [2000.0] * 3
+    assert session.stopped is None  # a session given stays open
+    assert session.book.gross_exposure_usd == desk.exposure(desk.cid(bot))[1] == 6000.0
+
+
+_SYMBOLS = ("AAPL", "GLD", "BTC", "MSFT")
+_LIMITS = st.fixed_dictionaries({}, optional={
+    "max_order_amount_usd": st.sampled_from([30.0, 800.0, 2500.0]),
+    "max_open_positions": st.integers(1, 6),
+    "max_gross_exposure_usd": st.sampled_from([20.0, 3000.0, 8000.0]),
+    "max_gross_exposure_share": st.sampled_from([0.1, 0.5]),
+    "max_orders_per_day": st.integers(1, 10),
+    "max_orders_per_hour": st.integers(1, 6),
+    "max_daily_loss_usd": st.sampled_from([1.0, 50.0]),
+    "denied_instruments": st.lists(st.sampled_from(_SYMBOLS), min_size=1, max_size=2, unique=True),
+    "allowed_asset_classes": st.sampled_from([["Stocks"], ["Stocks", "Crypto"]]),
+    "trading_hours_utc": st.sampled_from([(time(9), time(17)), (time(15), time(16))]),
+    "require_stop_loss": st.booleans(),
+    "reconcile_every_orders": st.integers(1, 5),
+})
+
+
+@st.composite
+def _targets(draw: st.DrawFn) -> dict[str, float]:
+    chosen = draw(st.lists(st.sampled_from(_SYMBOLS), min_size=1, max_size=4, unique=True))
+    raw = draw(st.lists(st.integers(1, 10), min_size=len(chosen), max_size=len(chosen)))
+    return {s: w / sum(raw) for s, w in zip(chosen, raw, strict=True)}
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(targets=_targets(), limits=_LIMITS,
+       hours=st.lists(st.sampled_from([0.5, 3, 20, 30]), min_size=1, max_size=3))
+def test_a_rebalancer_sized_to_random_policies_is_never_refused(
+        desk: Desk, targets: dict[str, float], limits: dict[str, Any], hours: list[float]) -> None:
+    """Random targets under random policies, with the sandbox's prices moving between
+    steps: the session never refuses an order the rebalancer sized (no local refusal in the
+    ledger), what the sandbox holds stays inside the exposure and position limits, and the
+    session's book matches the sandbox's after every step."""
+    bot = desk.portfolio()
+    cid = desk.cid(bot)
+    policy = RiskPolicy(**limits)
+    rebalancer = Rebalancer(desk.agent(bot), "real", targets, policy=policy, min_trade_usd=10)
+    for h in [0.0, *hours]:
+        desk.server.sandbox.clock.advance(h * 3600)
+        record = rebalancer.step()
+        assert not record.outcome.startswith(("failed", "stopped")), record
+        count, exposure = desk.exposure(cid)
+        for limit, value in ((policy.max_open_positions, count),
+                             (policy.max_gross_exposure_usd, exposure),
+                             (None if policy.max_gross_exposure_share is None
+                              else policy.max_gross_exposure_share * bot.portfolio.virtual_balance,
+                              exposure)):
+            assert limit is None or value <= limit + 0.005 or not record.placed or all(
+                o.action == "close" for o in record.placed), (limit, value)
+        assert all(o.amount_usd <= (policy.max_order_amount_usd or math.inf)
+                   for o in record.placed if o.action == "buy")
+        assert rebalancer.session.book.gross_exposure_usd == exposure
+    assert _refusals(desk, bot).is_empty()
