@@ -12,6 +12,7 @@ returns a frame, given an ``AsyncEtoroClient`` an awaitable of that frame (see
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Concatenate, Generic, Literal, ParamSpec, Protocol, TypeVar, overload
@@ -69,6 +70,7 @@ class Loader(Generic[P, T]):
     def __init__(self, work: Callable[Concatenate[ClientState, P], Work[T]]) -> None:
         self.work = work
         functools.update_wrapper(self, work)
+        self.__signature__ = _called(inspect.signature(work))
 
     def __repr__(self) -> str:
         return f"<loader {self.work.__module__}.{self.work.__qualname__}>"
@@ -80,6 +82,18 @@ class Loader(Generic[P, T]):
                  **kwargs: P.kwargs) -> Awaitable[T]: ...
     def __call__(self, client: AnyClient, /, *args: P.args, **kwargs: P.kwargs) -> Any:
         return run(client, self.work(client, *args, **kwargs))
+
+
+def _called(work: inspect.Signature) -> inspect.Signature:
+    """What ``help()`` and editors show of a loader: the client it takes and what it gives
+    (the work's own signature, with ``Work[X]`` read as ``X | Awaitable[X]``)."""
+    params = list(work.parameters.values())
+    if params:
+        params[0] = params[0].replace(annotation="ClientAPI | AsyncClientAPI")
+    result = work.return_annotation
+    if isinstance(result, str) and result.startswith("Work[") and result.endswith("]"):
+        result = f"{result[5:-1]} | Awaitable[{result[5:-1]}]"
+    return work.replace(parameters=params, return_annotation=result)
 
 
 __all__ = ["AnyClient", "AsyncClientAPI", "ClientAPI", "ClientState", "Loader"]

@@ -495,9 +495,8 @@ class RebalancerCore:
         return frame_of(rows, WEIGHTS_SCHEMA)
 
 
-def _arguments(targets: Targets, mode: str | None, min_trade_usd: float, session: object,
-               account: str | None, policy: object) -> tuple[dict[str | int, float], float,
-                                                              Literal["demo", "real"]]:
+def _arguments(targets: Targets, mode: str | None, min_trade_usd: float, account: str | None,
+               policy: object) -> tuple[dict[str | int, float], float, Literal["demo", "real"]]:
     """The arguments checked before any request (``InvalidInputError`` naming the field)."""
     weights = validate_targets(targets)
     min_trade = rules.positive(min_trade_usd, "min_trade_usd")
@@ -534,13 +533,14 @@ class Rebalancer(RebalancerCore):
                  clock: Callable[[], datetime] | None = None) -> None:
         from etoro_nb.agent.session import AgentSession
 
-        given = agent if isinstance(agent, AgentSession) else None
-        weights, min_trade, account = _arguments(targets, mode, min_trade_usd, given,
-                                                 given.account if given else None, policy)
-        session = given or AgentSession(agent, policy, account=account,  # type: ignore[arg-type]
-                                        portfolio_id=portfolio_id)
+        given = isinstance(agent, AgentSession)
+        weights, min_trade, account = _arguments(
+            targets, mode, min_trade_usd, agent.account if isinstance(agent, AgentSession) else None,
+            policy)
+        session = agent if isinstance(agent, AgentSession) else AgentSession(
+            agent, policy, account=account, portfolio_id=portfolio_id)
         super().__init__(session, weights, min_trade_usd=min_trade, clock=clock,
-                         owns_session=given is None)
+                         owns_session=not given)
         try:
             session._run("resolve", self._resolve())
         except BaseException:
@@ -602,13 +602,13 @@ class AsyncRebalancer(RebalancerCore):
                    clock: Callable[[], datetime] | None = None) -> AsyncRebalancer:
         from etoro_nb.agent.async_session import AsyncAgentSession
 
-        given = agent if isinstance(agent, AsyncAgentSession) else None
-        weights, min_trade, account = _arguments(targets, mode, min_trade_usd, given,
-                                                 given.account if given else None, policy)
-        session = given or await AsyncAgentSession.open(
-            agent, policy, account=account, portfolio_id=portfolio_id)  # type: ignore[arg-type]
-        self = cls(session, weights, min_trade_usd=min_trade, clock=clock,
-                   owns_session=given is None)
+        given = isinstance(agent, AsyncAgentSession)
+        weights, min_trade, account = _arguments(
+            targets, mode, min_trade_usd,
+            agent.account if isinstance(agent, AsyncAgentSession) else None, policy)
+        session = agent if isinstance(agent, AsyncAgentSession) else await AsyncAgentSession.open(
+            agent, policy, account=account, portfolio_id=portfolio_id)
+        self = cls(session, weights, min_trade_usd=min_trade, clock=clock, owns_session=not given)
         try:
             await session._run("resolve", self._resolve())
         except BaseException:
