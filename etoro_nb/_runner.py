@@ -115,27 +115,50 @@ def _one(call: Call) -> Flow[Answer]:
     return answer
 
 
+class _Feed(Generic[T]):
+    """Hands a piece of work each step's outcome (its result, or its error thrown in)."""
+
+    def __init__(self, work: Work[T]) -> None:
+        self._work = work
+        self._send: Any = None
+        self._error: Exception | None = None
+        self.result: T
+
+    def step(self) -> Call | Blocking[Any] | Via[Any] | None:
+        """The work's next step, or None once it has its result."""
+        try:
+            error, work = self._error, self._work
+            step = work.throw(error) if error is not None else work.send(self._send)
+        except StopIteration as stop:
+            self.result = stop.value
+            return None
+        self._send, self._error = None, None
+        return step
+
+    def answer(self, value: Any) -> None:
+        self._send = value
+
+    def fail(self, error: Exception) -> None:
+        # Thrown in after the except block that caught it: no error carries another as context.
+        self._error = error
+
+
 def drive(client: Runner, work: Work[T]) -> T:
     """Run ``work`` to its result on a synchronous client, in this thread."""
     from etoro_nb._base import Call
 
-    send: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = work.throw(error) if error is not None else work.send(send)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        send, error = None, None
+    feed = _Feed(work)
+    while (step := feed.step()) is not None:
         try:
             if isinstance(step, Call):
-                send = client.run_flow(_one(step))
+                feed.answer(client.run_flow(_one(step)))
             elif isinstance(step, Blocking):
-                send = step.fn()
+                feed.answer(step.fn())
             else:
-                send = _runner_of(step, False).run_flow(step.flow)
+                feed.answer(_runner_of(step, False).run_flow(step.flow))
         except Exception as exc:  # handed to the work, which decides
-            error = exc
+            feed.fail(exc)
+    return feed.result
 
 
 async def adrive(client: AsyncRunner, work: Work[T]) -> T:
@@ -145,23 +168,18 @@ async def adrive(client: AsyncRunner, work: Work[T]) -> T:
 
     from etoro_nb._base import Call
 
-    send: Any = None
-    error: BaseException | None = None
-    while True:
-        try:
-            step = work.throw(error) if error is not None else work.send(send)
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-        send, error = None, None
+    feed = _Feed(work)
+    while (step := feed.step()) is not None:
         try:
             if isinstance(step, Call):
-                send = await client.run_flow(_one(step))
+                feed.answer(await client.run_flow(_one(step)))
             elif isinstance(step, Blocking):
-                send = await asyncio.to_thread(step.fn)
+                feed.answer(await asyncio.to_thread(step.fn))
             else:
-                send = await _runner_of(step, True).run_flow(step.flow)
+                feed.answer(await _runner_of(step, True).run_flow(step.flow))
         except Exception as exc:
-            error = exc
+            feed.fail(exc)
+    return feed.result
 
 
 def _runner_of(step: Via[Any], on_loop: bool) -> Any:
