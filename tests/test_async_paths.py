@@ -6,6 +6,7 @@ sandbox's own state), reconciles its book with the sandbox and stops on a revoca
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, TypeVar
@@ -15,6 +16,7 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from etoro_nb import frames
+from etoro_nb._runner import Work, blocking, run
 from etoro_nb.agent import AsyncAgentSession, PolicyViolation, RiskPolicy, SessionStopped
 from etoro_nb.client import AsyncEtoroClient, EtoroClient
 from etoro_nb.errors import ConfigurationError, InvalidInputError
@@ -179,7 +181,15 @@ def test_the_async_rebalancer_sizes_and_trades_as_the_sync_one_does(desk: Desk) 
             clock.advance(2 * 3600)
             second = await twin.step()
             rebalancer.step()
-            return [first, second], twin.steps_frame()["sizing"].to_list()
+            cid = desk.cid(async_bot)
+            assert twin.session.book.gross_exposure_usd == desk.exposure(cid)[1]  # reconciled
+            received = desk.orders_received(cid)
+            clock.advance(30 * 86_400)  # prices drift: there is trading to do
+            desk.owner.agent_portfolios.pause(async_bot.portfolio.id, reason="review")
+            paused = await twin.step()
+            assert paused.outcome == "refused: paused" and paused.planned and not paused.placed
+            assert desk.orders_received(cid) == received  # held locally: nothing was sent
+            return [first, second], twin.steps_frame()["sizing"].to_list()[:2]
 
     records, sizing = _run(desk, scenario)
     assert _placed(records) == _placed(rebalancer.records)
@@ -195,3 +205,27 @@ def test_the_async_rebalancer_sizes_and_trades_as_the_sync_one_does(desk: Desk) 
             sum(o.amount_usd for r in records for o in r.placed if o.action == "buy")
             - sum(o.amount_usd for r in records for o in r.placed if o.action == "close"),
             abs=50)
+
+
+# -- the drivers --------------------------------------------------------------------------
+def _threads_and_errors() -> Work[tuple[int, str]]:
+    """Work with two blocking steps: where the first ran, and the second's error, caught."""
+    where = yield from blocking(threading.get_ident)
+    try:
+        yield from blocking(lambda: int("not a number"))
+    except ValueError as exc:
+        return where, type(exc).__name__
+    raise AssertionError("the error was not thrown into the work")
+
+
+def test_blocking_steps_run_in_the_callers_thread_or_off_the_loop(desk: Desk) -> None:
+    here = threading.get_ident()
+    assert run(desk.owner, _threads_and_errors()) == (here, "ValueError")
+
+    async def on_the_loop(owner: AsyncEtoroClient) -> tuple[int, int, str]:
+        pending = run(owner, _threads_and_errors())
+        where, error = await pending
+        return threading.get_ident(), where, error
+
+    loop_thread, where, error = _run(desk, on_the_loop)
+    assert error == "ValueError" and where not in (loop_thread, here)
