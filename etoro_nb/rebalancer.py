@@ -301,11 +301,12 @@ class RebalancerCore:
     session: SessionCore
 
     def __init__(self, session: SessionCore, targets: Mapping[str | int, float], *,
-                 min_trade_usd: float, clock: Callable[[], datetime] | None,
-                 owns_session: bool) -> None:
+                 min_trade_usd: float, stop_loss_pct: float | None,
+                 clock: Callable[[], datetime] | None, owns_session: bool) -> None:
         self.session = session
         self.mode = session.account
         self.min_trade_usd = min_trade_usd
+        self.stop_loss_pct = stop_loss_pct
         self._weights = dict(targets)
         self._clock = clock or session.now
         self._owns_session = owns_session
@@ -345,7 +346,8 @@ class RebalancerCore:
 
     def _size(self, order: Order) -> Work[Sizing | None]:
         """The buy as the policies allow it now (None: in full)."""
-        room = yield from self.session._room(order.instrument_id, 1, stop_loss=False)
+        room = yield from self.session._room(order.instrument_id, 1,
+                                             stop_loss=self.stop_loss_pct is not None)
         if room.usd >= order.amount_usd:
             return None
         why = room.message or "no room"
@@ -360,11 +362,12 @@ class RebalancerCore:
         """Place the planned orders, each buy sized to the policies first. When closes are
         refused too (paused, no write scope, a policy expired) every order is held back."""
         session = self.session
-        gate = yield from session._room(None, 1, stop_loss=False)
+        gate = yield from session._room(None, 1)
         if not gate.closes:
             step.sizing += [Sizing(o, 0.0, gate.rule, gate.limit, gate.message or "held")
                             for o in step.planned]
             return
+        stops = yield from self._stops([o.instrument_id for o in step.planned if o.action == "buy"])
         for order in step.planned:
             if order.action == "close":
                 assert order.position_id is not None
@@ -378,9 +381,21 @@ class RebalancerCore:
                 if sized.held:
                     continue
                 order = Order("buy", order.instrument_id, sized.amount_usd)
-            yield from session._open(order.instrument_id, "buy", order.amount_usd, 1, None, None,
-                                     False, None, None)[1]
+            yield from session._open(order.instrument_id, "buy", order.amount_usd, 1,
+                                     stops.get(order.instrument_id), None, False, None, None)[1]
             step.placed.append(order)
+
+    def _stops(self, buys: list[int]) -> Work[dict[int, float]]:
+        """With ``stop_loss_pct``, each buy's stop loss: that share below the ask now (one
+        read of the rates)."""
+        if self.stop_loss_pct is None or not buys:
+            return {}
+        from etoro_nb.resources.market import rates_flow
+
+        rates = yield from self.session._guarded(
+            "retrieveCurrentMarketRatesPricingInformation", rates_flow(sorted(set(buys))))
+        keep = 1.0 - self.stop_loss_pct
+        return {r.instrument_id: float(f"{r.ask * keep:.6g}") for r in rates}
 
     def _step(self, step: _Step) -> Work[StepRecord]:
         """Read the account, plan, size and place the orders; the record of what happened."""
@@ -495,6 +510,15 @@ class RebalancerCore:
         return frame_of(rows, WEIGHTS_SCHEMA)
 
 
+def _stop_loss(pct: float | None) -> float | None:
+    if pct is None:
+        return None
+    if rules.positive(pct, "stop_loss_pct") >= 1:
+        raise InvalidInputError("stop_loss_pct", f"is a share of the price below 1 (0.1: 10% "
+                                                 f"below), got {pct!r}")
+    return float(pct)
+
+
 def _arguments(targets: Targets, mode: str | None, min_trade_usd: float, account: str | None,
                policy: object) -> tuple[dict[str | int, float], float, Literal["demo", "real"]]:
     """The arguments checked before any request (``InvalidInputError`` naming the field)."""
@@ -519,8 +543,10 @@ class Rebalancer(RebalancerCore):
     account (``"demo"`` or ``"real"``) with ``policy`` (the owner's, in the ledger, holds
     too) and ``portfolio_id`` if the ledger does not know the token's.
 
-    The arguments are checked at once (``InvalidInputError``), then the session starts and
-    the symbols are looked up with the agent's key. ``clock`` gives each step's time
+    ``stop_loss_pct`` (0.1: 10%) gives each buy a stop loss that share below the price, read
+    when the step buys (else its buys carry none, and a policy that requires one holds
+    them back). The arguments are checked at once (``InvalidInputError``), then the session
+    starts and the symbols are looked up with the agent's key. ``clock`` gives each step's time
     without a request; by default the session's (a sandbox's simulated clock, else UTC
     now). ``close()`` closes the session if the rebalancer opened it.
     """
@@ -529,18 +555,19 @@ class Rebalancer(RebalancerCore):
 
     def __init__(self, agent: ClientAPI | AgentSession, mode: str | None, targets: Targets, *,
                  policy: RiskPolicy | None = None, portfolio_id: str | None = None,
-                 min_trade_usd: float = MIN_TRADE_USD,
+                 min_trade_usd: float = MIN_TRADE_USD, stop_loss_pct: float | None = None,
                  clock: Callable[[], datetime] | None = None) -> None:
         from etoro_nb.agent.session import AgentSession
 
+        stop_loss = _stop_loss(stop_loss_pct)
         given = isinstance(agent, AgentSession)
         weights, min_trade, account = _arguments(
             targets, mode, min_trade_usd, agent.account if isinstance(agent, AgentSession) else None,
             policy)
         session = agent if isinstance(agent, AgentSession) else AgentSession(
             agent, policy, account=account, portfolio_id=portfolio_id)
-        super().__init__(session, weights, min_trade_usd=min_trade, clock=clock,
-                         owns_session=not given)
+        super().__init__(session, weights, min_trade_usd=min_trade, stop_loss_pct=stop_loss,
+                         clock=clock, owns_session=not given)
         try:
             session._run("resolve", self._resolve())
         except BaseException:
@@ -599,16 +626,19 @@ class AsyncRebalancer(RebalancerCore):
     async def open(cls, agent: AsyncClientAPI | AsyncAgentSession, mode: str | None,
                    targets: Targets, *, policy: RiskPolicy | None = None,
                    portfolio_id: str | None = None, min_trade_usd: float = MIN_TRADE_USD,
+                   stop_loss_pct: float | None = None,
                    clock: Callable[[], datetime] | None = None) -> AsyncRebalancer:
         from etoro_nb.agent.async_session import AsyncAgentSession
 
+        stop_loss = _stop_loss(stop_loss_pct)
         given = isinstance(agent, AsyncAgentSession)
         weights, min_trade, account = _arguments(
             targets, mode, min_trade_usd,
             agent.account if isinstance(agent, AsyncAgentSession) else None, policy)
         session = agent if isinstance(agent, AsyncAgentSession) else await AsyncAgentSession.open(
             agent, policy, account=account, portfolio_id=portfolio_id)
-        self = cls(session, weights, min_trade_usd=min_trade, clock=clock, owns_session=not given)
+        self = cls(session, weights, min_trade_usd=min_trade, stop_loss_pct=stop_loss, clock=clock,
+                   owns_session=not given)
         try:
             await session._run("resolve", self._resolve())
         except BaseException:

@@ -577,18 +577,21 @@ def _targets(draw: st.DrawFn) -> dict[str, float]:
 @pytest.mark.slow
 @settings(max_examples=25, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(targets=_targets(), limits=_LIMITS,
+@given(targets=_targets(), limits=_LIMITS, stop=st.sampled_from([None, 0.05]),
        hours=st.lists(st.sampled_from([0.5, 3, 20, 30]), min_size=1, max_size=3))
 def test_a_rebalancer_sized_to_random_policies_is_never_refused(
-        desk: Desk, targets: dict[str, float], limits: dict[str, Any], hours: list[float]) -> None:
-    """Random targets under random policies, with the sandbox's prices moving between
-    steps: the session never refuses an order the rebalancer sized (no local refusal in the
-    ledger), what the sandbox holds stays inside the exposure and position limits, and the
-    session's book matches the sandbox's after every step."""
+        desk: Desk, targets: dict[str, float], limits: dict[str, Any], stop: float | None,
+        hours: list[float]) -> None:
+    """Random targets under random policies (buys with or without a stop loss), with the
+    sandbox's prices moving between steps: the session never refuses an order the
+    rebalancer sized (no local refusal in the ledger), what the sandbox holds stays inside
+    the exposure and position limits, and the session's book matches the sandbox's after
+    every step."""
     bot = desk.portfolio()
     cid = desk.cid(bot)
     policy = RiskPolicy(**limits)
-    rebalancer = Rebalancer(desk.agent(bot), "real", targets, policy=policy, min_trade_usd=10)
+    rebalancer = Rebalancer(desk.agent(bot), "real", targets, policy=policy, min_trade_usd=10,
+                            stop_loss_pct=stop)
     for h in [0.0, *hours]:
         desk.server.sandbox.clock.advance(h * 3600)
         record = rebalancer.step()
@@ -604,4 +607,22 @@ def test_a_rebalancer_sized_to_random_policies_is_never_refused(
         assert all(o.amount_usd <= (policy.max_order_amount_usd or math.inf)
                    for o in record.placed if o.action == "buy")
         assert rebalancer.session.book.gross_exposure_usd == exposure
+    assert _refusals(desk, bot).is_empty()
+
+
+def test_with_a_stop_loss_its_buys_meet_a_policy_that_requires_one(desk: Desk) -> None:
+    bot = desk.portfolio()
+    cid = desk.cid(bot)
+    with pytest.raises(InvalidInputError) as err:
+        Rebalancer(desk.agent(bot), "real", TARGETS, stop_loss_pct=1.5)
+    assert err.value.field == "stop_loss_pct"
+    rebalancer = Rebalancer(desk.agent(bot), "real", TARGETS, stop_loss_pct=0.1,
+                            policy=RiskPolicy(require_stop_loss=True))
+    record = rebalancer.step()
+    assert [o.amount_usd for o in record.placed] == [4000.0, 3000.0, 3000.0] and not record.sizing
+    held = desk.query("SELECT instrument_id, stop_loss, open_rate FROM positions WHERE cid = ? "
+                      "AND mirror_id = 0", cid)
+    assert len(held) == 3
+    for _, stop, rate in held:  # 10% below the price it was bought at
+        assert stop == pytest.approx(rate * 0.9, rel=1e-3)
     assert _refusals(desk, bot).is_empty()
