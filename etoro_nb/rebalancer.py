@@ -564,6 +564,8 @@ class Rebalancer(RebalancerCore):
         weights, min_trade, account = _arguments(
             targets, mode, min_trade_usd, agent.account if isinstance(agent, AgentSession) else None,
             policy)
+        if not isinstance(agent, AgentSession):  # a live real account needs the opt-in: say so first
+            agent.ensure_real_allowed(account == "real")
         session = agent if isinstance(agent, AgentSession) else AgentSession(
             agent, policy, account=account, portfolio_id=portfolio_id)
         super().__init__(session, weights, min_trade_usd=min_trade, stop_loss_pct=stop_loss,
@@ -635,6 +637,8 @@ class AsyncRebalancer(RebalancerCore):
         weights, min_trade, account = _arguments(
             targets, mode, min_trade_usd,
             agent.account if isinstance(agent, AsyncAgentSession) else None, policy)
+        if not isinstance(agent, AsyncAgentSession):
+            agent.ensure_real_allowed(account == "real")
         session = agent if isinstance(agent, AsyncAgentSession) else await AsyncAgentSession.open(
             agent, policy, account=account, portfolio_id=portfolio_id)
         self = cls(session, weights, min_trade_usd=min_trade, stop_loss_pct=stop_loss, clock=clock,

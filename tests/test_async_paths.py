@@ -188,6 +188,7 @@ def test_the_async_rebalancer_sizes_and_trades_as_the_sync_one_does(desk: Desk) 
             desk.owner.agent_portfolios.pause(async_bot.portfolio.id, reason="review")
             paused = await twin.step()
             assert paused.outcome == "refused: paused" and paused.planned and not paused.placed
+            assert paused.sizing[0].reason == "the owner paused this agent portfolio (review)"
             assert desk.orders_received(cid) == received  # held locally: nothing was sent
             return [first, second], twin.steps_frame()["sizing"].to_list()[:2]
 

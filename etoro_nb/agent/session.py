@@ -134,7 +134,7 @@ class SessionCore:
         self._tightest_limits: tuple[float | None, float | None] = (None, None)
 
     def __repr__(self) -> str:
-        state = "stopped" if self._stopped else "running"
+        state = "stopped" if getattr(self, "_stopped", None) else "running"  # a failed __init__ too
         return (f"{type(self).__name__}(account={self.account!r}, "
                 f"portfolio_id={self.portfolio_id!r}, {state})")
 
@@ -701,7 +701,8 @@ def _never() -> bool:
 
 def _held(violation: PolicyViolation, *, closes: bool = True) -> Room:
     """No room: the rule that would refuse an opening order (and closes, unless ``closes``)."""
-    return Room(0.0, violation.rule, violation.limit, None, closes, str(violation))
+    said = str(violation).removeprefix(f"refused locally, nothing sent: {violation.rule}: ")
+    return Room(0.0, violation.rule, violation.limit, None, closes, said)
 
 
 def _named(instrument: int | str) -> Instrument:
