@@ -130,6 +130,11 @@ class _ClientBase:
         return self._sandbox
 
     @property
+    def recorder(self) -> UsageRecorder | None:
+        """What records this client's requests into its ledger (None without one)."""
+        return self._core.recorder
+
+    @property
     def changelog(self) -> ChangeLog:
         """Where this client records delegation changes (runner protocol)."""
         return self._changelog
@@ -505,9 +510,9 @@ async def connect_async(api_key: str | None = None, user_key: str | None = None,
 
 if TYPE_CHECKING:
     from etoro_nb._runner import AsyncRunner, Runner
-    from etoro_nb.client_api import ClientAPI
+    from etoro_nb.client_api import AsyncClientAPI, ClientAPI
 
-    def _implements(client: EtoroClient, async_client: AsyncEtoroClient) -> tuple[Runner, AsyncRunner,
-                                                                        ClientAPI]:
+    def _implements(client: EtoroClient, async_client: AsyncEtoroClient
+                    ) -> tuple[Runner, AsyncRunner, ClientAPI, AsyncClientAPI]:
         """Checked by mypy only: each client implements the protocols it is used through."""
-        return client, async_client, client
+        return client, async_client, client, async_client

@@ -17,6 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import etoro_nb as enb
+from etoro_nb._runner import drive
 from etoro_nb.agent import RiskPolicy
 from etoro_nb.agent.session import AgentSession
 from etoro_nb.client import EtoroClient
@@ -381,7 +382,8 @@ def test_orders_waiting_for_the_session_are_abandoned_when_it_stops(desk: Desk) 
     with session._lock:  # an order in flight holds the lock; another one queues behind it
         waiting = threading.Thread(target=queued)
         waiting.start()
-        session._stop("the server refused the token (401 Unauthorized): revoked", None)
+        drive(desk.agents[-1], session._stop("the server refused the token (401 Unauthorized): "
+                                             "revoked", None))
     waiting.join(10)
     assert len(outcome) == 1 and isinstance(outcome[0], SessionStopped)
     assert desk.orders_received(desk.cid(bot)) == 0

@@ -6,15 +6,17 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import time
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import etoro_nb as enb
+from etoro_nb.agent import RiskPolicy
 from etoro_nb.client import EtoroClient
 from etoro_nb.errors import AuthenticationError, InvalidInputError
 from etoro_nb.ledger import Ledger
@@ -31,6 +33,7 @@ from etoro_nb.rebalancer import (
     validate_targets,
 )
 from etoro_nb.sandbox import SandboxServer
+from tests.agent_support import Desk
 from tests.helpers import DEMO_READ, DEMO_WRITE, REAL_READ, REAL_WRITE, Api
 
 AAPL, GLD, BTC = 1001, 3025, 100000
@@ -358,8 +361,11 @@ def test_another_api_error_fails_the_step_and_the_agent_carries_on(setup: Setup)
     assert setup.usage().filter(pl.col("status") == 400).height == 2
 
 
-def test_without_the_write_scope_the_step_is_refused_and_nothing_is_placed(
+def test_narrowing_the_token_mid_run_stops_the_agent_with_nothing_placed(
         setup: Setup, agent_for: Callable[[str], Api]) -> None:
+    """The kill switch: the owner narrows the token to read-only; the next order gets 403,
+    the agent's session stops (it learns what the token still holds, once) and so does the
+    agent: nothing placed, no further request."""
     rebalancer = Rebalancer(setup.agent, "demo", TARGETS, min_trade_usd=1)
     rebalancer.step()
     setup.advance(30 * DAY)
@@ -370,18 +376,40 @@ def test_without_the_write_scope_the_step_is_refused_and_nothing_is_placed(
     seq = setup.usage()["seq"].max()
 
     record = rebalancer.step()
-    assert record.outcome == "refused: InsufficientScope"
+    assert record.outcome == "stopped: InsufficientScope"
     assert (record.status, record.error_code) == (403, "InsufficientScope")
+    assert rebalancer.stopped is record and rebalancer.session.stopped is not None
     assert record.planned and not record.placed
-    assert record.weights_after == record.weights_before  # it still read its account
+    assert record.weights_after == record.weights_before  # it read its account first
     assert _account(reader) == account                      # and changed nothing
     after = setup.usage().filter(pl.col("seq") > seq)
-    assert after["operation_id"][0] == "getDemoAccountPnl"
-    assert after.select("scope_required", "status").rows() == [(DEMO_READ, 200), (DEMO_WRITE, 403)]
-    assert after["request_id"][1] == record.request_id
+    rows = after.select("operation_id", "status").rows()
+    assert rows[0] == ("getDemoAccountPnl", 200)  # its account, read first
+    assert [r for r in rows if r[1] != 200] == [("closePositionByMarketRateDemo", 403)]  # refused
+    assert rows[-1] == ("getAuthenticatedUserProfile", 200)  # what the token still holds
+    assert after.filter(pl.col("status") == 403)["request_id"][0] == record.request_id
+    with pytest.raises(RuntimeError, match="stopped at step 2"):
+        rebalancer.step()
+    assert setup.usage().height == after.height + setup.usage().filter(pl.col("seq") <= seq).height
 
-    again = rebalancer.step()  # it keeps monitoring, and keeps being refused
-    assert again.outcome == "refused: InsufficientScope" and rebalancer.stopped is None
+
+def test_a_token_without_the_write_scope_is_refused_locally_and_keeps_monitoring(
+        setup: Setup) -> None:
+    """A token that may only read: the session knows it from the start, so the rebalancer's
+    orders are held back locally (nothing sent, no 403) and it keeps watching its account."""
+    setup.owner.agent_portfolios.update_token(setup.bot.portfolio.id, setup.bot.token.id,
+                                              scopes=[DEMO_READ])
+    rebalancer = Rebalancer(setup.agent, "demo", TARGETS)
+    first, second = rebalancer.run(2)
+    for record in (first, second):
+        assert record.outcome == "refused: scope" and record.status is None
+        assert record.planned and not record.placed
+        assert {s.rule for s in record.sizing} == {"scope"} and all(s.held for s in record.sizing)
+    assert rebalancer.stopped is None and rebalancer.session.stopped is None
+    usage = setup.usage()
+    assert usage.filter(pl.col("scope_required") == DEMO_WRITE).is_empty()  # nothing sent
+    assert usage.filter(pl.col("status") >= 400).is_empty()
+    assert rebalancer.steps_frame()["orders_held"].to_list() == [3, 3]
 
 
 def test_after_revocation_the_agent_stops_and_calls_no_more(setup: Setup) -> None:
@@ -413,14 +441,14 @@ def test_after_revocation_the_agent_stops_and_calls_no_more(setup: Setup) -> Non
         setup.agent.trading("demo").pnl()  # the token itself is dead, too
 
 
-def test_a_run_narrowed_then_revoked_is_in_the_frames_and_the_chart(setup: Setup) -> None:
+def test_a_run_paused_then_revoked_is_in_the_frames_and_the_chart(setup: Setup) -> None:
     rebalancer = Rebalancer(setup.agent, "demo", TARGETS, min_trade_usd=1)
     ap, pid, tid = setup.owner.agent_portfolios, setup.bot.portfolio.id, setup.bot.token.id
 
     def between(record: StepRecord) -> None:
         setup.advance(7 * DAY)
         if record.step == 2:
-            ap.update_token(pid, tid, scopes=[DEMO_READ])
+            ap.pause(pid, reason="review")
         if record.step == 3:
             ap.revoke_token(pid, tid)
 
@@ -428,7 +456,7 @@ def test_a_run_narrowed_then_revoked_is_in_the_frames_and_the_chart(setup: Setup
     steps = rebalancer.steps_frame()
     assert steps.schema == STEPS_SCHEMA
     assert steps["outcome"].to_list() == ["rebalanced", "rebalanced",
-                                          "refused: InsufficientScope", "stopped: Unauthorized"]
+                                          "refused: paused", "stopped: Unauthorized"]
     assert steps["orders_placed"].to_list()[2:] == [0, 0]
     assert steps["at"].diff().drop_nulls().dt.total_days().to_list() == [7, 7, 7]
     weights = rebalancer.weights_frame()
@@ -442,7 +470,7 @@ def test_a_run_narrowed_then_revoked_is_in_the_frames_and_the_chart(setup: Setup
     names = [t.name for t in fig.data]
     assert {"AAPL", "GLD", "BTC", "cash", "largest gap"} <= set(names)
     marks = [a.text for a in fig.layout.annotations if a.text and a.text.startswith("step ")]
-    assert marks == ["step 3: refused: InsufficientScope", "step 4: stopped: Unauthorized"]
+    assert marks == ["step 3: refused: paused", "step 4: stopped: Unauthorized"]
     with pytest.raises(ValueError, match="weights: missing column"):
         enb.charts.rebalance_weights(steps)
 
@@ -469,3 +497,132 @@ def test_run_checks_its_steps_and_repr_shows_no_secret(setup: Setup) -> None:
     assert setup.bot.token.secret.get_secret_value() not in text
     assert rebalancer.steps_frame().schema == STEPS_SCHEMA
     assert rebalancer.weights_frame().is_empty()
+
+
+# -- trading through a session, sized to the policy ---------------------------------------
+def _refusals(desk: Desk, bot: CreatedPortfolio) -> pl.DataFrame:
+    events = enb.frames.policy_events(desk.ledger, portfolio=bot.portfolio.id)
+    return events.filter(kind="policy_refused")
+
+
+@pytest.mark.parametrize(("limits", "placed", "rules"), [
+    # Each buy cut to the amount per order.
+    ({"max_order_amount_usd": 1500}, [1500.0, 1500.0, 1500.0], ["max_order_amount_usd"] * 3),
+    # The exposure left: AAPL takes 4000, GLD the 1000 left, BTC none (held back).
+    ({"max_gross_exposure_usd": 5000}, [4000.0, 1000.0], ["max_gross_exposure_usd"] * 2),
+    # The hourly budget: two orders, the third held back.
+    ({"max_orders_per_hour": 2}, [4000.0, 3000.0], ["max_orders_per_hour"]),
+    # An instrument the policy denies is never bought.
+    ({"denied_instruments": ["BTC"]}, [4000.0, 3000.0], ["denied_instruments"]),
+    # A stop loss the rebalancer does not set: nothing may open.
+    ({"require_stop_loss": True}, [], ["require_stop_loss"] * 3),
+])
+def test_buys_are_sized_to_the_policy_and_never_refused(desk: Desk, limits: dict[str, Any],
+                                                        placed: list[float],
+                                                        rules: list[str]) -> None:
+    bot = desk.portfolio()
+    cid = desk.cid(bot)
+    rebalancer = Rebalancer(desk.agent(bot), "real", TARGETS, policy=RiskPolicy(**limits))
+    record = rebalancer.step()
+    assert [o.amount_usd for o in record.placed] == placed
+    assert [s.rule for s in record.sizing] == rules
+    assert record.outcome == ("rebalanced" if placed else f"refused: {rules[0]}")
+    assert desk.exposure(cid) == (len(placed), sum(placed))  # the sandbox holds what was placed
+    assert _refusals(desk, bot).is_empty()  # the session refused nothing
+    steps = rebalancer.steps_frame()
+    assert steps["orders_cut"][0] + steps["orders_held"][0] == len(rules)
+    assert all(rule in text for rule, text in zip(rules, steps["sizing"][0], strict=True))
+
+
+def test_a_session_given_is_used_and_its_account_decides(desk: Desk) -> None:
+    bot = desk.portfolio()
+    session = desk.session(bot, RiskPolicy(max_order_amount_usd=2000))
+    with pytest.raises(InvalidInputError) as err:
+        Rebalancer(session, "demo", TARGETS)  # the session trades the real account
+    assert err.value.field == "mode"
+    with pytest.raises(InvalidInputError) as err:
+        Rebalancer(session, None, TARGETS, policy=RiskPolicy())
+    assert err.value.field == "policy"
+    with Rebalancer(session, None, TARGETS) as rebalancer:
+        assert rebalancer.session is session and rebalancer.mode == "real"
+        assert [o.amount_usd for o in rebalancer.step().placed] == [2000.0] * 3
+    assert session.stopped is None  # a session given stays open
+    assert session.book.gross_exposure_usd == desk.exposure(desk.cid(bot))[1] == 6000.0
+
+
+_SYMBOLS = ("AAPL", "GLD", "BTC", "MSFT")
+_LIMITS = st.fixed_dictionaries({}, optional={
+    "max_order_amount_usd": st.sampled_from([30.0, 800.0, 2500.0]),
+    "max_open_positions": st.integers(1, 6),
+    "max_gross_exposure_usd": st.sampled_from([20.0, 3000.0, 8000.0]),
+    "max_gross_exposure_share": st.sampled_from([0.1, 0.5]),
+    "max_orders_per_day": st.integers(1, 10),
+    "max_orders_per_hour": st.integers(1, 6),
+    "max_daily_loss_usd": st.sampled_from([1.0, 50.0]),
+    "denied_instruments": st.lists(st.sampled_from(_SYMBOLS), min_size=1, max_size=2, unique=True),
+    "allowed_asset_classes": st.sampled_from([["Stocks"], ["Stocks", "Crypto"]]),
+    "trading_hours_utc": st.sampled_from([(time(9), time(17)), (time(15), time(16))]),
+    "require_stop_loss": st.booleans(),
+    "reconcile_every_orders": st.integers(1, 5),
+})
+
+
+@st.composite
+def _targets(draw: st.DrawFn) -> dict[str, float]:
+    chosen = draw(st.lists(st.sampled_from(_SYMBOLS), min_size=1, max_size=4, unique=True))
+    raw = draw(st.lists(st.integers(1, 10), min_size=len(chosen), max_size=len(chosen)))
+    return {s: w / sum(raw) for s, w in zip(chosen, raw, strict=True)}
+
+
+@pytest.mark.slow
+@settings(max_examples=25, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(targets=_targets(), limits=_LIMITS, stop=st.sampled_from([None, 0.05]),
+       hours=st.lists(st.sampled_from([0.5, 3, 20, 30]), min_size=1, max_size=3))
+def test_a_rebalancer_sized_to_random_policies_is_never_refused(
+        desk: Desk, targets: dict[str, float], limits: dict[str, Any], stop: float | None,
+        hours: list[float]) -> None:
+    """Random targets under random policies (buys with or without a stop loss), with the
+    sandbox's prices moving between steps: the session never refuses an order the
+    rebalancer sized (no local refusal in the ledger), what the sandbox holds stays inside
+    the exposure and position limits, and the session's book matches the sandbox's after
+    every step."""
+    bot = desk.portfolio()
+    cid = desk.cid(bot)
+    policy = RiskPolicy(**limits)
+    rebalancer = Rebalancer(desk.agent(bot), "real", targets, policy=policy, min_trade_usd=10,
+                            stop_loss_pct=stop)
+    for h in [0.0, *hours]:
+        desk.server.sandbox.clock.advance(h * 3600)
+        record = rebalancer.step()
+        assert not record.outcome.startswith(("failed", "stopped")), record
+        count, exposure = desk.exposure(cid)
+        for limit, value in ((policy.max_open_positions, count),
+                             (policy.max_gross_exposure_usd, exposure),
+                             (None if policy.max_gross_exposure_share is None
+                              else policy.max_gross_exposure_share * bot.portfolio.virtual_balance,
+                              exposure)):
+            assert limit is None or value <= limit + 0.005 or not record.placed or all(
+                o.action == "close" for o in record.placed), (limit, value)
+        assert all(o.amount_usd <= (policy.max_order_amount_usd or math.inf)
+                   for o in record.placed if o.action == "buy")
+        assert rebalancer.session.book.gross_exposure_usd == exposure
+    assert _refusals(desk, bot).is_empty()
+
+
+def test_with_a_stop_loss_its_buys_meet_a_policy_that_requires_one(desk: Desk) -> None:
+    bot = desk.portfolio()
+    cid = desk.cid(bot)
+    with pytest.raises(InvalidInputError) as err:
+        Rebalancer(desk.agent(bot), "real", TARGETS, stop_loss_pct=1.5)
+    assert err.value.field == "stop_loss_pct"
+    rebalancer = Rebalancer(desk.agent(bot), "real", TARGETS, stop_loss_pct=0.1,
+                            policy=RiskPolicy(require_stop_loss=True))
+    record = rebalancer.step()
+    assert [o.amount_usd for o in record.placed] == [4000.0, 3000.0, 3000.0] and not record.sizing
+    held = desk.query("SELECT instrument_id, stop_loss, open_rate FROM positions WHERE cid = ? "
+                      "AND mirror_id = 0", cid)
+    assert len(held) == 3
+    for _, stop, rate in held:  # 10% below the price it was bought at
+        assert stop == pytest.approx(rate * 0.9, rel=1e-3)
+    assert _refusals(desk, bot).is_empty()

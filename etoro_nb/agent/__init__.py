@@ -8,14 +8,18 @@ boundaries".
 
 Modules: ``policy`` (the model), ``checks`` (the rules, pure), ``book`` (the session's
 book), ``controls`` (the owner's side, in the ledger), ``events`` (what is recorded),
-``session`` (``AgentSession``).
+``room`` (how large an order may be), ``session`` (``AgentSession``, and
+``SessionCore``: the logic both sessions run), ``async_session`` (``AsyncAgentSession``,
+for an ``AsyncEtoroClient``).
 """
 
+from etoro_nb.agent.async_session import AsyncAgentSession
 from etoro_nb.agent.book import BookView, Holding
 from etoro_nb.agent.controls import Controls
 from etoro_nb.agent.policy import RiskPolicy
+from etoro_nb.agent.room import Room
 from etoro_nb.agent.session import AgentSession
 from etoro_nb.errors import ConsentRequired, PolicyViolation, SessionStopped
 
-__all__ = ["AgentSession", "BookView", "ConsentRequired", "Controls", "Holding",
-           "PolicyViolation", "RiskPolicy", "SessionStopped"]
+__all__ = ["AgentSession", "AsyncAgentSession", "BookView", "ConsentRequired", "Controls", "Holding",
+           "PolicyViolation", "RiskPolicy", "Room", "SessionStopped"]

@@ -16,25 +16,34 @@ Kill switch. A 401 or 403 from the server (the owner revoked the token, or narro
 scopes or whitelist) stops the session for good: no retry, no further request (orders
 waiting for the session's lock are abandoned), a final ``session_stopped`` event with
 the reason, and ``SessionStopped`` from then on.
+
+One body, two clients. ``SessionCore`` holds the logic, each operation written once as
+work (``etoro_nb._runner``): the resources' flows for requests, ``blocking`` steps for the
+ledger (the owner's controls, the day's counters, the session's events). ``AgentSession``
+drives that work on an ``EtoroClient`` in the calling thread; ``AsyncAgentSession``
+(``agent.async_session``) awaits it on an ``AsyncEtoroClient``, the ledger steps in a
+worker thread, so an event loop never waits on SQLite.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import uuid
 import weakref
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from etoro_nb import rules
 from etoro_nb._base import AMBIGUOUS  # the order may or may not have been placed
+from etoro_nb._runner import Work, blocking, drive
 from etoro_nb.agent import checks, events
 from etoro_nb.agent.book import Book, BookView, Holding
 from etoro_nb.agent.checks import Instrument, Order
 from etoro_nb.agent.controls import Controls, ControlWatcher
 from etoro_nb.agent.policy import RiskPolicy, instrument_key
+from etoro_nb.agent.room import Room, amount_room
 from etoro_nb.errors import (
     APIError,
     AuthenticationError,
@@ -47,10 +56,22 @@ from etoro_nb.errors import (
 )
 from etoro_nb.models import ClosedOrder, OrderInfo, OrderPlaced, Portfolio, Trade
 from etoro_nb.operations import catalogue, trade_operations
+from etoro_nb.resources.trading import (
+    PAGE_SIZE,
+    Paths,
+    cancel_flow,
+    close_flow,
+    history_flow,
+    lookup_flow,
+    open_flow,
+    order_body,
+    portfolio_flow,
+)
 from etoro_nb.scopes import Access, scope_for
 
 if TYPE_CHECKING:
-    from etoro_nb.client import EtoroClient
+    from etoro_nb._base import Flow
+    from etoro_nb.client_api import AnyClient, ClientAPI
     from etoro_nb.ledger import Ledger
 
 T = TypeVar("T")
@@ -59,19 +80,12 @@ Account = Literal["real", "demo"]
 INSTRUMENT_FIELDS = ("instrumentId", "symbol", "internalAssetClassId", "internalAssetClassName")
 
 
-class AgentSession:
-    """An agent's trading, bounded by ``policy`` and by its owner's policy and pause.
+class SessionCore:
+    """What ``AgentSession`` and ``AsyncAgentSession`` share: state, checks, book and the
+    work of every operation. Making one reads the ledger (the token's portfolio, the
+    owner's controls) but sends nothing; ``_start()`` is the first work it runs."""
 
-    ``agent`` is the agent's client (``client.as_agent(token)``); ``account`` the account
-    it trades (``"demo"`` unless told otherwise). The owner's controls are found by the
-    token's portfolio, which the ledger knows when the token was minted through it; else
-    give ``portfolio_id``. ``virtual_balance_usd`` is the base of exposure shares when the
-    owner's policy does not carry one (else the account's value at cost at start).
-
-    Use it as a context manager, or call ``close()``. Thread-safe: orders are serialised.
-    """
-
-    def __init__(self, agent: EtoroClient, policy: RiskPolicy | None = None, *,
+    def __init__(self, agent: AnyClient, policy: RiskPolicy | None = None, *,
                  account: Account = "demo", portfolio_id: str | None = None,
                  virtual_balance_usd: float | None = None) -> None:
         if account not in ("real", "demo"):
@@ -88,9 +102,9 @@ class AgentSession:
         self.account: Account = account
         self.policy = policy
         self._agent = agent
-        self._trading = agent.trading(account)
+        self._paths = Paths(account)
         self._ledger: Ledger | None = agent.ledger
-        recorder = agent._core.recorder
+        recorder = agent.recorder
         self._fingerprint = recorder.fingerprint if recorder is not None else None
         known = (self._ledger.token_for(self._fingerprint)
                  if self._ledger is not None and self._fingerprint else None)
@@ -104,11 +118,11 @@ class AgentSession:
         self._watcher = (ControlWatcher(self._ledger, self.portfolio_id)
                          if self._ledger is not None and self.portfolio_id else None)
         self._virtual_balance = virtual_balance_usd
-        self._lock = threading.Lock()
         self._book = Book()
         self._instruments: dict[int | str, Instrument] = {}
         self._scopes: frozenset[str] = frozenset()
         self._stopped: SessionStopped | None = None
+        self._started = False
         self._needs_read = True
         self._base_equity: float | None = None
         self._booklog = events.BookLog(self._ledger, self.portfolio_id, self.token_id)
@@ -118,24 +132,11 @@ class AgentSession:
             weakref.finalize(self, self._watcher.close)
         self._tightest_for: tuple[Any, ...] | None = None
         self._tightest_limits: tuple[float | None, float | None] = (None, None)
-        with self._lock:
-            try:
-                self._start()
-            except BaseException:
-                if self._watcher is not None:
-                    self._watcher.close()
-                raise
 
     def __repr__(self) -> str:
-        state = "stopped" if self._stopped else "running"
-        return (f"AgentSession(account={self.account!r}, portfolio_id={self.portfolio_id!r}, "
-                f"{state})")
-
-    def __enter__(self) -> AgentSession:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+        state = "stopped" if getattr(self, "_stopped", None) else "running"  # a failed __init__ too
+        return (f"{type(self).__name__}(account={self.account!r}, "
+                f"portfolio_id={self.portfolio_id!r}, {state})")
 
     # -- state -----------------------------------------------------------------------------
     @property
@@ -185,9 +186,21 @@ class AgentSession:
     def _now(self) -> datetime:
         return self._agent.recorded_now()
 
+    def _alive(self, op: str) -> None:
+        """Refuse at once if the session has stopped (also for calls that were waiting for
+        its lock when it stopped: queued work is abandoned)."""
+        if self._stopped is not None:
+            raise SessionStopped(self._stopped.reason, operation=op, cause=self._stopped.cause)
+
+    def _failed_start(self) -> None:
+        if self._watcher is not None:
+            self._watcher.close()
+
     # -- starting, reading, reconciling ----------------------------------------------------
-    def _start(self) -> None:
-        me = self._guarded("getAuthenticatedUserProfile", self._agent.me)
+    def _start(self) -> Work[None]:
+        from etoro_nb.client import me_flow
+
+        me = yield from self._guarded("getAuthenticatedUserProfile", me_flow())
         self._scopes = frozenset(me.scopes)
         read = self._scope("read")
         if read not in self._scopes:
@@ -197,9 +210,10 @@ class AgentSession:
         now = self._now()
         self._book.roll(now)
         if self._ledger is not None and self._fingerprint is not None:
-            self._book.count_orders(self._ledger_orders(now))
-        self._reconcile(now, "start")
+            self._book.count_orders((yield from blocking(lambda: self._ledger_orders(now))))
+        yield from self._reconcile(now, "start")
         self._base_equity = self._book.equity_at_cost
+        self._started = True
 
     def _ledger_orders(self, now: datetime) -> list[datetime]:
         """This token's orders on this account since the earlier of the day's start and an
@@ -229,27 +243,26 @@ class AgentSession:
                   .filter(~pl.col("refused")).collect())
         return sorted(placed["ts"].to_list())
 
-    def _reconcile(self, now: datetime, why: str, portfolio: Portfolio | None = None) -> None:
+    def _reconcile(self, now: datetime, why: str, portfolio: Portfolio | None = None
+                   ) -> Work[None]:
         """One read of the account (``portfolio`` if the agent just read it), and of the
         day's closed trades when the day's realised P&L is not known yet."""
         if portfolio is None:
-            portfolio = self._guarded(self._trading._paths.ops["portfolio"],
-                                      self._trading.portfolio)
+            portfolio = yield from self._guarded(self._paths.ops["portfolio"],
+                                                 portfolio_flow(self._paths, pnl=False))
         self._book.roll(now)
         realized = None
         if self._book.realized_today_usd is None:
-            trades = self._guarded(self._trading._paths.ops["history"],
-                                   lambda: self._trading.history(now.date()))
+            trades = yield from self._guarded(self._paths.ops["history"], history_flow(
+                self._paths, now.date(), PAGE_SIZE, None))
             realized = _realized_on(trades, now.date())
         self._book.reconcile(portfolio, now, realized)
         self._needs_read = False
-        self._record(events.RECONCILED, now, {"reason": why})
+        yield from self._record(events.RECONCILED, now, {"reason": why})
 
-    def reconcile(self) -> BookView:
-        """Read the account now and take the book from it."""
-        with self._running("reconcile"):
-            self._reconcile(self._now(), "asked")
-            return self._book.view(self._now())
+    def _reconcile_asked(self) -> Work[BookView]:
+        yield from self._reconcile(self._now(), "asked")
+        return self._book.view(self._now())
 
     def _due(self, now: datetime) -> str | None:
         """Why the book should be read before this order, if it should."""
@@ -267,89 +280,77 @@ class AgentSession:
         return None
 
     # -- reads the agent makes -------------------------------------------------------------
-    def portfolio(self) -> Portfolio:
-        """The account (one read), which also refreshes the book."""
-        return self._read_account(self._trading.portfolio, "portfolio")
+    def _read_account(self, op: str) -> Work[Portfolio]:
+        self._require(self._scope("read"), op)
+        answer = yield from self._guarded(self._paths.ops[op],
+                                          portfolio_flow(self._paths, pnl=op == "pnl"))
+        yield from self._reconcile(self._now(), f"the agent read {op}", answer)
+        return answer
 
-    def pnl(self) -> Portfolio:
-        """The account with unrealised P&L (one read), which also refreshes the book."""
-        return self._read_account(self._trading.pnl, "pnl")
+    def _history(self, since: date | datetime) -> Work[list[Trade]]:
+        self._require(self._scope("read"), "history")
+        day = since.date() if isinstance(since, datetime) else since
+        return (yield from self._guarded(self._paths.ops["history"], history_flow(
+            self._paths, day, PAGE_SIZE, None)))
 
-    def _read_account(self, read: Callable[[], Portfolio], op: str) -> Portfolio:
-        with self._running(op):
-            self._require(self._scope("read"), op)
-            answer = self._guarded(self._trading._paths.ops[op], read)
-            self._reconcile(self._now(), f"the agent read {op}", answer)
-            return answer
-
-    def history(self, since: date | datetime) -> list[Trade]:
-        with self._running("history"):
-            self._require(self._scope("read"), "history")
-            return self._guarded(self._trading._paths.ops["history"],
-                                 lambda: self._trading.history(since))
-
-    def lookup_order(self, order_id: int | None = None, *,
-                     reference_id: str | None = None) -> OrderInfo:
-        with self._running("lookup"):
-            self._require(self._scope("read"), "lookup")
-            return self._guarded(self._trading._paths.ops["lookup"], lambda: self._trading.lookup_order(
-                order_id, reference_id=reference_id))
+    def _lookup(self, order_id: int | None, reference_id: str | None) -> Work[OrderInfo]:
+        self._require(self._scope("read"), "lookup")
+        return (yield from self._guarded(self._paths.ops["lookup"], lookup_flow(
+            self._paths, order_id, reference_id)))
 
     # -- orders ----------------------------------------------------------------------------
-    def open_order(self, instrument: int | str, side: str = "buy", *, amount: float,
-                   leverage: int = 1, stop_loss: float | None = None,
-                   take_profit: float | None = None, trailing_stop: bool = False,
-                   trigger_rate: float | None = None,
-                   request_id: str | None = None) -> OrderPlaced:
-        """Open a position of ``amount`` USD (the margin; exposure is amount x leverage),
-        after every check. ``trigger_rate`` makes it a pending market-if-touched order
-        (counted in the book from now on). Raises ``PolicyViolation`` with nothing sent."""
-        from etoro_nb.resources.trading import order_body
-
-        order_body(instrument, side, amount, None, leverage, stop_loss, take_profit,
-                   trailing_stop, trigger_rate)  # bad input: a InvalidInputError first
-        amount = round(float(amount), 2)
-        op = self._trading._paths.ops["open"]
+    def _open(self, instrument: int | str, side: str, amount: float, leverage: int,
+              stop_loss: float | None, take_profit: float | None, trailing_stop: bool,
+              trigger_rate: float | None, request_id: str | None
+              ) -> tuple[str, Work[OrderPlaced]]:
+        """The operation and the work of an opening order; bad input raises here, first."""
+        body = order_body(instrument, side, amount, None, leverage, stop_loss, take_profit,
+                          trailing_stop, trigger_rate)
+        amount = body["amount"] = round(float(amount), 2)
+        op = self._paths.ops["open"]
         rid = request_id or str(uuid.uuid4())
-        with self._running(op):
+
+        def work() -> Work[OrderPlaced]:
             now = self._now()
-            order = Order("open", None, amount, leverage, stop_loss)
-            order = self._check(order, instrument, op, rid, now)
+            order = yield from self._check(Order("open", None, amount, leverage, stop_loss),
+                                           instrument, op, rid, now)
             known = order.instrument.instrument_id if order.instrument else None
             holding = Holding(instrument_key(instrument) if known is None else known,
                               side == "buy", amount, leverage,
                               pending=trigger_rate is not None,
                               triggers=stop_loss is not None or take_profit is not None)
+            self._agent.ensure_real_allowed(self.account == "real")
             try:
-                placed = self._guarded(op, lambda: self._trading.open_order(
-                    instrument, side, amount=amount, leverage=leverage, stop_loss=stop_loss,
-                    take_profit=take_profit, trailing_stop=trailing_stop,
-                    trigger_rate=trigger_rate, request_id=rid))
+                placed = yield from self._guarded(op, open_flow(self._paths, body, rid))
             except AMBIGUOUS:  # it may have been placed: count it, and read before the next
                 self._book.placed(now)
                 self._book.opened(None, holding)
                 self._needs_read = True
-                self._booked(now, op, rid, {"outcome": "unknown", **_order_detail(order)})
+                yield from self._booked(now, op, rid, {"outcome": "unknown",
+                                                       **_order_detail(order)})
                 raise
             self._book.placed(now)
             self._book.opened(placed.order_id, holding)
-            self._booked(now, op, rid, {"order_id": placed.order_id, **_order_detail(order)})
+            yield from self._booked(now, op, rid, {"order_id": placed.order_id,
+                                                   **_order_detail(order)})
             return placed
+        return op, work()
 
-    def close_position(self, position_id: int, instrument_id: int, *,
-                       units: float | None = None, request_id: str | None = None) -> ClosedOrder:
-        """Close a position, or ``units`` of it: held only to scope, pause and expiry."""
+    def _close(self, position_id: int, instrument_id: int, units: float | None,
+               request_id: str | None) -> tuple[str, Work[ClosedOrder]]:
         rules.path_id(position_id, "position_id")
         if units is not None:
             rules.positive(units, "units")
-        op = self._trading._paths.ops["close"]
+        op = self._paths.ops["close"]
         rid = request_id or str(uuid.uuid4())
-        with self._running(op):
+
+        def work() -> Work[ClosedOrder]:
             now = self._now()
-            self._check(Order("close"), None, op, rid, now)
+            yield from self._check(Order("close"), None, op, rid, now)
+            self._agent.ensure_real_allowed(self.account == "real")
             try:
-                closed = self._guarded(op, lambda: self._trading.close_position(
-                    position_id, instrument_id, units=units, request_id=rid))
+                closed = yield from self._guarded(op, close_flow(
+                    self._paths, position_id, instrument_id, units, rid))
             except AMBIGUOUS:
                 self._book.placed(now)
                 self._unsure()
@@ -360,20 +361,21 @@ class AgentSession:
                 raise
             self._book.placed(now)
             released = self._book.closed(position_id, units)
-            self._booked(now, op, rid, {"position_id": position_id, "units": units,
-                                        "released_usd": released})
+            yield from self._booked(now, op, rid, {"position_id": position_id, "units": units,
+                                                   "released_usd": released})
             return closed
+        return op, work()
 
-    def cancel_order(self, order_id: int) -> None:
-        """Cancel a pending order: held only to scope, pause and expiry."""
+    def _cancel(self, order_id: int) -> tuple[str, Work[None]]:
         rules.path_id(order_id, "order_id")
-        op = self._trading._paths.ops["cancel"]
-        with self._running(op):
+        op = self._paths.ops["cancel"]
+
+        def work() -> Work[None]:
             now = self._now()
-            rid = str(uuid.uuid4())
-            self._check(Order("cancel"), None, op, rid, now)
+            yield from self._check(Order("cancel"), None, op, str(uuid.uuid4()), now)
+            self._agent.ensure_real_allowed(self.account == "real")
             try:
-                self._guarded(op, lambda: self._trading.cancel_order(order_id))
+                yield from self._guarded(op, cancel_flow(self._paths, order_id))
             except AMBIGUOUS:
                 self._unsure()
                 raise
@@ -382,51 +384,43 @@ class AgentSession:
                     self._unsure()
                 raise
             self._book.cancelled(order_id)
-            self._booked(now, op, None, {"order_id": order_id})
+            yield from self._booked(now, op, None, {"order_id": order_id})
+        return op, work()
 
     def _unsure(self) -> None:
         """A close or cancel may or may not have happened: read before the next order."""
         self._book.unplaced = True
         self._needs_read = True
 
-    def room_usd(self, instrument: int | str | None = None, *, leverage: int = 1) -> float:
-        """The largest amount (USD) an opening order may take now, 0 if none may open:
-        for sizing orders to the policy instead of being refused. With ``instrument``,
-        its rules count too. May read (as an order would)."""
-        with self._running("room"):
-            now = self._now()
-            due = self._due(now)  # the read an order would make, before the room is counted
-            if due is not None:
-                self._reconcile(now, due)
-            room = float("inf")
-            view = self._book.view(now)
-            base = self._base()
-            for _, policy in self.policies():
-                if policy.max_order_amount_usd is not None:
-                    room = min(room, policy.max_order_amount_usd)
-                caps = [policy.max_gross_exposure_usd]
-                if policy.max_gross_exposure_share is not None and base:
-                    caps.append(policy.max_gross_exposure_share * base)
-                for cap in caps:
-                    if cap is not None:
-                        room = min(room, (cap - view.gross_exposure_usd) / leverage)
-            room = max(0.0, int(room * 100) / 100) if room != float("inf") else room
-            if room <= 0:
-                return 0.0
-            probe = Order("open", None, 0.0 if room == float("inf") else room, leverage,
-                          stop_loss=0.0)
-            try:
-                self._check(probe, instrument, "room", None, now, record=False)
-            except PolicyViolation:
-                return 0.0
+    def _room(self, instrument: int | str | None, leverage: int, stop_loss: bool = True
+              ) -> Work[Room]:
+        """``room``: the rules that hold closes too, the limits on the amount, then every
+        other rule of an opening order (nothing recorded: it is a question, not an order)."""
+        now = self._now()
+        due = self._due(now)  # the read an order would make, before the room is counted
+        if due is not None:
+            yield from self._reconcile(now, due)
+        try:
+            yield from self._check(Order("close"), None, "room", None, now, record=False)
+        except PolicyViolation as held:
+            return _held(held, closes=False)
+        room = amount_room(self.policies(), self._book.view(now), self._base(), leverage)
+        if room.blocked:
             return room
+        probe = Order("open", None, 0.0 if math.isinf(room.usd) else room.usd, leverage,
+                      stop_loss=0.0 if stop_loss else None)
+        try:
+            yield from self._check(probe, instrument, "room", None, now, record=False)
+        except PolicyViolation as held:
+            return _held(held)
+        return room
 
     # -- checking --------------------------------------------------------------------------
     def _check(self, order: Order, instrument: int | str | None, op: str, rid: str | None,
-               now: datetime, *, record: bool = True) -> Order:
+               now: datetime, *, record: bool = True) -> Work[Order]:
         """Every rule, in order; an opening order comes back with its instrument known.
         Raises the first ``PolicyViolation`` (recorded unless ``record`` is false)."""
-        def refuse(violation: PolicyViolation, source: str | None = None) -> PolicyViolation:
+        def refuse(violation: PolicyViolation, source: str | None = None) -> Work[PolicyViolation]:
             violation.operation = op
             if record:
                 detail = {"rule": violation.rule, "limit": violation.limit,
@@ -436,31 +430,33 @@ class AgentSession:
                 controls = self.controls
                 if source == "owner" and controls is not None:
                     detail["policy_version"] = controls.version
-                self._record(events.REFUSED, now, detail, request_id=rid)
+                yield from self._record(events.REFUSED, now, detail, request_id=rid)
             return violation
 
         violation = checks.scope(self._scopes, self._scope("write"))
         if violation is not None:
-            raise refuse(violation)
-        controls = None if self._watcher is None else self._watcher.current()
+            raise (yield from refuse(violation))
+        watcher = self._watcher
+        controls = None if watcher is None else (yield from blocking(watcher.current))
         if controls is not None and controls.paused:
-            raise refuse(PolicyViolation("paused", controls.reason, op, figures=False, message=(
-                f"the owner paused this agent portfolio ({controls.reason})")), "owner")
+            raise (yield from refuse(PolicyViolation(
+                "paused", controls.reason, op, figures=False,
+                message=f"the owner paused this agent portfolio ({controls.reason})"), "owner"))
         for source, policy in self.policies():
             violation = checks.expiry(policy, now)
             if violation is not None:
-                raise refuse(violation, source)
+                raise (yield from refuse(violation, source))
         due = self._due(now)
         if due is not None:
-            self._reconcile(now, due)
+            yield from self._reconcile(now, due)
         if order.kind != "open":
             return order
         policies = self.policies()
         if instrument is not None:
             listed = any(p.allowed_instruments is not None or p.denied_instruments is not None
                          or p.allowed_asset_classes is not None for _, p in policies)
-            order = Order(order.kind, self._instrument(instrument) if listed else _named(instrument),
-                          order.amount_usd, order.leverage, order.stop_loss)
+            known = (yield from self._instrument(instrument)) if listed else _named(instrument)
+            order = Order(order.kind, known, order.amount_usd, order.leverage, order.stop_loss)
         view = self._book.view(now)
         groups: list[tuple[Rule, Callable[[], bool]]] = [
             (lambda p, v: checks.instruments(p, order), _never),
@@ -474,22 +470,24 @@ class AgentSession:
             for source, policy in policies:
                 violation = rule(policy, view)
                 if violation is not None and a_read_may_help():
-                    self._reconcile(now, f"{violation.rule} would refuse")
+                    yield from self._reconcile(now, f"{violation.rule} would refuse")
                     view = self._book.view(now)
                     violation = rule(policy, view)
                 if violation is not None:
-                    raise refuse(violation, source)
+                    raise (yield from refuse(violation, source))
         return order
 
-    def _instrument(self, instrument: int | str) -> Instrument:
+    def _instrument(self, instrument: int | str) -> Work[Instrument]:
         """The instrument's id, symbol and asset class (one market-data read the first time
         it is named; unknown to the market: only what was given)."""
+        from etoro_nb.resources.market import search_flow
+
         key = instrument_key(instrument)
         if key not in self._instruments:
             by: dict[str, Any] = {"instrumentId" if isinstance(instrument, int) else "symbol":
                                   instrument}
-            items = self._guarded("searchForInstruments", lambda: self._agent.market.search(
-                fields=INSTRUMENT_FIELDS, page_size=1, **by))
+            items = yield from self._guarded("searchForInstruments", search_flow(
+                None, INSTRUMENT_FIELDS, 1, 1, None, by))
             found = _named(instrument)
             if items:
                 item = items[0]
@@ -546,23 +544,16 @@ class AgentSession:
             raise violation
 
     # -- the kill switch -------------------------------------------------------------------
-    @contextmanager
-    def _running(self, op: str) -> Iterator[None]:
-        """Hold the session's lock; refuse at once if it has stopped (also for calls that
-        were waiting for the lock when it stopped: queued work is abandoned)."""
-        with self._lock:
-            if self._stopped is not None:
-                raise SessionStopped(self._stopped.reason, operation=op, cause=self._stopped.cause)
-            yield
-
-    def _guarded(self, op: str, call: Callable[[], T]) -> T:
+    def _guarded(self, op: str, flow: Flow[T]) -> Work[T]:
         """Make a request; the server refusing the token (401/403) stops the session."""
         try:
-            return call()
+            return (yield from flow)
         except (AuthenticationError, PermissionDeniedError) as exc:
-            raise self._kill(exc, op) from exc
+            raise (yield from self._kill(exc, op)) from exc
 
-    def _kill(self, error: APIError, op: str) -> SessionStopped:
+    def _kill(self, error: APIError, op: str) -> Work[SessionStopped]:
+        from etoro_nb.client import me_flow
+
         if isinstance(error, AuthenticationError):
             reason = (f"the server refused the token ({error.status} "
                       f"{error.error_code or 'no errorCode'}): revoked or expired")
@@ -571,15 +562,15 @@ class AgentSession:
                       f"{error.error_code or 'no errorCode'}): the token's scopes or IP "
                       "whitelist were narrowed")
             try:  # learn what the token may still do, for the record
-                self._scopes = frozenset(self._agent.me().scopes)
+                self._scopes = frozenset((yield from me_flow()).scopes)
                 reason += f"; it now has {', '.join(sorted(self._scopes)) or 'no scope'}"
             except EtoroError:
                 pass
-        self._stop(reason, op, error)
+        yield from self._stop(reason, op, error)
         assert self._stopped is not None
         return self._stopped
 
-    def _stop(self, reason: str, op: str | None, error: APIError | None = None) -> None:
+    def _stop(self, reason: str, op: str | None, error: APIError | None = None) -> Work[None]:
         if self._stopped is not None:
             return
         self._stopped = SessionStopped(reason, operation=op, cause=error)
@@ -587,34 +578,138 @@ class AgentSession:
         if error is not None:
             detail.update(status=error.status, error_code=error.error_code,
                           failed_request_id=error.request_id)
-        self._record(events.STOPPED, self._now(), detail)
+        yield from self._record(events.STOPPED, self._now(), detail)
         if self._watcher is not None:
             self._watcher.close()  # no order will look again
+
+    # -- recording -------------------------------------------------------------------------
+    def _record(self, kind: str, at: datetime, detail: dict[str, Any],
+                request_id: str | None = None) -> Work[None]:
+        if kind != events.STOPPED and kind != events.REFUSED:
+            detail = {**detail, **self._figures(at)}
+
+        def write() -> None:
+            self._booklog.flush()  # the orders before it come first in the ledger too
+            events.record_after(self._ledger, kind, at, portfolio_id=self.portfolio_id,
+                                token_id=self.token_id, request_id=request_id, detail=detail)
+        if self._ledger is not None:
+            yield from blocking(write)
+
+    def _booked(self, at: datetime, op: str, rid: str | None, detail: dict[str, Any]
+                ) -> Work[None]:
+        entry = {"operation": op, **detail, **self._figures(at)}
+        if self._ledger is not None:
+            yield from blocking(lambda: self._booklog.add(at, rid, entry))
+
+
+class AgentSession(SessionCore):
+    """An agent's trading, bounded by ``policy`` and by its owner's policy and pause.
+
+    ``agent`` is the agent's client (``client.as_agent(token)``); ``account`` the account
+    it trades (``"demo"`` unless told otherwise). The owner's controls are found by the
+    token's portfolio, which the ledger knows when the token was minted through it; else
+    give ``portfolio_id``. ``virtual_balance_usd`` is the base of exposure shares when the
+    owner's policy does not carry one (else the account's value at cost at start).
+
+    Use it as a context manager, or call ``close()``. Thread-safe: orders are serialised.
+    With an ``AsyncEtoroClient``, use ``AsyncAgentSession`` (the same methods, awaited).
+    """
+
+    _agent: ClientAPI
+
+    def __init__(self, agent: ClientAPI, policy: RiskPolicy | None = None, *,
+                 account: Account = "demo", portfolio_id: str | None = None,
+                 virtual_balance_usd: float | None = None) -> None:
+        super().__init__(agent, policy, account=account, portfolio_id=portfolio_id,
+                         virtual_balance_usd=virtual_balance_usd)
+        self._lock = threading.Lock()
+        with self._lock:
+            try:
+                drive(agent, self._start())
+            except BaseException:
+                self._failed_start()
+                raise
+
+    def __enter__(self) -> AgentSession:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self, op: str, work: Work[T]) -> T:
+        with self._lock:
+            self._alive(op)
+            return drive(self._agent, work)
+
+    def reconcile(self) -> BookView:
+        """Read the account now and take the book from it."""
+        return self._run("reconcile", self._reconcile_asked())
+
+    def portfolio(self) -> Portfolio:
+        """The account (one read), which also refreshes the book."""
+        return self._run("portfolio", self._read_account("portfolio"))
+
+    def pnl(self) -> Portfolio:
+        """The account with unrealised P&L (one read), which also refreshes the book."""
+        return self._run("pnl", self._read_account("pnl"))
+
+    def history(self, since: date | datetime) -> list[Trade]:
+        return self._run("history", self._history(since))
+
+    def lookup_order(self, order_id: int | None = None, *,
+                     reference_id: str | None = None) -> OrderInfo:
+        return self._run("lookup", self._lookup(order_id, reference_id))
+
+    def open_order(self, instrument: int | str, side: str = "buy", *, amount: float,
+                   leverage: int = 1, stop_loss: float | None = None,
+                   take_profit: float | None = None, trailing_stop: bool = False,
+                   trigger_rate: float | None = None,
+                   request_id: str | None = None) -> OrderPlaced:
+        """Open a position of ``amount`` USD (the margin; exposure is amount x leverage),
+        after every check. ``trigger_rate`` makes it a pending market-if-touched order
+        (counted in the book from now on). Raises ``PolicyViolation`` with nothing sent."""
+        return self._run(*self._open(instrument, side, amount, leverage, stop_loss, take_profit,
+                                     trailing_stop, trigger_rate, request_id))
+
+    def close_position(self, position_id: int, instrument_id: int, *,
+                       units: float | None = None, request_id: str | None = None) -> ClosedOrder:
+        """Close a position, or ``units`` of it: held only to scope, pause and expiry."""
+        return self._run(*self._close(position_id, instrument_id, units, request_id))
+
+    def cancel_order(self, order_id: int) -> None:
+        """Cancel a pending order: held only to scope, pause and expiry."""
+        self._run(*self._cancel(order_id))
+
+    def room_usd(self, instrument: int | str | None = None, *, leverage: int = 1) -> float:
+        """The largest amount (USD) an opening order may take now, 0 if none may open:
+        for sizing orders to the policy instead of being refused. With ``instrument``,
+        its rules count too. May read (as an order would)."""
+        return self._run("room", self._room(instrument, leverage)).usd
+
+    def room(self, instrument: int | str | None = None, *, leverage: int = 1,
+             stop_loss: bool = True) -> Room:
+        """``room_usd`` with the rule that sets it (``Room``); ``stop_loss=False``: the
+        order will carry none (a policy that requires one then allows no order)."""
+        return self._run("room", self._room(instrument, leverage, stop_loss))
 
     def stop(self, reason: str = "stopped by the agent") -> None:
         """Stop for good (no request after this); records ``session_stopped``."""
         with self._lock:
-            self._stop(reason, None)
+            drive(self._agent, self._stop(reason, None))
 
     def close(self) -> None:
         """End the session (``stop`` with reason ``closed``); the client stays open."""
         self.stop("closed")
 
-    # -- recording -------------------------------------------------------------------------
-    def _record(self, kind: str, at: datetime, detail: dict[str, Any],
-                request_id: str | None = None) -> None:
-        if kind != events.STOPPED and kind != events.REFUSED:
-            detail = {**detail, **self._figures(at)}
-        self._booklog.flush()  # the orders before it come first in the ledger too
-        events.record_after(self._ledger, kind, at, portfolio_id=self.portfolio_id,
-                            token_id=self.token_id, request_id=request_id, detail=detail)
-
-    def _booked(self, at: datetime, op: str, rid: str | None, detail: dict[str, Any]) -> None:
-        self._booklog.add(at, rid, {"operation": op, **detail, **self._figures(at)})
-
 
 def _never() -> bool:
     return False
+
+
+def _held(violation: PolicyViolation, *, closes: bool = True) -> Room:
+    """No room: the rule that would refuse an opening order (and closes, unless ``closes``)."""
+    said = str(violation).removeprefix(f"refused locally, nothing sent: {violation.rule}: ")
+    return Room(0.0, violation.rule, violation.limit, None, closes, said)
 
 
 def _named(instrument: int | str) -> Instrument:
