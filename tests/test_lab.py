@@ -10,7 +10,9 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
@@ -263,10 +265,31 @@ def _ordinary_user() -> str | None:
     return "nobody" if done.returncode == 0 else None
 
 
+@pytest.fixture(params=["suite", "ordinary"])
+def lab_user(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, list[str], Path]]:
+    """Who runs `make lab` (the suite's user, or an ordinary one through runuser), the
+    command prefix that makes it so, and a home folder that user owns."""
+    if request.param == "suite":
+        home = tmp_path / "home"
+        home.mkdir()
+        yield "suite", [], home
+        return
+    other = _ordinary_user()
+    if other is None:
+        pytest.skip("no ordinary user can run this venv here (not root, or its Python lives "
+                    "where only root can read, e.g. under /root)")
+    home = Path(tempfile.mkdtemp(prefix="etoro-nb-lab-home-"))  # tmp_path is root's alone
+    try:
+        shutil.chown(home, other)
+        yield "ordinary", ["runuser", "-u", other, "--"], home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
 @pytest.mark.browser
 @pytest.mark.timeout(600)
-@pytest.mark.parametrize("user", ["suite", "ordinary"])
-def test_make_lab_opens_the_cockpit_on_its_sandbox(user: str, tmp_path: Path) -> None:
+def test_make_lab_opens_the_cockpit_on_its_sandbox(lab_user: tuple[str, list[str], Path],
+                                                   tmp_path: Path) -> None:
     """The README's `make lab` (with the ports it documents), as the suite's user (root in CI)
     and as an ordinary user: JupyterLab opens on 00-cockpit, the cockpit renders in Chromium,
     connected to the sandbox `make lab` serves; stopped, it leaves no checkpoints or temporary
@@ -274,24 +297,14 @@ def test_make_lab_opens_the_cockpit_on_its_sandbox(user: str, tmp_path: Path) ->
     missing = browser_requirements() or (None if shutil.which("make") else "make")
     if missing and not os.environ.get(REQUIRE_ENV):
         pytest.skip(f"needs: {missing}")
-    prefix: list[str] = []
-    home = tmp_path / "home"
-    home.mkdir()
-    if user == "ordinary":
-        other = _ordinary_user()
-        if other is None:
-            pytest.skip("no ordinary user can run this venv here (not root, or its Python lives "
-                        "where only root can read, e.g. under /root)")
-        prefix = ["runuser", "-u", other, "--"]
-        tmp_path.chmod(0o755)
-        home.chmod(0o777)
+    user, prefix, home = lab_user
     notebooks = ROOT / "notebooks"
     before = set(notebooks.rglob("*"))
     sandbox_port, lab_port, token = free_port(), free_port(), os.urandom(16).hex()
     env = _lab_env(home, token)
     if prefix:
-        for path in [home, *home.rglob("*")]:
-            shutil.chown(path, "nobody")
+        for path in home.rglob("*"):
+            shutil.chown(path, prefix[2])
     log = tmp_path / "make-lab.log"
     with log.open("wb") as out:
         proc = subprocess.Popen([*prefix, "make", "lab", f"PORT={sandbox_port}",
