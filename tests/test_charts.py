@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from etoro_nb import charts
+from etoro_nb.charts import style
 from etoro_nb.frames import (
     LEAST_PRIVILEGE_SCHEMA,
     PORTFOLIOS_SCHEMA,
@@ -132,6 +133,7 @@ def test_activity_titles_legend_and_hover() -> None:
     assert errors[1].customdata[0][1] == "403 InsufficientScope, no answer"
     assert errors[0].marker.color == errors[1].marker.color
     assert "%{y}" in errors[0].hovertemplate and "alpha01" in errors[0].hovertemplate
+    style.portfolio_colours.clear()  # distinct while the session's palette lasts
     hourly = charts.activity(usage_frame(), freq="1h",
                              portfolio_names={P1: "alpha01", P2: "beta0001"})
     alpha = next(t for t in hourly.data if t.name == "alpha01")
@@ -486,7 +488,7 @@ def test_options_are_keyword_only() -> None:
 def test_every_chart_uses_the_project_template(name: str) -> None:
     import plotly.io as pio
 
-    from etoro_nb.charts import figures, style
+    from etoro_nb.charts import figures
 
     chart, inputs, options, _ = CHARTS[name]
     registered = pio.templates[style.TEMPLATE]
@@ -506,8 +508,6 @@ def test_legends_sit_under_the_plot(name: str) -> None:
 
 
 def test_a_portfolio_has_one_colour_in_every_chart() -> None:
-    from etoro_nb.charts import style
-
     names = {P1: "alpha01", P2: "beta0001"}
     activity = charts.activity(usage_frame(), portfolio_names=names)
     value = charts.portfolio_value(history_frame())
