@@ -17,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -213,8 +214,9 @@ def _shape(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
 _BUCKET = ["panel_title", "portfolio", "bucket_mid", "width_ms", "span"]  # a bucket's, in a panel
 
 
+@functools.cache  # a handful of strings, each looked up many times per chart
 def _step(freq: str) -> timedelta:
-    """A duration's nominal length (a month is taken as 30 days, a year as 365)."""
+    """A duration's nominal length (from 2026-01-01: a month is 31 days, a year 365)."""
     ref = datetime(2026, 1, 1, tzinfo=UTC)
     end: datetime = pl.select(pl.lit(ref).dt.offset_by(freq)).item()
     return end - ref
