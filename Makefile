@@ -3,6 +3,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+PORT ?= 8765
+LAB_PORT ?= 8888
+LAB_ARGS ?=
+# Installing is remembered in a stamp inside the venv: it is redone only when pyproject.toml
+# changes (or the venv is made anew), so a second `make lab` starts at once.
+INSTALLED := $(VENV)/.installed-test
+INSTALLED_BENCH := $(VENV)/.installed-bench
 
 .PHONY: setup lab reports sandbox test bench
 
@@ -10,20 +17,28 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-setup: $(BIN)/python
+$(INSTALLED): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
 
-# The main job: JupyterLab on the templates, with the sandbox serving on :8765 beside it.
+$(INSTALLED_BENCH): pyproject.toml | $(INSTALLED)
+	$(BIN)/python -m pip install --quiet -e '.[bench]'
+	touch $@
+
+setup: $(INSTALLED)
+
+# The main job: JupyterLab on the cockpit (notebooks/00-cockpit.ipynb), with the sandbox
+# serving on :$(PORT) beside it. JupyterLab takes :$(LAB_PORT), or the next free port after it.
 lab: setup
-	$(BIN)/etoro-nb lab notebooks --port 8765 --seed 42
+	$(BIN)/etoro-nb lab notebooks --port $(PORT) --seed 42 -- --ServerApp.port=$(LAB_PORT) $(LAB_ARGS)
 
 # The same, headless: run every template on the sandbox, one HTML report each in reports/.
 reports: setup
 	$(BIN)/etoro-nb report notebooks/0*.ipynb -o reports
 
-# The sandbox alone, serving the agent-portfolio API on :8765.
+# The sandbox alone, serving the agent-portfolio API on :$(PORT).
 sandbox: setup
-	$(BIN)/etoro-nb sandbox serve --port 8765 --seed 42
+	$(BIN)/etoro-nb sandbox serve --port $(PORT) --seed 42
 
 # Lint and strict type checks first: a cheap failure beats a slow one.
 test: setup
@@ -31,9 +46,10 @@ test: setup
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
-# Benchmarks: each compares against a baseline in the same run and prints its ratio.
+# Benchmarks: each compares against a baseline in the same run and prints its ratio. Their
+# extra dependencies are installed once, as setup's are.
+bench: $(INSTALLED_BENCH)
 bench: setup
-	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	$(BIN)/python bench/client_overhead.py
 	$(BIN)/python bench/quota_efficiency.py
 	$(BIN)/python bench/ledger_recording.py

@@ -22,13 +22,12 @@ import argparse
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 import httpx
+from _scratch import scratch_dir  # bench/ is the script's folder, on sys.path
 
 import etoro_nb as enb
 from etoro_nb.client import EtoroClient
@@ -74,7 +73,7 @@ def main() -> None:
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     server = serve_sandbox(port)
-    work = Path(tempfile.mkdtemp(prefix="etoro-nb-bench-"))
+    work = scratch_dir()
     quota = Quota(read_limit=UNTHROTTLED, write_limit=UNTHROTTLED)
     try:
         # The client under test, as a user makes it: connect() with its default ledger setup.

@@ -44,6 +44,7 @@ from pathlib import Path
 
 import pandas as pd
 import polars as pl
+from _scratch import scratch_dir  # bench/ is the script's folder, on sys.path
 
 from etoro_nb import frames
 from etoro_nb.ledger import DEFAULT_SEAL_THRESHOLD, Ledger, drafts
@@ -172,7 +173,7 @@ def main() -> None:
     parser.add_argument("--live", type=int, default=200_000)
     parser.add_argument("--workdir", default=None)
     args = parser.parse_args()
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="etoro-nb-bench-"))
+    work = Path(args.workdir) if args.workdir else scratch_dir()
     work.mkdir(parents=True, exist_ok=True)
     sealed, partly, usage = build(work, args.events, args.live)
     plain, parquet = plain_copies(work, usage)

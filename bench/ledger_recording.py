@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import tempfile
 import time
-from pathlib import Path
+
+from _scratch import scratch_dir  # bench/ is the script's folder, on sys.path
 
 from etoro_nb.client import EtoroClient
 from etoro_nb.ledger import Ledger
@@ -30,7 +30,7 @@ def main() -> None:
     server = start(SandboxConfig(read_limit=10**9, write_limit=10**9))
     creds = server.credentials
     quota = Quota(read_limit=10**9, write_limit=10**9)
-    ledger = Ledger(Path(tempfile.mkdtemp()) / "ledger.sqlite", durability=args.durability)
+    ledger = Ledger(scratch_dir() / "ledger.sqlite", durability=args.durability)
     on = EtoroClient(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
                 environment="sandbox", quota=quota, ledger=ledger)
     off = EtoroClient(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,

@@ -8,10 +8,10 @@ frames, with no widgets), measured in the same run.
 from __future__ import annotations
 
 import argparse
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
+
+from _scratch import scratch_dir  # bench/ is the script's folder, on sys.path
 
 from etoro_nb import frames
 from etoro_nb.client import EtoroClient
@@ -42,7 +42,7 @@ def main() -> None:
     creds = server.credentials
     client = EtoroClient(base_url=creds.base_url, api_key=creds.api_key, user_key=creds.user_key,
                     environment="sandbox", quota=Quota(read_limit=10**9, write_limit=10**9),
-                    ledger=Ledger(Path(tempfile.mkdtemp()) / "ledger.sqlite"))
+                    ledger=Ledger(scratch_dir() / "ledger.sqlite"))
     t0 = time.perf_counter()
     for i in range(args.portfolios):
         made = client.agent_portfolios.create(f"bench{i:04d}", 500, scopes=SCOPES)

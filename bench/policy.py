@@ -21,12 +21,11 @@ import argparse
 import socket
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import httpx
 import polars as pl
+from _scratch import scratch_dir  # bench/ is the script's folder, on sys.path
 
 import etoro_nb as enb
 from etoro_nb.agent import RiskPolicy
@@ -84,7 +83,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=12)
     args = parser.parse_args()
     process, base = serve()
-    folder = Path(tempfile.mkdtemp(prefix="bench-policy-"))
+    folder = scratch_dir("bench-policy-")
     ledger = Ledger(folder / "ledger.sqlite")
     quota = Quota(read_limit=UNLIMITED, write_limit=UNLIMITED)
     owner = EtoroClient(base_url=base, api_key=API_KEY, user_key=USER_KEY, environment="sandbox",

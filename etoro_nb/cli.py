@@ -132,6 +132,8 @@ def _add_lab(commands: Commands) -> None:
     lab.add_argument("notebooks", nargs="?", default="notebooks")
     lab.add_argument("--port", type=int, default=8765, help="the sandbox's port")
     lab.add_argument("--seed", type=int, default=SandboxConfig().seed)
+    lab.add_argument("--open", default="00-cockpit.ipynb", metavar="NOTEBOOK",
+                     help="the notebook JupyterLab opens on, in the folder ('' for none)")
 
 
 def _add_report(commands: Commands) -> None:
@@ -276,7 +278,7 @@ def lab_command(args: argparse.Namespace) -> int:
 
     try:
         return run_lab(Path(args.notebooks).resolve(), config=SandboxConfig(seed=args.seed),
-                       port=args.port, lab_args=args.lab_args)
+                       port=args.port, lab_args=args.lab_args, open_notebook=args.open or None)
     except (FileNotFoundError, OSError) as exc:
         print(f"etoro-nb lab: {exc}", file=sys.stderr)
         return 2

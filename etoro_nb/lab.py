@@ -1,21 +1,41 @@
-"""``etoro-nb lab``: JupyterLab on the templates, with a sandbox serving beside it.
+"""``etoro-nb lab`` (``make lab``): JupyterLab on the cockpit, with a sandbox serving beside it.
 
-The sandbox runs in this process (a background thread) on a fixed port, so panels and
-``curl`` can share one state while you explore; the templates start their own seeded
-sandbox each, so their outputs stay the same on every run. Stopping JupyterLab (Ctrl-C)
-stops the sandbox too.
+The sandbox runs in this process (a background thread) on a fixed port, so the cockpit,
+other notebooks and ``curl`` share one state while you explore. JupyterLab's kernels find it
+through the ``ETORO_NB_LAB_*`` environment variables, which ``lab_client()`` reads; the
+templates start their own seeded sandbox each, so their outputs stay the same on every run.
+JupyterLab keeps its checkpoints in a folder of this session, not as ``.ipynb_checkpoints``
+beside the notebooks, and that folder goes when the session ends. Stopping JupyterLab
+(Ctrl-C) stops the sandbox too.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from etoro_nb.sandbox.config import SandboxConfig
-from etoro_nb.sandbox.server import start
+
+if TYPE_CHECKING:
+    from etoro_nb.client import EtoroClient
+    from etoro_nb.sandbox.server import SandboxServer
+
+COCKPIT = "00-cockpit.ipynb"
+# What a kernel started by `etoro-nb lab` is told about the lab's sandbox and ledger.
+URL_ENV, API_KEY_ENV, USER_KEY_ENV, LEDGER_ENV = (
+    "ETORO_NB_LAB_URL", "ETORO_NB_LAB_API_KEY", "ETORO_NB_LAB_USER_KEY", "ETORO_NB_LAB_LEDGER")
+
+
+class PortUnavailableError(OSError):
+    """The sandbox's port cannot be had; the message says how to choose another."""
 
 
 def connect_hint(base_url: str, config: SandboxConfig) -> str:
@@ -28,18 +48,38 @@ def connect_hint(base_url: str, config: SandboxConfig) -> str:
             f"base_url={base_url!r})")
 
 
-def run_lab(notebooks: Path, *, config: SandboxConfig, port: int, lab_args: list[str]) -> int:
-    """Serve the sandbox on ``port``, run JupyterLab on ``notebooks`` until it exits; Ctrl-C
-    or SIGTERM stops both."""
+def lab_client(**fallback: Any) -> EtoroClient:
+    """A client of the sandbox ``etoro-nb lab`` serves, recording into the lab session's
+    ledger, when this kernel was started by it; anywhere else (nbval, a report, another
+    JupyterLab) ``enb.connect(**fallback)``."""
+    from etoro_nb.client import connect
+
+    url = os.environ.get(URL_ENV)
+    if not url:
+        return connect(**fallback)
+    ledger = os.environ.get(LEDGER_ENV) or fallback.get("ledger")
+    return connect(os.environ.get(API_KEY_ENV), os.environ.get(USER_KEY_ENV), base_url=url,
+                   env_file=None, ledger=ledger)
+
+
+def run_lab(notebooks: Path, *, config: SandboxConfig, port: int, lab_args: list[str],
+            open_notebook: str | None = COCKPIT) -> int:
+    """Serve the sandbox on ``port``, run JupyterLab on ``notebooks`` (opening
+    ``open_notebook`` when it is there) until it exits; Ctrl-C or SIGTERM stops both."""
     if not notebooks.is_dir():
         raise FileNotFoundError(f"no notebook folder at {notebooks}")
-    server = start(config, port=port)
+    server = _serve(config, port)
+    session = Path(tempfile.mkdtemp(prefix="etoro-nb-lab-"))
     previous = signal.signal(signal.SIGTERM, _terminated)
     lab: subprocess.Popen[bytes] | None = None
     try:
         print(connect_hint(server.base_url, config), flush=True)
-        lab = subprocess.Popen([sys.executable, "-m", "jupyterlab", *lab_arguments(lab_args)],
-                               cwd=notebooks)
+        env = {**os.environ, URL_ENV: server.base_url, API_KEY_ENV: config.api_key,
+               USER_KEY_ENV: config.user_key, LEDGER_ENV: str(session / "ledger.sqlite")}
+        opened = [open_notebook] if open_notebook and (notebooks / open_notebook).is_file() else []
+        lab = subprocess.Popen([sys.executable, "-m", "jupyterlab", *opened,
+                                *lab_arguments(lab_args, checkpoints=session / "checkpoints")],
+                               cwd=notebooks, env=env)
         return lab.wait()
     except KeyboardInterrupt:
         return 0
@@ -52,16 +92,64 @@ def run_lab(notebooks: Path, *, config: SandboxConfig, port: int, lab_args: list
                 lab.kill()
         signal.signal(signal.SIGTERM, previous)
         server.stop()
+        shutil.rmtree(session, ignore_errors=True)
 
 
-def lab_arguments(lab_args: list[str], *, euid: int | None = None) -> list[str]:
+def _serve(config: SandboxConfig, port: int) -> SandboxServer:
+    """The sandbox on ``port``, or an error that says how to choose another port."""
+    from etoro_nb.sandbox.server import start
+
+    try:
+        _probe(port)  # first, as start() would: a failed start leaves its socket to the GC
+        return start(config, port=port)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            other = free_port_near(port)
+            raise PortUnavailableError(
+                f"port {port} is already in use (another `make lab` or sandbox?). Choose another "
+                f"port for the sandbox: `make lab PORT={other}` (or `etoro-nb lab --port {other}`)"
+            ) from None
+        if exc.errno == errno.EACCES:
+            raise PortUnavailableError(
+                f"port {port} needs privileges this user lacks: choose one above 1023, "
+                "e.g. `make lab PORT=8765`") from None
+        raise
+
+
+def _probe(port: int) -> None:
+    """Bind ``port`` on 127.0.0.1 the way the sandbox does, and let it go."""
+    with socket.socket() as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind(("127.0.0.1", port))
+
+
+def free_port_near(port: int, *, tries: int = 50) -> int:
+    """The first port after ``port`` that is free on 127.0.0.1 now (a suggestion: it may
+    be taken by the time it is used), else ``port + 1``."""
+    for candidate in range(port + 1, min(port + 1 + tries, 65536)):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
+    return port + 1
+
+
+def lab_arguments(lab_args: list[str], *, euid: int | None = None,
+                  checkpoints: Path | None = None) -> list[str]:
     """JupyterLab's arguments: the user's, plus ``--allow-root`` when running as root (the
-    default user in containers), where JupyterLab otherwise refuses to start."""
+    default user in containers), where JupyterLab otherwise refuses to start, and the
+    checkpoints folder (``checkpoints``) unless the user chose one."""
+    out = list(lab_args)
     root = (os.geteuid() if euid is None else euid) == 0
     if root and not any(a.startswith(("--allow-root", "--ServerApp.allow_root")) for a in lab_args):
         print("etoro-nb: running as root, so JupyterLab is started with --allow-root", flush=True)
-        return [*lab_args, "--allow-root"]
-    return list(lab_args)
+        out.append("--allow-root")
+    if checkpoints is not None and not any("checkpoint_dir" in a for a in lab_args):
+        # An absolute checkpoint_dir holds every notebook's checkpoints in one place.
+        out.append(f"--FileCheckpoints.checkpoint_dir={checkpoints}")
+    return out
 
 
 def _terminated(signum: int, frame: object) -> None:

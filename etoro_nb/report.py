@@ -4,7 +4,13 @@ The template runs with papermill in the current folder (so a relative path given
 parameter means what it says where the command was typed), against whichever environment
 its ``connect()`` finds: the sandbox by default, live when ``ETORO_API_KEY`` /
 ``ETORO_USER_KEY`` are set for the process. The executed notebook is kept beside the HTML
-as evidence; widget state is not stored in it (outputs and figures are).
+as evidence; widget state is not stored in it (it could hold a secret a panel showed), but
+outputs and figures are.
+
+Charts drawn inside widgets (plotly ``FigureWidget``s, alone or in a panel's boxes and tabs)
+would be lost with the widget state, so the run ends with one more cell, removed from the
+result, that reads each displayed widget's charts as they stand at the end of the run; every
+widget output is then followed by its charts as static plotly figures.
 """
 
 from __future__ import annotations
@@ -15,6 +21,46 @@ from pathlib import Path
 from typing import Any
 
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
+WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
+FIGURES_MIME = "application/vnd.etoro-nb.widget-figures+json"
+COLLECTOR_TAG = "etoro-nb-report-widget-figures"
+
+# Runs in the template's kernel, last. It imports nothing the notebook did not (no widgets or
+# plotly, nothing to collect) and displays, for each widget holding plotly figures, the ids of
+# the figure widgets inside it (through box children and Output widgets) and each figure.
+COLLECTOR = """\
+def _etoro_nb_widget_figures():
+    import json, sys
+    from IPython.display import display
+    widgets = sys.modules.get("ipywidgets.widgets.widget")  # its _instances: every live widget
+    plotly_widget = sys.modules.get("plotly.basewidget")
+    if widgets is None or plotly_widget is None:
+        return
+    import plotly.io as pio
+    live, figures, inside = dict(widgets._instances), {}, {}
+    def walk(w, seen):
+        if w.model_id in seen:
+            return []
+        seen.add(w.model_id)
+        if isinstance(w, plotly_widget.BaseFigureWidget):
+            figures.setdefault(w.model_id, json.loads(pio.to_json(w, validate=False)))
+            return [w.model_id]
+        found = []
+        for child in getattr(w, "children", None) or ():
+            found += walk(child, seen)
+        for out in getattr(w, "outputs", None) or ():
+            view = out.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            if view and view.get("model_id") in live:
+                found += walk(live[view["model_id"]], seen)
+        return found
+    for model_id, w in live.items():
+        found = walk(w, set())
+        if found:
+            inside[model_id] = found
+    display({"@FIGURES_MIME@": {"figures": figures, "inside": inside}}, raw=True)
+_etoro_nb_widget_figures()
+del _etoro_nb_widget_figures
+""".replace("@FIGURES_MIME@", FIGURES_MIME)
 
 
 def parse_value(text: str) -> Any:
@@ -41,16 +87,49 @@ def run_report(notebook: str | Path, out_html: str | Path, *,
         raise FileNotFoundError(f"no notebook at {source}")
     html_path.parent.mkdir(parents=True, exist_ok=True)
     executed = html_path.with_suffix(".ipynb")
+    node = nbformat.read(source, as_version=4)
+    node.cells.append(nbformat.v4.new_code_cell(COLLECTOR, metadata={"tags": [COLLECTOR_TAG]}))
     try:
-        papermill.execute_notebook(str(source), str(executed), parameters=dict(parameters or {}),
+        papermill.execute_notebook(node, str(executed), parameters=dict(parameters or {}),
                                    kernel_name=kernel, cwd=str(Path.cwd()),
                                    progress_bar=False, store_widget_state=False)
     finally:
         if executed.exists():
-            node = with_static_figures(nbformat.read(executed, as_version=4))
-            body, _ = HTMLExporter().from_notebook_node(node)
+            result = with_widget_figures(nbformat.read(executed, as_version=4))
+            nbformat.write(result, executed)
+            body, _ = HTMLExporter().from_notebook_node(with_static_figures(result))
             html_path.write_text(body, encoding="utf-8")
     return html_path, executed
+
+
+def with_widget_figures(nb: Any) -> Any:
+    """Take out the collector cell and follow each widget output that holds charts with them,
+    as static plotly outputs (``PLOTLY_MIME``), in the order the widget shows them. A run
+    that stopped before the collector leaves the outputs as they are."""
+    import nbformat
+
+    collected: dict[str, Any] = {"figures": {}, "inside": {}}
+    kept = []
+    for cell in nb.cells:
+        if COLLECTOR_TAG in cell.get("metadata", {}).get("tags", []):
+            for output in cell.get("outputs", []):
+                collected = output.get("data", {}).get(FIGURES_MIME, collected)
+            continue
+        kept.append(cell)
+    nb.cells = kept
+    for cell in nb.cells:
+        outputs = []
+        for output in cell.get("outputs", []):
+            outputs.append(output)
+            view = output.get("data", {}).get(WIDGET_MIME) or {}
+            for figure_id in collected["inside"].get(view.get("model_id"), []):
+                outputs.append(nbformat.v4.new_output(
+                    "display_data", data={PLOTLY_MIME: collected["figures"][figure_id],
+                                          "text/plain": "<a chart of the widget above>"},
+                    metadata={"etoro_nb": {"static_of": view["model_id"]}}))
+        if "outputs" in cell:
+            cell["outputs"] = outputs
+    return nb
 
 
 def with_static_figures(nb: Any) -> Any:

@@ -15,6 +15,7 @@ import polars as pl
 import pytest
 
 from etoro_nb import charts
+from etoro_nb.charts import style
 from etoro_nb.frames import (
     LEAST_PRIVILEGE_SCHEMA,
     PORTFOLIOS_SCHEMA,
@@ -100,64 +101,80 @@ def test_activity_rows_traces_and_counts() -> None:
     names = {P1: "alpha01", P2: "beta0001"}
     fig = charts.activity(usage_frame(), freq="1h", portfolio_names=names)
     assert traces(fig) == [
-        ("bar", "createRealOrder", "y"), ("bar", "getPortfolio", "y"),
-        ("bar", "openMarketPositionByAmount", "y"), ("scatter", "refused / errors", "y"),
-        ("scatter", "trades", "y"),
-        ("bar", "createDemoOrder", "y2"), ("bar", "getPortfolio", "y2"),
-        ("scatter", "refused / errors", "y2"),
-        ("bar", "getAgentPortfolios", "y3"),
+        ("bar", "alpha01", "y"), ("scatter", "refused / errors", "y"), ("scatter", "trades", "y"),
+        ("bar", "beta0001", "y2"), ("scatter", "refused / errors", "y2"),
+        ("bar", "no portfolio (owner calls)", "y3"),
     ]
     first, second = T0 + timedelta(minutes=30), T0 + timedelta(minutes=90)  # bucket middles
     got = {(t.name, t.yaxis): (list(t.x), list(t.y)) for t in fig.data}
-    assert got[("createRealOrder", "y")] == ([first], [1])
-    assert got[("getPortfolio", "y")] == ([first, second], [2, 1])
-    assert got[("openMarketPositionByAmount", "y")] == ([second], [1])
+    assert got[("alpha01", "y")] == ([first, second], [3, 2])
     assert got[("refused / errors", "y")] == ([second], [1])
     assert got[("trades", "y")] == ([first, second], [1, 1])
-    assert got[("createDemoOrder", "y2")] == ([first], [1])
-    assert got[("getPortfolio", "y2")] == ([first], [2])  # one answered, one never answered
+    assert got[("beta0001", "y2")] == ([first], [3])  # one answered twice, one never answered
     assert got[("refused / errors", "y2")] == ([first], [2])
-    assert got[("getAgentPortfolios", "y3")] == ([first], [1])
+    assert got[("no portfolio (owner calls)", "y3")] == ([first], [1])
     assert all(w == 0.9 * HOUR_MS for t in fig.data if t.type == "bar" for w in t.width)
     assert fig.layout.barmode == "stack"
 
 
 def test_activity_titles_legend_and_hover() -> None:
     fig = charts.activity(usage_frame(), portfolio_names={P1: "alpha01", P2: "beta0001"})
-    assert "1h" in fig.layout.title.text
+    assert "2m" in fig.layout.title.text  # 1h41m of requests: 2-minute buckets, 51 of them
     assert annotation_texts(fig) == ["alpha01 (11111111…)", "beta0001 (22222222…)",
                                      "no portfolio (owner calls)"]
     assert fig.layout.xaxis3.title.text == "time (UTC)"
     assert [fig.layout[f"yaxis{i}"].title.text for i in ("", "2", "3")] == ["requests"] * 3
-    # each operation and marker is in the legend once
+    # each portfolio and marker is in the legend once
     legend = [t.name for t in fig.data if t.showlegend is not False]
     assert sorted(legend) == sorted(set(legend))
-    assert "getPortfolio" in legend and "refused / errors" in legend
+    assert "alpha01" in legend and "refused / errors" in legend
     errors = [t for t in fig.data if t.name == "refused / errors"]
     assert errors[0].customdata[0][1] == "403 InsufficientScope"
     assert errors[1].customdata[0][1] == "403 InsufficientScope, no answer"
     assert errors[0].marker.color == errors[1].marker.color
     assert "%{y}" in errors[0].hovertemplate and "alpha01" in errors[0].hovertemplate
-    read = next(t for t in fig.data if t.name == "getPortfolio" and t.yaxis == "y")
-    # bucket span, errors in it, and who called (ids shortened)
-    assert read.customdata[0] == ["2026-03-02 14:00 to 15:00 UTC", 0,
-                                  "aaaaaaaa…, bbbbbbbb…"]
-    assert read.customdata[1] == ["2026-03-02 15:00 to 16:00 UTC", 1, "aaaaaaaa…"]
-    assert "requests: %{y}" in read.hovertemplate
-    trades = next(t for t in fig.data if t.name == "trades")
+    style.portfolio_colours.clear()  # distinct while the session's palette lasts
+    hourly = charts.activity(usage_frame(), freq="1h",
+                             portfolio_names={P1: "alpha01", P2: "beta0001"})
+    alpha = next(t for t in hourly.data if t.name == "alpha01")
+    # bucket span, errors in it, who called (ids shortened), and which operations
+    assert alpha.customdata[0] == ["2026-03-02 14:00 to 15:00 UTC", 0, "aaaaaaaa…, bbbbbbbb…",
+                                   "createRealOrder, getPortfolio x2"]
+    assert alpha.customdata[1] == ["2026-03-02 15:00 to 16:00 UTC", 1, "aaaaaaaa…",
+                                   "getPortfolio, openMarketPositionByAmount"]
+    assert "requests: %{y}" in alpha.hovertemplate and "%{customdata[3]}" in alpha.hovertemplate
+    trades = next(t for t in hourly.data if t.name == "trades")
     assert [c[1] for c in trades.customdata] == ["createRealOrder", "openMarketPositionByAmount"]
-    colours = {t.name: t.marker.color for t in fig.data if t.type == "bar"}
-    assert len(set(colours.values())) == len(colours)
+    colours = {t.name: t.marker.color for t in hourly.data if t.type == "bar"}
+    assert len(set(colours.values())) == len(colours) == 3
 
 
 def test_activity_without_names_uses_short_ids_and_other_buckets() -> None:
     fig = charts.activity(usage_frame(), freq="30m")
     assert annotation_texts(fig)[:2] == ["11111111…", "22222222…"]
-    read = next(t for t in fig.data if t.name == "getPortfolio" and t.yaxis == "y")
-    # 14:05, 14:10 -> 14:00-14:30; 15:10 -> 15:00-15:30
+    read = next(t for t in fig.data if t.name == "11111111…")
+    # 14:05, 14:10, 14:20 -> 14:00-14:30; 15:10, 15:15 -> 15:00-15:30
     assert list(read.x) == [T0 + timedelta(minutes=15), T0 + timedelta(minutes=75)]
-    assert list(read.y) == [2, 1]
+    assert list(read.y) == [3, 2]
     assert list(read.width) == [0.9 * HOUR_MS / 2] * 2
+
+
+def test_activity_over_three_days_is_readable() -> None:
+    """The issue's case: asked for 1-hour buckets over a 3-day window, the chart uses 2-hour
+    ones (36, not 72), labels its ticks with dates and no label twice, covers the window,
+    and puts the legend under the plot rather than beside it."""
+    window = (T0 - timedelta(days=2), T0 + timedelta(days=1))
+    fig = charts.activity(usage_frame(), freq="1h", window=window,
+                          portfolio_names={P1: "alpha01", P2: "beta0001"})
+    assert fig.layout.title.text == "Requests per portfolio (2h buckets)"
+    assert all(w == 0.9 * 2 * HOUR_MS for t in fig.data if t.type == "bar" for w in t.width)
+    axis = fig.layout.xaxis
+    assert [datetime.fromisoformat(str(x)) for x in axis.range] == list(window)
+    labels = list(axis.ticktext)
+    assert 2 <= len(labels) <= 8 and len(set(labels)) == len(labels)
+    assert all(" " in label for label in labels)  # "Mar 01 12:00": the day is named
+    legend = fig.layout.legend
+    assert legend.orientation == "h" and legend.y < 0 and legend.yanchor == "top"
 
 
 @pytest.mark.parametrize("freq", ["abc", "-1h", "0h", ""])
@@ -170,7 +187,7 @@ def test_activity_counts_an_answered_request_once() -> None:
     answered = usage_frame().filter(pl.col("request_id") == "answered")
     assert answered["phase"].to_list() == ["intent", "outcome"]
     fig = charts.activity(answered)
-    assert [(t.name, list(t.y)) for t in fig.data] == [("getPortfolio", [1])]
+    assert [(t.name, list(t.y)) for t in fig.data] == [("22222222…", [1])]
 
 
 # -- scope usage --------------------------------------------------------------------------
@@ -464,3 +481,54 @@ def test_options_are_keyword_only() -> None:
         charts.activity(usage_frame(), "1h")  # type: ignore[misc]
     with pytest.raises(TypeError):
         charts.token_lifetimes(tokens_frame(), NOW)  # type: ignore[misc]
+
+
+# -- one look, one colour per portfolio ------------------------------------------------------
+@pytest.mark.parametrize("name", list(CHARTS))
+def test_every_chart_uses_the_project_template(name: str) -> None:
+    import plotly.io as pio
+
+    from etoro_nb.charts import figures
+
+    chart, inputs, options, _ = CHARTS[name]
+    registered = pio.templates[style.TEMPLATE]
+    assert figures.register_template() is registered  # registered once, then reused
+    for fig in (chart(*inputs(), **options), chart(*(f.clear() for f in inputs()), **options)):
+        assert fig.layout.template == registered
+    assert list(registered.layout.colorway) == list(style.PALETTE)
+
+
+@pytest.mark.parametrize("name", ["activity", "token_lifetimes", "portfolio_value"])
+def test_legends_sit_under_the_plot(name: str) -> None:
+    """A horizontal legend below the plot wraps into rows and pushes the bottom margin; a
+    vertical one beside it takes its width from the plot."""
+    chart, inputs, options, _ = CHARTS[name]
+    legend = chart(*inputs(), **options).layout.legend
+    assert legend.orientation == "h" and legend.yanchor == "top" and -1 < legend.y < 0
+
+
+def test_a_portfolio_has_one_colour_in_every_chart() -> None:
+    names = {P1: "alpha01", P2: "beta0001"}
+    activity = charts.activity(usage_frame(), portfolio_names=names)
+    value = charts.portfolio_value(history_frame())
+    sankey = charts.delegation_map(portfolios_frame(), delegation_tokens()).data[0]
+    in_activity = {t.name: t.marker.color for t in activity.data if t.type == "bar"}
+    in_value = {t.legendgroup: t.line.color for t in value.data if t.type == "scatter"}
+    in_map = dict(zip(sankey.node.label, sankey.node.color, strict=True))
+    shared = set(in_activity) & set(in_value) & set(in_map)
+    assert shared, (in_activity, in_value, in_map)  # the fixtures share portfolio names
+    for portfolio in shared:
+        assert in_activity[portfolio] == in_value[portfolio] == in_map[portfolio]
+    assert style.portfolio_colours(sorted(shared)) == {p: in_map[p] for p in shared}
+
+
+def test_portfolio_colours_are_distinct_and_kept() -> None:
+    from etoro_nb.charts.style import PALETTE, PortfolioColours
+
+    colours = PortfolioColours()
+    first = colours([f"bot{i:04d}" for i in range(10)])
+    assert len(set(first.values())) == 10  # distinct while the palette lasts
+    later = colours([f"new{i:04d}" for i in range(10)] + ["bot0003"])
+    assert later["bot0003"] == first["bot0003"]  # a portfolio keeps its colour
+    assert len(set(first.values()) | set(later.values())) == len(PALETTE)
+    assert set(colours(["one-more"]).values()) <= set(PALETTE)  # then colours repeat

@@ -84,22 +84,25 @@ def test_activity_frame_counts_requests_refusals_and_trades_per_panel_and_bucket
     early, late = T0 + timedelta(minutes=30), T0 + timedelta(minutes=90)
     span_early, span_late = "2026-03-02 14:00 to 15:00 UTC", "2026-03-02 15:00 to 16:00 UTC"
     alpha, beta, owner = "alpha01 (11111111…)", "22222222…", "no portfolio (owner calls)"
-    rows = [  # panel, title, mark, series, middle, span, count, failed, detail
-        (1, alpha, "requests", "cancelDemoOrder", late, span_late, 1, 0, "aaaaaaaa…"),
-        (1, alpha, "requests", "closePositionByMarketRateDemo", late, span_late, 1, 1, "aaaaaaaa…"),
-        (1, alpha, "requests", "createDemoOrder", early, span_early, 3, 1, "aaaaaaaa…, bot"),
-        (1, alpha, "requests", "getPortfolio", early, span_early, 2, 1, "aaaaaaaa…, bot"),
-        (1, alpha, "requests", "getPortfolio", late, span_late, 1, 1, "aaaaaaaa…"),
-        (1, alpha, "refused / errors", "refused / errors", early, span_early, 2, None,
-         "403 InsufficientScope x2"),
-        (1, alpha, "refused / errors", "refused / errors", late, span_late, 2, None,
-         "500 ServerError, no answer"),
-        (1, alpha, "trades", "trades", early, span_early, 2, None, "createDemoOrder x2"),
-        (2, beta, "requests", "getPortfolio", early, span_early, 1, 0, "agent"),
-        (3, owner, "requests", "getAgentPortfolios", early, span_early, 1, 0, "owner"),
+    rows = [  # panel, title, portfolio, mark, series, middle, span, count, failed, ops, detail
+        (1, alpha, "alpha01", "requests", "alpha01", early, span_early, 5, 2,
+         "createDemoOrder x3, getPortfolio x2", "aaaaaaaa…, bot"),
+        (1, alpha, "alpha01", "requests", "alpha01", late, span_late, 3, 2,
+         "cancelDemoOrder, closePositionByMarketRateDemo, getPortfolio", "aaaaaaaa…"),
+        (1, alpha, "alpha01", "refused / errors", "refused / errors", early, span_early, 2, None,
+         None, "403 InsufficientScope x2"),
+        (1, alpha, "alpha01", "refused / errors", "refused / errors", late, span_late, 2, None,
+         None, "500 ServerError, no answer"),
+        (1, alpha, "alpha01", "trades", "trades", early, span_early, 2, None, None,
+         "createDemoOrder x2"),
+        (2, beta, "22222222…", "requests", "22222222…", early, span_early, 1, 0, "getPortfolio",
+         "agent"),
+        (3, owner, owner, "requests", owner, early, span_early, 1, 0, "getAgentPortfolios",
+         "owner"),
     ]
     expected = pl.DataFrame(
-        [(p, t, m, s, x, 3_240_000.0, span, n, f, d) for p, t, m, s, x, span, n, f, d in rows],
+        [(p, t, k, m, s, x, 3_240_000.0, span, n, f, o, d)
+         for p, t, k, m, s, x, span, n, f, o, d in rows],
         schema=shaping.ACTIVITY_SCHEMA, orient="row")
     got = shaping.activity_frame(usage(), freq="1h", portfolio_names={P1: "alpha01"})
     assert_frame_equal(got, expected)
@@ -112,12 +115,74 @@ def test_activity_frame_buckets_by_freq_and_takes_naive_times_as_utc() -> None:
                                  request(20, P1, "getPortfolio", 200, token="bot")])
     naive = reads.with_columns(pl.col("ts").dt.replace_time_zone(None))
     expected = pl.DataFrame([
-        (1, "11111111…", "requests", "getPortfolio", T0 + timedelta(minutes=7, seconds=30),
-         900_000.0 * 0.9, "2026-03-02 14:00 to 14:15 UTC", 1, 0, "aaaaaaaa…"),
-        (1, "11111111…", "requests", "getPortfolio", T0 + timedelta(minutes=22, seconds=30),
-         900_000.0 * 0.9, "2026-03-02 14:15 to 14:30 UTC", 1, 0, "bot"),
+        (1, "11111111…", "11111111…", "requests", "11111111…",
+         T0 + timedelta(minutes=7, seconds=30), 900_000.0 * 0.9,
+         "2026-03-02 14:00 to 14:15 UTC", 1, 0, "getPortfolio", "aaaaaaaa…"),
+        (1, "11111111…", "11111111…", "requests", "11111111…",
+         T0 + timedelta(minutes=22, seconds=30), 900_000.0 * 0.9,
+         "2026-03-02 14:15 to 14:30 UTC", 1, 0, "getPortfolio", "bot"),
     ], schema=shaping.ACTIVITY_SCHEMA, orient="row")
     assert_frame_equal(shaping.activity_frame(naive, freq="15m"), expected)
+
+
+@pytest.mark.parametrize(("span", "freq", "chosen"), [
+    (timedelta(days=3), "1h", "2h"),        # 72 one-hour buckets are too many
+    (timedelta(days=3), None, "2h"),
+    (timedelta(days=3), "6h", "6h"),        # a wider one asked for is kept
+    (timedelta(hours=2), None, "2m"),
+    (timedelta(hours=2), "1d", "1d"),
+    (timedelta(days=14), "15m", "6h"),
+    (timedelta(days=30), None, "12h"),
+    (timedelta(days=365), None, "1w"),
+    (timedelta(days=3650), None, "3mo"),
+    (timedelta(days=365 * 200), None, "1y"),  # nothing fits: the widest
+])
+def test_bucket_freq_keeps_to_about_sixty_buckets(span: timedelta, freq: str | None,
+                                                  chosen: str) -> None:
+    assert shaping.bucket_freq(T0, T0 + span, freq) == chosen
+
+
+@pytest.mark.parametrize("span", [timedelta(minutes=1), timedelta(minutes=50), timedelta(hours=5),
+                                  timedelta(days=1), timedelta(days=3), timedelta(days=8),
+                                  timedelta(days=40), timedelta(days=400),
+                                  timedelta(days=3000)])
+def test_activity_buckets_and_ticks_are_readable_over_any_window(span: timedelta) -> None:
+    """At most about 60 buckets and 8 ticks, each tick inside the window, no label twice."""
+    start = T0 + timedelta(minutes=7)
+    freq = shaping.bucket_freq(start, start + span)
+    reads = frame(USAGE_SCHEMA, [request(0, P1, "getPortfolio", 200)])
+    reads = pl.concat([reads, reads.with_columns(pl.col("ts") + span - timedelta(seconds=1),
+                                                 request_id=pl.lit("last"))])
+    got = shaping.activity_frame(reads, freq=freq, window=(start - timedelta(minutes=7),
+                                                           start + span))
+    assert 1 <= got.filter(pl.col("mark") == "requests").height <= 2
+    assert (span - timedelta(seconds=1)) / timedelta(milliseconds=got["width_ms"][0] / 0.9) \
+        <= shaping.MAX_BUCKETS
+    ticks = shaping.activity_ticks(start, start + span)
+    labels = ticks["label"].to_list()
+    assert 2 <= len(labels) <= shaping.MAX_TICKS and len(set(labels)) == len(labels)
+    assert ticks["at"].min() >= start and ticks["at"].max() <= start + span  # type: ignore[operator]
+    assert ticks.schema == shaping.ACTIVITY_TICKS_SCHEMA
+
+
+def test_three_days_of_hours_get_dated_ticks_not_repeated_times() -> None:
+    ticks = shaping.activity_ticks(T0, T0 + timedelta(days=3))
+    assert ticks["label"].to_list() == ["Mar 03 00:00", "Mar 03 12:00", "Mar 04 00:00",
+                                        "Mar 04 12:00", "Mar 05 00:00", "Mar 05 12:00"]
+
+
+def test_activity_window_and_bad_windows() -> None:
+    reads = frame(USAGE_SCHEMA, [request(5, P1, "getPortfolio", 200),
+                                 request(65, P1, "getPortfolio", 200)])
+    assert shaping.activity_window(reads) == (T0 + timedelta(minutes=5),
+                                              T0 + timedelta(minutes=65, seconds=1))
+    naive = (datetime(2026, 3, 1), datetime(2026, 3, 4))
+    assert shaping.activity_window(reads, naive) == (naive[0].replace(tzinfo=UTC),
+                                                     naive[1].replace(tzinfo=UTC))
+    with pytest.raises(ValueError, match="window"):
+        shaping.activity_window(reads, (T0, T0))
+    with pytest.raises(ValueError, match="freq"):
+        shaping.bucket_freq(T0, T0 + DAY, "often")
 
 
 def test_activity_frame_counts_trades_of_the_catalogue_only() -> None:

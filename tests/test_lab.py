@@ -1,19 +1,39 @@
-"""`etoro-nb lab` (the README's `make lab`): JupyterLab on notebooks/ with the sandbox serving
-beside it, both stopped together."""
+"""`etoro-nb lab` (the README's `make lab`): JupyterLab on the cockpit with the sandbox serving
+beside it, both stopped together; and the Makefile's own behaviour (no needless reinstall)."""
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import signal
+import socket
+import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 import httpx
 import pytest
 
 import etoro_nb as enb
-from tests.browser_support import jupyterlab
+from etoro_nb.lab import COCKPIT
+from tests.browser_support import (
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    REQUIRE_ENV,
+    _write_settings,
+    browser_requirements,
+    free_port,
+    jupyterlab,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
+SCREENSHOTS = ROOT / "artifacts" / "screenshots"
+WAIT_MS = 120_000  # JupyterLab's first load and the kernel's start, on a busy machine
 
 
 def test_lab_serves_the_templates_and_a_sandbox(tmp_path: Path) -> None:
@@ -49,3 +69,257 @@ def test_lab_adds_allow_root_only_for_root() -> None:
     assert lab_arguments(["--no-browser"], euid=0) == ["--no-browser", "--allow-root"]
     assert lab_arguments(["--allow-root"], euid=0) == ["--allow-root"]
     assert lab_arguments(["--no-browser"], euid=1000) == ["--no-browser"]
+
+
+def test_a_busy_port_says_how_to_choose_another(capsys: pytest.CaptureFixture[str],
+                                               tmp_path: Path) -> None:
+    from etoro_nb.cli import main
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["lab", str(ROOT / "notebooks"), "--port", str(port)]) == 2
+    err = capsys.readouterr().err
+    assert f"port {port} is already in use" in err
+    suggested = re.search(r"`make lab PORT=(\d+)`", err)
+    assert suggested and int(suggested[1]) != port, err
+    assert "Errno" not in err
+
+
+def test_lab_keeps_checkpoints_out_of_the_notebook_folder(tmp_path: Path) -> None:
+    from etoro_nb.lab import lab_arguments
+
+    args = lab_arguments([], euid=1000, checkpoints=tmp_path / "cp")
+    assert args == [f"--FileCheckpoints.checkpoint_dir={tmp_path / 'cp'}"]
+    chosen = ["--FileCheckpoints.checkpoint_dir=/elsewhere"]
+    assert lab_arguments(chosen, euid=1000, checkpoints=tmp_path / "cp") == chosen
+
+
+def test_lab_client_uses_the_lab_sandbox_only_inside_the_lab(monkeypatch: pytest.MonkeyPatch,
+                                                             tmp_path: Path) -> None:
+    from etoro_nb import lab
+    from etoro_nb.sandbox import SandboxConfig
+
+    server = enb.sandbox.start(SandboxConfig(seed=3))
+    try:
+        monkeypatch.setenv(lab.URL_ENV, server.base_url)
+        monkeypatch.setenv(lab.API_KEY_ENV, server.credentials.api_key)
+        monkeypatch.setenv(lab.USER_KEY_ENV, server.credentials.user_key)
+        monkeypatch.setenv(lab.LEDGER_ENV, str(tmp_path / "lab.sqlite"))
+        inside = lab.lab_client(ledger=tmp_path / "fallback.sqlite")
+        assert inside.config.base_url == server.base_url and inside.environment == "sandbox"
+        inside.me()
+        inside.close()
+        assert (tmp_path / "lab.sqlite").exists() and not (tmp_path / "fallback.sqlite").exists()
+        for name in (lab.URL_ENV, lab.API_KEY_ENV, lab.USER_KEY_ENV, lab.LEDGER_ENV):
+            monkeypatch.delenv(name)
+        outside = lab.lab_client(ledger=tmp_path / "fallback.sqlite", env_file=None)
+        assert outside.config.base_url != server.base_url and outside.environment == "sandbox"
+        outside.close()
+    finally:
+        server.stop()
+
+
+# -- the Makefile ----------------------------------------------------------------------------
+FAKE_PYTHON = """#!/bin/sh
+# Stands in for python: logs each call; `-m venv DIR` makes DIR/bin/python (this script).
+echo "$*" >> "$FAKE_LOG"
+if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then
+  mkdir -p "$3/bin" && cp "$0" "$3/bin/python"
+fi
+"""
+
+
+def _make(project: Path, *args: str, log: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["make", "--no-print-directory", "-C", str(project), *args,
+                           f"PYTHON={project / 'fake-python'}"],
+                          capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "FAKE_LOG": str(log)})
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
+def test_make_setup_installs_once_until_pyproject_changes(tmp_path: Path) -> None:
+    """A copy of the Makefile with a stand-in python: the first `make setup` makes the venv and
+    installs; the next does nothing (`make -n setup` has nothing to run); editing pyproject.toml
+    installs again, without remaking the venv."""
+    project, log = tmp_path / "project", tmp_path / "calls.log"
+    project.mkdir()
+    shutil.copy(ROOT / "Makefile", project / "Makefile")
+    shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")
+    fake = project / "fake-python"
+    fake.write_text(FAKE_PYTHON)
+    fake.chmod(0o755)
+
+    first = _make(project, "setup", log=log)
+    assert first.returncode == 0, first.stderr
+    calls = log.read_text().splitlines()
+    assert calls[0].startswith("-m venv") and any("pip install" in c and ".[test]" in c for c in calls)
+    log.unlink()
+    again = _make(project, "-n", "setup", log=log)
+    assert again.returncode == 0 and "pip" not in again.stdout and "venv" not in again.stdout
+    assert _make(project, "setup", log=log).returncode == 0 and not log.exists()
+
+    stamp = project / ".venv" / ".installed-test"
+    os.utime(project / "pyproject.toml", (stamp.stat().st_mtime + 10,) * 2)
+    changed = _make(project, "-n", "setup", log=log)
+    assert "pip install" in changed.stdout and "-m venv" not in changed.stdout
+
+
+# -- `make lab` as the README says, in a real browser ------------------------------------------
+def _lab_env(home: Path, token: str) -> dict[str, str]:
+    """The user's environment, with Jupyter's folders, HOME and TMPDIR under ``home`` (so the
+    test leaves nothing in the user's settings and can see what the lab leaves behind), the
+    token known, and a "browser" that writes down what JupyterLab asks it to open (Chromium
+    is driven below)."""
+    dirs = {name: home / name for name in ("config", "data", "runtime", "settings", "workspaces",
+                                           "ipython", "tmp")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    _write_settings(dirs["settings"])
+    browser = home / "browser.sh"
+    browser.write_text(f'#!/bin/sh\necho "$1" >> {home / "opened"}\n')
+    browser.chmod(0o755)
+    return {**{k: v for k, v in os.environ.items() if not k.startswith(("ETORO_", "JUPYTER"))},
+            "HOME": str(home), "TMPDIR": str(dirs["tmp"]), "BROWSER": f"{browser} %s",
+            "JUPYTER_TOKEN": token, "JUPYTER_CONFIG_DIR": str(dirs["config"]),
+            "JUPYTER_DATA_DIR": str(dirs["data"]), "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+            "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
+            "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]), "IPYTHONDIR": str(dirs["ipython"]),
+            "JUPYTER_PLATFORM_DIRS": "1"}
+
+
+def _opened_url(home: Path, log: Path, proc: subprocess.Popen[bytes], timeout: float) -> str:
+    """The page JupyterLab opens in the user's browser (its redirect file names it), once
+    the server answers there."""
+    deadline = time.monotonic() + timeout
+    opened = home / "opened"
+    with httpx.Client(timeout=2.0, follow_redirects=True) as http:
+        while True:
+            url = None
+            if opened.exists() and opened.read_text().strip():
+                redirect = opened.read_text().split()[0].removeprefix("file://")
+                with suppress(OSError):
+                    found = re.search(r'url=([^"]+)"', Path(redirect).read_text())
+                    url = found[1] if found else None
+            if url is not None:
+                with suppress(httpx.HTTPError):
+                    if http.get(url).is_success:
+                        return url
+            if proc.poll() is not None:
+                raise AssertionError(f"make lab exited with {proc.returncode}:\n"
+                                     f"{log.read_text(errors='replace')[-4000:]}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"JupyterLab opened nothing that answers in {timeout}s:\n"
+                                     f"{log.read_text(errors='replace')[-4000:]}")
+            time.sleep(0.2)  # polling for the server's readiness, bounded by the deadline
+
+
+def _stop_group(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to make and everything it started (as Ctrl-C in a terminal reaches them all),
+    so `etoro-nb lab` cleans up; SIGKILL only for what outlives that."""
+    with suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    finally:
+        with suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def _run_all_and_see_the_cockpit(url: str, shot: str) -> str:
+    """Open ``url`` in Chromium, Run All, and wait for the cockpit; the connect cell's text."""
+    from playwright.sync_api import expect, sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                     args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.set_default_timeout(30_000)
+            page.goto(url)
+            cells = page.locator(".jp-Notebook .jp-Cell")
+            expect(cells.first).to_be_visible(timeout=WAIT_MS)
+            expect(page.locator(".jp-StatusBar-TextItem", has_text=re.compile(
+                r"Python 3.*\|\s*Idle"))).to_be_visible(timeout=WAIT_MS)
+            cells.nth(0).click()
+            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+            page.locator(".lm-Menu-item", has=page.locator(
+                ".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$"))).click()
+            cockpit = page.locator(".enb-cockpit")
+            expect(cockpit).to_be_visible(timeout=WAIT_MS)
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=SCREENSHOTS / shot)
+            assert "Error displaying widget" not in page.locator("body").inner_text()
+            return str(cells.nth(2).locator(".jp-OutputArea").inner_text())
+        finally:
+            browser.close()
+
+
+def _ordinary_user() -> str | None:
+    """A user other than root who can run this checkout's venv, or None."""
+    if os.geteuid() != 0 or shutil.which("runuser") is None:
+        return None
+    done = subprocess.run(["runuser", "-u", "nobody", "--", str(ROOT / ".venv/bin/python"), "-c",
+                          "import etoro_nb, jupyterlab"], capture_output=True, timeout=120)
+    return "nobody" if done.returncode == 0 else None
+
+
+@pytest.fixture(params=["suite", "ordinary"])
+def lab_user(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, list[str], Path]]:
+    """Who runs `make lab` (the suite's user, or an ordinary one through runuser), the
+    command prefix that makes it so, and a home folder that user owns."""
+    if request.param == "suite":
+        home = tmp_path / "home"
+        home.mkdir()
+        yield "suite", [], home
+        return
+    other = _ordinary_user()
+    if other is None:
+        pytest.skip("no ordinary user can run this venv here (not root, or its Python lives "
+                    "where only root can read, e.g. under /root)")
+    home = Path(tempfile.mkdtemp(prefix="etoro-nb-lab-home-"))  # tmp_path is root's alone
+    try:
+        shutil.chown(home, other)
+        yield "ordinary", ["runuser", "-u", other, "--"], home
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.mark.browser
+@pytest.mark.timeout(600)
+def test_make_lab_opens_the_cockpit_on_its_sandbox(lab_user: tuple[str, list[str], Path],
+                                                   tmp_path: Path) -> None:
+    """The README's `make lab` (with the ports it documents), as the suite's user (root in CI)
+    and as an ordinary user: JupyterLab opens on 00-cockpit, the cockpit renders in Chromium,
+    connected to the sandbox `make lab` serves; stopped, it leaves no checkpoints or temporary
+    files behind."""
+    missing = browser_requirements() or (None if shutil.which("make") else "make")
+    if missing and not os.environ.get(REQUIRE_ENV):
+        pytest.skip(f"needs: {missing}")
+    user, prefix, home = lab_user
+    notebooks = ROOT / "notebooks"
+    before = set(notebooks.rglob("*"))
+    sandbox_port, lab_port, token = free_port(), free_port(), os.urandom(16).hex()
+    env = _lab_env(home, token)
+    if prefix:
+        for path in home.rglob("*"):
+            shutil.chown(path, prefix[2])
+    log = tmp_path / "make-lab.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen([*prefix, "make", "lab", f"PORT={sandbox_port}",
+                                 f"LAB_PORT={lab_port}"], cwd=ROOT, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        url = _opened_url(home, log, proc, timeout=300)
+        assert re.search(rf":{lab_port}/lab/tree/{COCKPIT}\?token={token}$", url), url
+        assert f"ETORO_BASE_URL=http://127.0.0.1:{sandbox_port}" in log.read_text()
+        connected = _run_all_and_see_the_cockpit(url, f"lab-cockpit-{user}.png")
+        assert f"http://127.0.0.1:{sandbox_port}" in connected, connected
+    finally:
+        _stop_group(proc)
+    assert proc.returncode is not None
+    with pytest.raises(httpx.ConnectError):  # the sandbox stopped with JupyterLab
+        httpx.get(f"http://127.0.0.1:{sandbox_port}/", timeout=2.0)
+    assert set(notebooks.rglob("*")) <= before, "left in notebooks/"
+    assert not list((home / "tmp").iterdir()), "temporary files left behind"

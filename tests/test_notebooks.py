@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-TEMPLATES = ("01-quickstart", "02-delegation", "03-compliance-audit", "04-portfolio-activity",
-             "05-autonomous-rebalancer", "06-large-ledger-audit", "07-risk-boundaries")
+TEMPLATES = ("00-cockpit", "01-quickstart", "02-delegation", "03-compliance-audit",
+             "04-portfolio-activity", "05-autonomous-rebalancer", "06-large-ledger-audit",
+             "07-risk-boundaries")
 
 
 def _load(path: Path) -> dict[str, Any]:

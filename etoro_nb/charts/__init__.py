@@ -14,7 +14,7 @@ Examples
 --------
 >>> import etoro_nb as enb
 >>> client = enb.connect()                                                # doctest: +SKIP
->>> enb.charts.activity(enb.frames.usage(client.ledger), freq="15m")      # doctest: +SKIP
+>>> enb.charts.activity(enb.frames.usage(client.ledger))                  # doctest: +SKIP
 >>> enb.charts.token_lifetimes(enb.frames.tokens(client), now=client.now())  # doctest: +SKIP
 >>> enb.charts.shaping.activity_frame(enb.frames.usage(client.ledger))    # doctest: +SKIP
 """
@@ -34,20 +34,23 @@ if TYPE_CHECKING:
     import plotly.graph_objects as go  # type: ignore[import-untyped]
 
 
-def activity(usage: pl.DataFrame, *, freq: str = "1h",
-             portfolio_names: Mapping[str, str] | None = None) -> go.Figure:
-    """Requests per time bucket, one subplot row per portfolio.
+def activity(usage: pl.DataFrame, *, freq: str | None = None,
+             portfolio_names: Mapping[str, str] | None = None,
+             window: tuple[datetime, datetime] | None = None) -> go.Figure:
+    """Requests per time bucket, one subplot row per portfolio, in the portfolio's colour.
 
     Counts the ``outcome`` rows of a ``frames.usage(...)`` (or ``frames.requests(...)``)
     frame, and the ``intent`` rows that have no outcome (requests never answered, shown
-    with a null status). Each row stacks one bar trace per ``operation_id``; a red
-    ``refused / errors`` marker per bucket counts the requests answered with status >= 400
-    or never answered (null status), naming their status and error codes; a dark
-    ``trades`` marker counts the requests that succeeded of the operations that open or
-    close a position (``operations.trade_operations()``: ``createRealOrder``,
+    with a null status). Each row's bars count its requests (hover: the operations and who
+    sent them); a red ``refused / errors`` marker per bucket counts the requests answered
+    with status >= 400 or never answered (null status), naming their status and error codes;
+    a dark ``trades`` marker counts the requests that succeeded of the operations that open
+    or close a position (``operations.trade_operations()``: ``createRealOrder``,
     ``createDemoOrder``, ``openMarketPosition*``, ``closePositionByMarketRate*``).
     Requests without a portfolio (owner calls such as listing portfolios) get a row of
-    their own, last. The data: ``shaping.activity_frame``.
+    their own, last. A portfolio has the same colour here as in every other chart
+    (``style.portfolio_colours``, by name). The legend sits under the plot. The data:
+    ``shaping.activity_frame``.
 
     Parameters
     ----------
@@ -55,8 +58,17 @@ def activity(usage: pl.DataFrame, *, freq: str = "1h",
         A ``frames.usage(...)`` or ``frames.requests(...)`` frame.
     freq
         Bucket width, a polars duration string: ``"15m"``, ``"1h"``, ``"1d"``, ``"1mo"``.
+        By default, and whenever it would cut the window into more than
+        ``shaping.MAX_BUCKETS`` (60) buckets, the narrowest of ``shaping.BUCKET_STEPS`` that
+        does not (``shaping.bucket_freq``): 2 hours over 3 days, 6 hours over a fortnight.
+        The title says which was used.
     portfolio_names
-        Portfolio id -> name, for the row titles (``frames.portfolios(...)`` has both).
+        Portfolio id -> name, for the row titles and colours (``frames.portfolios(...)``
+        has both).
+    window
+        The time range shown, ``(start, end)`` (naive: UTC); by default the first to the
+        last request. Ticks are round times of it, at most ``shaping.MAX_TICKS``, labelled
+        without repeats (``shaping.activity_ticks``).
 
     Returns
     -------
@@ -66,13 +78,16 @@ def activity(usage: pl.DataFrame, *, freq: str = "1h",
     --------
     >>> names = dict(enb.frames.portfolios(client).select("portfolio_id", "name").iter_rows())
     ...                                                             # doctest: +SKIP
-    >>> activity(enb.frames.usage(client.ledger), freq="15m", portfolio_names=names)
-    ...                                                             # doctest: +SKIP
+    >>> activity(enb.frames.usage(client.ledger), portfolio_names=names,
+    ...          window=(since, until))                             # doctest: +SKIP
     """
     from etoro_nb.charts import figures
 
-    frame = shaping.activity_frame(usage, freq=freq, portfolio_names=portfolio_names)
-    return figures.activity(frame, freq=freq)
+    span = shaping.activity_window(usage, window)
+    chosen = shaping.bucket_freq(*span, freq)
+    frame = shaping.activity_frame(usage, freq=chosen, portfolio_names=portfolio_names,
+                                   window=span)
+    return figures.activity(frame, freq=chosen, window=span)
 
 
 def scope_usage(least_privilege: pl.DataFrame) -> go.Figure:

@@ -2,6 +2,8 @@
 styles, and computes nothing else. Imported only when a chart is drawn (it loads plotly).
 
 A frame without rows gives a titled figure whose annotation says so, with no data traces.
+Every figure uses the project's template (``style.TEMPLATE``), registered with plotly here,
+once, when this module loads.
 """
 
 from __future__ import annotations
@@ -9,12 +11,31 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 import plotly.graph_objects as go  # type: ignore[import-untyped]
+import plotly.io as pio  # type: ignore[import-untyped]
 import polars as pl
 from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
 from etoro_nb.charts import style
-from etoro_nb.charts.shaping import SCOPE_STATES, utc
+from etoro_nb.charts.shaping import SCOPE_STATES, activity_ticks, utc
 from etoro_nb.charts.style import TEMPLATE
+
+
+def register_template() -> go.layout.Template:
+    """The project's template in ``plotly.io.templates`` (registered on the first call, the
+    same object after): plotly's white template, the project's palette and font, titles on
+    the left, hover text aligned left."""
+    if TEMPLATE not in pio.templates:
+        template = go.layout.Template(pio.templates["plotly_white"])
+        template.layout.update(
+            colorway=list(style.PALETTE), font={"family": style.FONT, "size": 13},
+            title={"x": 0.01, "xanchor": "left", "font": {"size": 16}},
+            hoverlabel={"align": "left"}, margin={"t": 64, "r": 24})
+        pio.templates[TEMPLATE] = template
+    registered: go.layout.Template = pio.templates[TEMPLATE]
+    return registered
+
+
+register_template()
 
 
 def _empty(title: str, message: str) -> go.Figure:
@@ -28,43 +49,48 @@ def _empty(title: str, message: str) -> go.Figure:
 
 
 # -- activity -----------------------------------------------------------------------------
-def activity(frame: pl.DataFrame, *, freq: str) -> go.Figure:
-    """Stacked request bars per operation and refusal and trade markers, a row per panel,
-    from ``shaping.activity_frame``."""
+def activity(frame: pl.DataFrame, *, freq: str, window: tuple[datetime, datetime]) -> go.Figure:
+    """Request bars in each portfolio's colour, and refusal and trade markers, a row per panel,
+    from ``shaping.activity_frame``; ticks from ``shaping.activity_ticks`` over ``window``."""
     title = f"Requests per portfolio ({freq} buckets)"
     if frame.is_empty():
         return _empty(title, "No usage recorded in this window")
     titles = frame.select("panel", "panel_title").unique(maintain_order=True)["panel_title"].to_list()
     n = len(titles)
-    colours = style.colours(frame.filter(pl.col("mark") == "requests")["series"].to_list())
+    colours = style.portfolio_colours(frame["portfolio"].unique().sort().to_list())
     fig = make_subplots(rows=n, cols=1, shared_xaxes=True, subplot_titles=titles,
                         vertical_spacing=min(0.08, 0.3 / n) if n > 1 else 0.08)
     shown: set[str] = set()
-    parts = frame.partition_by("panel", "mark", "series", maintain_order=True, as_dict=True)
-    for (panel, mark, series), part in parts.items():
+    for (panel, mark, series), part in frame.partition_by("panel", "mark", "series",
+                                                         maintain_order=True, as_dict=True).items():
         legend = series not in shown
         if mark == "requests":
-            trace = _requests(part, legend, colours[series])
+            trace = _requests(part, legend, colours[str(series)])
         else:
             trace = (_errors if mark == "refused / errors" else _trades)(part, legend)
         fig.add_trace(trace, row=panel, col=1)
-        shown.add(series)
+        shown.add(str(series))
+    ticks = activity_ticks(*window)
     for row in range(1, n + 1):
         fig.update_yaxes(title_text="requests", rangemode="tozero", row=row, col=1)
+    fig.update_xaxes(type="date", range=list(window), tickvals=ticks["at"].to_list(),
+                     ticktext=ticks["label"].to_list())
     fig.update_xaxes(title_text="time (UTC)", row=n, col=1)
-    fig.update_layout(title={"text": title}, barmode="stack", template=TEMPLATE,
-                      height=160 + 220 * n, legend={"title": {"text": "operation"}})
+    height = 160 + 220 * n
+    fig.update_layout(title={"text": title}, barmode="stack", template=TEMPLATE, height=height,
+                      legend=style.legend_below(height))
     return fig
 
 
 def _requests(part: pl.DataFrame, legend: bool, colour: str) -> go.Bar:
-    op, where = part["series"][0], part["panel_title"][0]
+    name, where = part["series"][0], part["panel_title"][0]
     return go.Bar(
         x=part["bucket_mid"].to_list(), y=part["count"].to_list(), width=part["width_ms"].to_list(),
-        name=op, legendgroup=op, showlegend=legend, marker={"color": colour},
-        customdata=[list(row) for row in part.select("span", "failed", "detail").iter_rows()],
-        hovertemplate=(f"<b>{op}</b><br>%{{customdata[0]}}<br>requests: %{{y}}"
-                       "<br>refused / errors: %{customdata[1]}"
+        name=name, legendgroup=name, showlegend=legend, marker={"color": colour},
+        customdata=[list(row) for row in part.select("span", "failed", "detail",
+                                                     "operations").iter_rows()],
+        hovertemplate=("%{customdata[0]}<br>requests: %{y}"
+                       "<br>refused / errors: %{customdata[1]}<br>%{customdata[3]}"
                        f"<br>by: %{{customdata[2]}}<extra>{where}</extra>"))
 
 
@@ -178,8 +204,9 @@ def token_lifetimes(frame: pl.DataFrame, *, now: datetime, expiring_within: time
                            text=f"{undated} token(s) without a creation time not shown")
     fig.update_xaxes(type="date", title_text="time (UTC)")
     fig.update_yaxes(title_text="token", autorange="reversed", type="category")
-    fig.update_layout(title={"text": title}, template=TEMPLATE, barmode="overlay",
-                      height=220 + 32 * dated.height, legend={"title": {"text": "status"}})
+    height = 220 + 32 * dated.height
+    fig.update_layout(title={"text": title}, template=TEMPLATE, barmode="overlay", height=height,
+                      legend={**style.legend_below(height), "title": {"text": "status"}})
     return fig
 
 
@@ -191,7 +218,7 @@ def portfolio_value(frame: pl.DataFrame) -> go.Figure:
     if frame.is_empty():
         return _empty(title, "No value history recorded")
     names = frame["name"].unique(maintain_order=True).to_list()
-    colours = style.colours(names)
+    colours = style.portfolio_colours(names)
     fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.08,
                         row_heights=[0.62, 0.38],
                         specs=[[{"secondary_y": True}], [{}]],
@@ -227,7 +254,7 @@ def portfolio_value(frame: pl.DataFrame) -> go.Figure:
                      row=2, col=1)
     fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
     fig.update_layout(title={"text": title}, template=TEMPLATE, barmode="group", height=620,
-                      hovermode="closest")
+                      hovermode="closest", legend=style.legend_below(620))
     return fig
 
 
@@ -238,8 +265,11 @@ def delegation_map(nodes: pl.DataFrame, links: pl.DataFrame) -> go.Figure:
     title = "Delegation: owner → agent portfolios → tokens → applications"
     if nodes.is_empty():
         return _empty(title, "No agent portfolios or tokens to show")
-    portfolios = nodes.filter(pl.col("kind") == "portfolio")["key"].to_list()
-    colours = style.colours(portfolios)
+    ports = nodes.filter(pl.col("kind") == "portfolio")
+    portfolios = ports["key"].to_list()
+    # A portfolio's colour follows its name, as in every other chart.
+    by_name = style.portfolio_colours(ports["label"].to_list())
+    colours = {key: by_name[label] for key, label in ports.select("key", "label").iter_rows()}
     fixed = {"owner": style.OWNER_COLOUR, "application": style.APPLICATION_COLOUR}
     node_colours = [colours[key] if kind == "portfolio"
                     else style.STATUS_COLOURS.get(status, style.GREY) if kind == "token"
@@ -278,7 +308,8 @@ def rebalance_weights(weights: pl.DataFrame, gaps: pl.DataFrame, events: pl.Data
                         subplot_titles=("Weight of each instrument (dashed: its target)",
                                         "Largest gap to a target (log scale)"))
     fig.update_layout(title={"text": "The rebalancer's run, step by step"},
-                      template=TEMPLATE, height=560, legend={"title": {"text": "instrument"}})
+                      template=TEMPLATE, height=560,
+                      legend={**style.legend_below(560), "title": {"text": "instrument"}})
     fig.update_yaxes(title_text="weight", tickformat=".0%", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="gap", type="log", tickformat=".2%", row=2, col=1)
     fig.update_xaxes(title_text="time (UTC)", row=2, col=1)
@@ -339,7 +370,8 @@ def exposure(lines: pl.DataFrame, marks: pl.DataFrame, *, title: str) -> go.Figu
                         vertical_spacing=0.08,
                         subplot_titles=("Gross exposure (USD) and its limit",
                                         "Realised loss of the UTC day (USD) and its limit"))
-    fig.update_layout(title={"text": title}, template=TEMPLATE, height=560)
+    fig.update_layout(title={"text": title}, template=TEMPLATE, height=560,
+                      legend=style.legend_below(560))
     fig.update_yaxes(title_text="USD", rangemode="tozero", row=1, col=1)
     fig.update_yaxes(title_text="USD", rangemode="tozero", row=2, col=1)
     fig.update_xaxes(title_text="time (UTC)", row=2, col=1)

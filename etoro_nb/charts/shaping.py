@@ -17,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -39,16 +40,27 @@ THIN_LINK = 0.1  # the value of the owner -> portfolio link of a portfolio witho
 
 ACTIVITY_MARKS = ("requests", "refused / errors", "trades")
 ACTIVITY_SCHEMA = _schema({
-    "panel": pl.Int64, "panel_title": pl.String, "mark": pl.Enum(ACTIVITY_MARKS),
-    "series": pl.String, "bucket_mid": UTC_US, "width_ms": pl.Float64, "span": pl.String,
-    "count": pl.Int64, "failed": pl.Int64, "detail": pl.String,
+    "panel": pl.Int64, "panel_title": pl.String, "portfolio": pl.String,
+    "mark": pl.Enum(ACTIVITY_MARKS), "series": pl.String, "bucket_mid": UTC_US,
+    "width_ms": pl.Float64, "span": pl.String, "count": pl.Int64, "failed": pl.Int64,
+    "operations": pl.String, "detail": pl.String,
 })
-"""``activity_frame``: one row per portfolio (``panel``, 1 = top), mark, series and time
-bucket. ``requests`` rows (series: the operation) count its requests, ``failed`` of them
-refused (status >= 400) or never answered, ``detail`` who sent them. ``refused / errors``
-rows count those, ``detail`` their answers (``403 InsufficientScope x2, no answer``);
-``trades`` rows count the trades that succeeded, ``detail`` their operations. Marker rows
-have no ``failed``. ``span`` names the bucket, ``width_ms`` is 90% of its length."""
+"""``activity_frame``: one row per portfolio (``panel``, 1 = top), mark and time bucket.
+``portfolio`` names the panel's portfolio (its name, else its short id, else
+``NO_PORTFOLIO_TITLE``): the key of its colour. ``requests`` rows (series: the portfolio)
+count its requests, ``failed`` of them refused (status >= 400) or never answered,
+``operations`` which (``getPortfolio x2, createDemoOrder``), ``detail`` who sent them.
+``refused / errors`` rows count those, ``detail`` their answers (``403 InsufficientScope x2,
+no answer``); ``trades`` rows count the trades that succeeded, ``detail`` their operations.
+Marker rows have no ``failed`` or ``operations``. ``span`` names the bucket, ``width_ms`` is
+90% of its length."""
+MAX_BUCKETS = 60
+BUCKET_STEPS = ("1m", "2m", "5m", "10m", "15m", "30m", "1h", "2h", "3h", "6h", "12h", "1d",
+                "2d", "1w", "2w", "1mo", "3mo", "6mo", "1y")
+"""The bucket widths ``bucket_freq`` chooses from, narrowest first."""
+MAX_TICKS = 8
+ACTIVITY_TICKS_SCHEMA = _schema({"at": UTC_US, "label": pl.String})
+"""``activity_ticks``: the time axis's ticks, each with its label; no two labels alike."""
 
 SCOPE_STATES = ("not granted", "granted, unused", "used", "refused")
 SCOPE_USAGE_SCHEMA = _schema({
@@ -199,11 +211,80 @@ def _shape(frame: pl.DataFrame, schema: pl.Schema) -> pl.DataFrame:
 
 
 # -- activity -----------------------------------------------------------------------------
-_BUCKET = ["panel_title", "bucket_mid", "width_ms", "span"]  # the same for all of a bucket's rows
+_BUCKET = ["panel_title", "portfolio", "bucket_mid", "width_ms", "span"]  # a bucket's, in a panel
 
 
-def activity_frame(usage: pl.DataFrame, *, freq: str = "1h",
-                   portfolio_names: Mapping[str, str] | None = None) -> pl.DataFrame:
+@functools.cache  # a handful of strings, each looked up many times per chart
+def _step(freq: str) -> timedelta:
+    """A duration's nominal length (from 2026-01-01: a month is 31 days, a year 365)."""
+    ref = datetime(2026, 1, 1, tzinfo=UTC)
+    end: datetime = pl.select(pl.lit(ref).dt.offset_by(freq)).item()
+    return end - ref
+
+
+def bucket_freq(start: datetime, end: datetime, freq: str | None = None) -> str:
+    """The bucket width for the window ``[start, end)``: ``freq`` when it cuts the window into
+    at most ``MAX_BUCKETS`` buckets, else (and when it is None) the narrowest of
+    ``BUCKET_STEPS`` that does and is no narrower than ``freq``."""
+    if freq is not None:
+        _check_freq(freq)
+    span = max(utc(end) - utc(start), timedelta(minutes=1))
+    floor = _step(freq) if freq is not None else timedelta(0)
+    if freq is not None and span / floor <= MAX_BUCKETS:
+        return freq
+    for step in BUCKET_STEPS:
+        if _step(step) >= floor and span / _step(step) <= MAX_BUCKETS:
+            return step
+    return BUCKET_STEPS[-1]
+
+
+def activity_window(usage: pl.DataFrame, window: tuple[datetime, datetime] | None = None
+                    ) -> tuple[datetime, datetime]:
+    """The time window an activity chart covers: ``window`` (naive: UTC), else from the
+    first to the last request of ``usage`` (at least a minute; an hour ending now-less at
+    the epoch when there is none)."""
+    if window is not None:
+        start, end = utc(window[0]), utc(window[1])
+        if not end > start:
+            raise ValueError(f"window: the end ({end}) must come after the start ({start})")
+        return start, end
+    _require(usage, ("ts",), "usage")
+    times = _as_utc(usage.select("ts"), ["ts"], "usage")["ts"].drop_nulls()
+    if times.is_empty():
+        epoch = datetime(1970, 1, 1, tzinfo=UTC)
+        return epoch, epoch + timedelta(hours=1)
+    first, last = times.min(), times.max()
+    assert isinstance(first, datetime) and isinstance(last, datetime)
+    return first, max(last + timedelta(seconds=1), first + timedelta(minutes=1))
+
+
+def activity_ticks(start: datetime, end: datetime) -> pl.DataFrame:
+    """At most ``MAX_TICKS`` ticks on round times of ``[start, end]``, labelled as precisely as
+    their spacing needs and with the date wherever the times alone would repeat
+    (``ACTIVITY_TICKS_SCHEMA``)."""
+    start, end = utc(start), utc(end)
+    span = max(end - start, timedelta(minutes=1))
+    step = next((s for s in BUCKET_STEPS if span / _step(s) < MAX_TICKS), BUCKET_STEPS[-1])
+    first: datetime = pl.select(pl.lit(start).dt.truncate(step)).item()
+    ticks = [t for t in pl.datetime_range(first, end, interval=step, eager=True, time_zone="UTC")
+             .to_list() if start <= t <= end]
+    if _step(step) >= timedelta(days=365):
+        fmt = "%Y"
+    elif _step(step) >= timedelta(days=28):
+        fmt = "%b %Y"
+    elif _step(step) >= timedelta(days=1):
+        fmt = "%b %d" if start.year == end.year else "%Y-%m-%d"
+    else:
+        fmt = "%H:%M" if start.date() == end.date() else "%b %d %H:%M"
+    labels = [t.strftime(fmt) for t in ticks]
+    if len(set(labels)) < len(labels):  # a coarse format met a finer step: spell it out
+        labels = [t.strftime("%Y-%m-%d %H:%M") for t in ticks]
+    return pl.DataFrame({"at": ticks, "label": labels}, schema=ACTIVITY_TICKS_SCHEMA)
+
+
+def activity_frame(usage: pl.DataFrame, *, freq: str | None = None,
+                   portfolio_names: Mapping[str, str] | None = None,
+                   window: tuple[datetime, datetime] | None = None) -> pl.DataFrame:
     """Requests, refusals and trades per portfolio and time bucket (``ACTIVITY_SCHEMA``).
 
     Counts the ``outcome`` rows of a ``frames.usage(...)`` (or ``frames.requests(...)``)
@@ -211,11 +292,13 @@ def activity_frame(usage: pl.DataFrame, *, freq: str = "1h",
     status). A trade is a request of an operation that opens or closes a position
     (``operations.trade_operations()``) answered 2xx. Portfolios are panels by name
     (``portfolio_names``, id -> name; unnamed ones after, by id); requests without a
-    portfolio (owner calls) get the last panel. ``freq`` is a polars duration.
+    portfolio (owner calls) get the last panel. Buckets are ``bucket_freq(window, freq)``
+    wide: ``freq`` (a polars duration) unless the window would hold more than
+    ``MAX_BUCKETS`` of them; ``window`` defaults to ``activity_window(usage)``.
     """
     _require(usage, ("ts", "phase", "request_id", "attempt", "principal", "portfolio_id",
                      "token_id", "operation_id", "status", "error_code"), "usage")
-    _check_freq(freq)
+    freq = bucket_freq(*activity_window(usage, window), freq)
     events = _as_utc(usage, ["ts"], "usage").filter(pl.col("ts").is_not_null())
     outcomes = events.filter(pl.col("phase") == "outcome")
     unanswered = events.filter(pl.col("phase") == "intent",
@@ -226,11 +309,17 @@ def activity_frame(usage: pl.DataFrame, *, freq: str = "1h",
     if rows.is_empty():
         return ACTIVITY_SCHEMA.to_frame()
     rows = _request_rows(rows, freq)
-    rows = rows.join(_panels(rows["portfolio"], portfolio_names or {}), on="portfolio")
-    requests = (rows.group_by("panel", "bucket", "operation")
+    rows = (rows.join(_panels(rows["portfolio"], portfolio_names or {}), on="portfolio")
+            .with_columns(portfolio=pl.col("label")))
+    ops = (rows.group_by("panel", "bucket", "operation").agg(n=pl.len())
+           .group_by("panel", "bucket").agg(operations=pl.when(pl.col("n") > 1).then(
+               pl.format("{} x{}", "operation", "n")).otherwise("operation")
+               .sort_by("operation").str.join(", ")))
+    requests = (rows.group_by("panel", "bucket")
                 .agg(pl.col(_BUCKET).first(), count=pl.len(), failed=pl.col("failed").sum(),
                      detail=pl.col("who").unique().sort().str.join(", "))
-                .with_columns(mark=pl.lit("requests"), series=pl.col("operation")))
+                .join(ops, on=["panel", "bucket"])
+                .with_columns(mark=pl.lit("requests"), series=pl.col("portfolio")))
     marks = [requests, _tally(rows.filter("failed"), "refused / errors", "answer"),
              _tally(rows.filter("trade"), "trades", "operation")]
     out = pl.concat(marks, how="diagonal_relaxed")
@@ -266,18 +355,21 @@ def _request_rows(rows: pl.DataFrame, freq: str) -> pl.DataFrame:
 
 
 def _panels(portfolios: pl.Series, names: Mapping[str, str]) -> pl.DataFrame:
-    """``portfolio``, its ``panel`` number and ``panel_title``."""
+    """``portfolio`` (its id), its ``panel`` number, ``panel_title`` and ``label`` (its name,
+    else short id: the key of its colour)."""
     named = pl.DataFrame({"portfolio": list(names), "name": list(names.values())},
                          schema={"portfolio": pl.String, "name": pl.String})
     short = _short(pl.col("portfolio"))
+    owner = pl.col("portfolio") == NO_PORTFOLIO
     return (portfolios.unique().to_frame("portfolio").join(named, on="portfolio", how="left")
-            .sort(pl.col("portfolio") == NO_PORTFOLIO, pl.col("name").fill_null("\uffff"),
-                  "portfolio")
+            .sort(owner, pl.col("name").fill_null("\uffff"), "portfolio")
             .with_row_index("panel", offset=1)
             .select("portfolio", pl.col("panel").cast(pl.Int64), panel_title=pl.when(
-                pl.col("portfolio") == NO_PORTFOLIO).then(pl.lit(NO_PORTFOLIO_TITLE))
+                owner).then(pl.lit(NO_PORTFOLIO_TITLE))
                 .when(pl.col("name").is_not_null()).then(pl.format("{} ({})", "name", short))
-                .otherwise(short)))
+                .otherwise(short),
+                label=pl.when(owner).then(pl.lit(NO_PORTFOLIO_TITLE))
+                .otherwise(pl.coalesce("name", short))))
 
 
 def _tally(rows: pl.DataFrame, mark: str, of: str) -> pl.DataFrame:
@@ -587,11 +679,13 @@ def exposure_marks_frame(events: pl.DataFrame, *, portfolio: str | None = None) 
 
 
 __all__ = [
-    "ACTIVITY_SCHEMA", "DELEGATION_LINKS_SCHEMA", "DELEGATION_NODES_SCHEMA", "EXPOSURE_MARKS_SCHEMA",
-    "EXPOSURE_SCHEMA", "PORTFOLIO_VALUE_SCHEMA", "REBALANCE_EVENTS_SCHEMA", "REBALANCE_GAPS_SCHEMA",
+    "ACTIVITY_SCHEMA", "ACTIVITY_TICKS_SCHEMA", "BUCKET_STEPS", "DELEGATION_LINKS_SCHEMA",
+    "DELEGATION_NODES_SCHEMA", "EXPOSURE_MARKS_SCHEMA", "EXPOSURE_SCHEMA", "MAX_BUCKETS",
+    "MAX_TICKS", "PORTFOLIO_VALUE_SCHEMA", "REBALANCE_EVENTS_SCHEMA", "REBALANCE_GAPS_SCHEMA",
     "REBALANCE_WEIGHTS_SCHEMA", "SCOPE_STATES", "SCOPE_USAGE_SCHEMA", "THIN_LINK",
-    "TOKEN_LIFETIMES_SCHEMA", "activity_frame", "delegation_links", "delegation_nodes",
-    "exposure_frame", "exposure_marks_frame", "portfolio_value_frame", "rebalance_events_frame",
+    "TOKEN_LIFETIMES_SCHEMA", "activity_frame", "activity_ticks", "activity_window",
+    "bucket_freq", "delegation_links", "delegation_nodes", "exposure_frame",
+    "exposure_marks_frame", "portfolio_value_frame", "rebalance_events_frame",
     "rebalance_gaps_frame", "rebalance_weights_frame", "scope_usage_frame",
     "token_lifetimes_frame",
 ]

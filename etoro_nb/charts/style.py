@@ -1,16 +1,24 @@
-"""How the charts look: template, colours and the text of times. Pure Python, no plotly.
+"""How the charts look: template, colours, legend and the text of times. Pure Python, no
+plotly (``charts.figures`` registers the template with plotly).
 
-Colours are fixed maps or a stable hash of a key, so the same frames always give the same
-figure. Categorical palettes hold no reds: red means refused or failed.
+Colours are fixed maps or a stable hash of a key, so the same frames give the same figure.
+A portfolio keeps one colour in every chart of a session (``portfolio_colours``). Categorical
+palettes hold no reds: red means refused or failed.
 """
 
 from __future__ import annotations
 
+import threading
 import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
-TEMPLATE = "plotly_white"
+TEMPLATE = "etoro_nb"
+"""The project's plotly template, registered once in ``plotly.io.templates`` when a chart is
+first drawn: plotly's white template with the palette below as colourway, and a legend
+laid out by ``legend_below``. Every figure of ``etoro_nb.charts`` uses it."""
+FONT = "Inter, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif"
 
 # Categorical colours for operations and portfolios.
 PALETTE: tuple[str, ...] = (
@@ -40,18 +48,51 @@ EVENT_COLOURS: dict[str, str] = {"refused": "#ff7f0e", "stopped": "#d62728"}
 GAP_FLOOR = 1e-5  # gaps are drawn on a log axis: 0 is shown as 0.001%
 
 
-def colours(keys: Iterable[str]) -> dict[str, str]:
-    """A colour per key: a fixed preferred slot (hash of the key), moved on only when another
-    key of the same figure has taken it, so colours stay distinct and mostly stable."""
-    out: dict[str, str] = {}
-    taken: set[int] = set()
-    for key in sorted(set(keys)):
-        slot = zlib.crc32(key.encode()) % len(PALETTE)
-        while slot in taken and len(taken) < len(PALETTE):
-            slot = (slot + 1) % len(PALETTE)
-        taken.add(slot)
-        out[key] = PALETTE[slot]
-    return out
+class PortfolioColours:
+    """One palette colour per portfolio, shared by every chart: a portfolio (by name, or id
+    when it has none) takes its preferred slot (a hash of the key) unless another portfolio
+    already holds it, then the next free one, and keeps it for the life of the process. Up
+    to ``len(PALETTE)`` portfolios get distinct colours; beyond that colours repeat."""
+
+    def __init__(self, palette: tuple[str, ...] = PALETTE) -> None:
+        self._palette = palette
+        self._slots: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, keys: Iterable[str]) -> dict[str, str]:
+        """The colour of each key, assigning new keys in sorted order (so a figure's own
+        order does not decide who gets a contested slot)."""
+        with self._lock:
+            for key in sorted(set(keys) - self._slots.keys()):
+                self._slots[key] = self._free_slot(key)
+            return {key: self._palette[self._slots[key]] for key in keys}
+
+    def _free_slot(self, key: str) -> int:
+        size = len(self._palette)
+        slot = zlib.crc32(key.encode()) % size
+        taken = set(self._slots.values())
+        for step in range(size):
+            if (slot + step) % size not in taken:
+                return (slot + step) % size
+        return slot  # every colour taken: share the preferred one
+
+    def clear(self) -> None:
+        """Forget every assignment (tests; a new session)."""
+        with self._lock:
+            self._slots.clear()
+
+
+portfolio_colours = PortfolioColours()
+"""The session's portfolio -> colour mapping that every chart uses."""
+
+
+def legend_below(height: int, *, offset_px: int = 64) -> dict[str, Any]:
+    """A horizontal legend under the plot, clear of the x axis's ticks and title: it wraps
+    into rows and pushes the bottom margin (never the plot's width), whatever its length.
+    ``height`` is the figure's height in pixels; the offset is kept in pixels."""
+    plot = max(height - 160, 120)  # the plot area: the figure less the default margins
+    return {"orientation": "h", "x": 0, "xanchor": "left", "y": -offset_px / plot,
+            "yanchor": "top", "title": {"side": "left"}}
 
 
 def rgba(hex_colour: str, alpha: float) -> str:
