@@ -22,9 +22,10 @@ from etoro_nb.client import EtoroClient
 from etoro_nb.errors import EtoroError
 from etoro_nb.models import AgentPortfolio
 
-READS_PER_REFRESH = 5
-"""API reads one refresh makes: the portfolio list (for the models and for the token
-frame), the real account's P&L, its trade history (one page) and the mirrors' list."""
+READS_PER_REFRESH = 6
+"""Reads one refresh makes: the portfolio list three times (for the models, the accounting
+and the token frame), the real account's P&L and trade history (one page), and the
+clock (on a sandbox, its status). The auto-refresh budgets its quota with this."""
 
 
 @dataclass(frozen=True)
