@@ -35,7 +35,7 @@ def environment_badge(client: EtoroClient, *, real: bool = True) -> w.HTML:
     text = environment_label(client, real=real)
     colour = ("#1b7f3b" if client.environment == "sandbox" else "#b00020" if real else "#b26a00")
     return w.HTML(f'<span class="etoro-nb-env" style="background:{colour};color:white;'
-                  f'padding:2px 8px;border-radius:4px;font-weight:bold">{text}</span>')
+                  f'padding:2px 8px;border-radius:4px;font-weight:bold;white-space:nowrap">{text}</span>')
 
 
 def error_text(exc: EtoroError) -> str:

@@ -70,16 +70,14 @@ class DelegationPanel(View):
         self.refresh_button.on_click(lambda _: self.refresh())
         super().__init__(client, state, [
             w.HBox([self.badge, self.portfolio, self.refresh_button]), self.table,
-            w.HBox([
-                w.VBox([w.HTML("<b>Mint a token</b>"),
-                        two_columns(self.mint_name, self.mint_expiry, self.mint_ips),
-                        scopes_cell("Scopes", self.mint_scopes), self.mint_button],
-                       layout=w.Layout(width="50%")),
-                w.VBox([w.HTML("<b>Edit or revoke the selected token</b>"),
-                        two_columns(self.token, self.edit_expiry, self.edit_ips),
-                        scopes_cell("Scopes", self.edit_scopes),
-                        w.HBox([self.update_button, self.revoke_button])],
-                       layout=w.Layout(width="50%"))], layout=w.Layout(width="100%")),
+            w.HTML("<b>Mint a token</b>"),
+            two_columns(self.mint_name, self.mint_expiry, self.mint_ips,
+                        scopes_cell("Scopes", self.mint_scopes)),
+            self.mint_button,
+            w.HTML("<b>Edit or revoke the selected token</b>"),
+            two_columns(self.token, self.edit_expiry, self.edit_ips,
+                        scopes_cell("Scopes", self.edit_scopes)),
+            w.HBox([self.update_button, self.revoke_button]),
             self.form_hint, self.confirm, self.secret, self.feedback])
         self.start()
 
