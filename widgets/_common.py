@@ -88,8 +88,9 @@ def two_columns(*cells: w.Widget) -> w.GridBox:
         if isinstance(cell, w.DOMWidget):
             cell.layout.width = "auto"
             cell.layout.min_width = "0"
-            if "description_width" in cell.style.keys:
-                cell.style.description_width = "110px"
+            style = getattr(cell, "style", None)
+            if style is not None and "description_width" in style.keys:
+                style.description_width = "110px"
     return w.GridBox(list(cells), layout=w.Layout(
         grid_template_columns="repeat(2, minmax(0, 1fr))", grid_gap="2px 16px", width="100%"))
 

@@ -65,7 +65,9 @@ class Cockpit(w.VBox):
         self.state.refresh()
 
     def close(self) -> None:
-        self.auto.stop()
+        auto = getattr(self, "auto", None)  # None: closed before it was built
+        if auto is not None:
+            auto.stop()
         super().close()
 
     def _status(self) -> None:
