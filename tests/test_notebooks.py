@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
-TEMPLATES = ("01-quickstart", "02-delegation", "03-compliance-audit", "04-portfolio-activity",
+TEMPLATES = ("00-cockpit", "01-quickstart", "02-delegation", "03-compliance-audit", "04-portfolio-activity",
              "05-autonomous-rebalancer", "06-large-ledger-audit")
 
 

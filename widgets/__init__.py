@@ -9,6 +9,7 @@ the contract. Every view shows the environment it talks to, asks for explicit co
 before granting trading authority (or loosening a policy), and shows a minted secret once.
 """
 
+from widgets._common import error_text
 from widgets.activity_panel import ActivityPanel
 from widgets.cockpit import Cockpit
 from widgets.delegation_panel import DelegationPanel
@@ -18,4 +19,4 @@ from widgets.portfolio_panel import PortfolioPanel
 from widgets.state import CockpitState
 
 __all__ = ["ActivityPanel", "Cockpit", "CockpitState", "DelegationPanel", "PlaygroundPanel",
-           "PoliciesPanel", "PortfolioPanel"]
+           "PoliciesPanel", "PortfolioPanel", "error_text"]

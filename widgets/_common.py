@@ -38,9 +38,10 @@ def environment_badge(client: EtoroClient, *, real: bool = True) -> w.HTML:
                   f'padding:2px 8px;border-radius:4px;font-weight:bold;white-space:nowrap">{text}</span>')
 
 
-def error_text(exc: EtoroError) -> str:
+def error_text(exc: EtoroError, *, request_id: bool = True) -> str:
     """One format for every error a view shows: ``status code: message (request id ...)``,
-    with no word said twice (a message that starts with its own code loses that prefix)."""
+    with no word said twice (a message that starts with its own code loses that prefix).
+    ``request_id=False`` leaves the id out (for outputs that must not change run to run)."""
     if not isinstance(exc, APIError):
         return str(exc)
     code = exc.error_code or ""
@@ -50,7 +51,7 @@ def error_text(exc: EtoroError) -> str:
             message = message[len(prefix):].lstrip(" :-")
     head = " ".join(str(part) for part in (exc.status, code) if part)
     text = f"{head}: {message}" if message else head
-    return f"{text} (request id {exc.request_id})"
+    return f"{text} (request id {exc.request_id})" if request_id else text
 
 
 _REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",

@@ -66,6 +66,12 @@ class DataGrid(w.VBox):
         return [html.unescape(_TAGS.sub("", cell)) for cell in self._frame[name]] \
             if self._frame.height else []
 
+    def as_text(self) -> pl.DataFrame:
+        """The grid as the reader sees it, as a plain frame (no key, no HTML): for a
+        notebook's output or a report."""
+        shown = [c for c in self._frame.columns if c != self.key]
+        return pl.DataFrame({c: self.column(c) for c in shown}, schema={c: pl.String for c in shown})
+
     @property
     def row_keys(self) -> list[str]:
         return list(self._keys)
