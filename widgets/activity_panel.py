@@ -34,7 +34,7 @@ class ActivityPanel(View):
     portfolio selected in the other views; "all" shows every portfolio."""
 
     def __init__(self, client: EtoroClient, *, days: int = 7, freq: str = "1h",
-                 state: CockpitState | None = None) -> None:
+                 state: CockpitState | None = None, hidden: bool = False) -> None:
         if client.ledger is None:
             raise ValueError("ActivityPanel reads the client's ledger: connect() with one")
         self.freq = freq
@@ -49,15 +49,17 @@ class ActivityPanel(View):
                                       layout=w.Layout(visibility="hidden"))
         self.requests = DataGrid("request_id", css_class="etoro-nb-requests",
                                  empty="No requests in this window.")
-        self.activity = go.FigureWidget()
-        self.scope_usage = go.FigureWidget()
-        self.lifetimes = go.FigureWidget()
-        self.charts = w.VBox([self.activity, self.scope_usage, self.lifetimes])
+        # Stand-ins until the first draw (never shown: a chart with no traces is not drawn).
+        self.activity, self.scope_usage, self.lifetimes = (
+            go.FigureWidget(layout={"template": {}}) for _ in range(3))
+        self.charts = w.VBox([])
         self.feedback = Feedback()
         self.refresh_button.on_click(lambda _: self.refresh())
         for control in (self.portfolio, self.token, self.start_day, self.end):
             control.observe(lambda _: self._filtered(), "value")
         self._quiet = False
+        self.hidden = hidden  # in a tab not shown yet: drawn when shown (show_again)
+        self._stale_drawing = False
         super().__init__(client, state, [
             self.badge, w.HBox([self.portfolio, self.token]),
             w.HBox([self.start_day, self.end, self.refresh_button, self.progress]),
@@ -94,6 +96,12 @@ class ActivityPanel(View):
         finally:
             self._quiet = False
 
+    def show_again(self) -> None:
+        """The view is visible again: draw what changed while it was hidden."""
+        self.hidden = False
+        if self._stale_drawing:
+            self._synced(self.render)
+
     def follow_selection(self) -> None:
         chosen = self.state.selected
         if chosen in {v for _, v in self.portfolio.options} and chosen != self.portfolio.value:
@@ -105,7 +113,13 @@ class ActivityPanel(View):
             self.render()
 
     def render(self) -> None:
-        """Redraw the requests and the charts for the filters, showing progress meanwhile."""
+        """Redraw the requests and the charts for the filters, showing progress meanwhile
+        (when ``hidden``, only once it is shown again: a tab nobody looks at costs nothing)."""
+        self._set_filters()
+        if self.hidden:
+            self._stale_drawing = True
+            return
+        self._stale_drawing = False
         self.progress.value, self.progress.layout.visibility = 0, "visible"
         try:
             self._draw()
@@ -117,7 +131,6 @@ class ActivityPanel(View):
     def _draw(self) -> None:
         ledger = self.client.ledger
         assert ledger is not None
-        self._set_filters()
         data = self.state.data
         portfolio, token = self.portfolio.value or None, self.token.value or None
         start, end = self._window()
@@ -128,12 +141,13 @@ class ActivityPanel(View):
         tokens = data.tokens
         if portfolio:
             tokens = tokens.filter(pl.col("portfolio_id") == portfolio)
+        usage, tokens = self._most_active(usage, tokens)
         grants = frames.grants(tokens)
         if token:
             grants = grants.filter(pl.col("token_id") == token)
         least = frames.least_privilege(grants, usage)
         self.progress.value = 2
-        figures = (charts.activity(self._most_active(usage), freq=self.freq,
+        figures = (charts.activity(usage, freq=self.freq,
                                    portfolio_names=data.names()),
                    charts.scope_usage(least),
                    charts.token_lifetimes(tokens, now=data.at or self.client.now()))
@@ -146,22 +160,35 @@ class ActivityPanel(View):
             widget.close()
         self.progress.value = 4
 
-    def _most_active(self, usage: pl.DataFrame) -> pl.DataFrame:
-        """All of it, or the MAX_ROWS most active portfolios (saying so) when there are more."""
+    def _most_active(self, usage: pl.DataFrame,
+                     tokens: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """All of it, or the usage and tokens of the MAX_ROWS most active portfolios (saying
+        so) when there are more: a chart of hundreds of rows is slow and unreadable."""
         counts = (usage.filter(pl.col("portfolio_id").is_not_null()).group_by("portfolio_id")
                   .len().sort(["len", "portfolio_id"], descending=[True, False]))
-        if counts.height <= MAX_ROWS:
-            return usage
-        keep = counts.head(MAX_ROWS)["portfolio_id"]
-        self.feedback.show_note(f"Activity shows the {MAX_ROWS} most active of {counts.height} "
+        if counts.height <= MAX_ROWS and tokens["portfolio_id"].n_unique() <= MAX_ROWS:
+            return usage, tokens
+        keep = counts.head(MAX_ROWS)["portfolio_id"].implode()
+        self.feedback.show_note(f"The charts show the {MAX_ROWS} most active of "
+                                f"{max(counts.height, tokens['portfolio_id'].n_unique())} "
                                 "portfolios in this window; choose a portfolio to see another.")
-        return usage.filter(pl.col("portfolio_id").is_in(keep.implode()))
+        return (usage.filter(pl.col("portfolio_id").is_in(keep)),
+                tokens.filter(pl.col("portfolio_id").is_in(keep)))
 
 
 def whole(figure: go.Figure) -> go.FigureWidget:
     """A FigureWidget created with the figure's traces and layout in its first state (what
-    a browser view draws first), never changed afterwards."""
-    return go.FigureWidget(figure.to_dict())
+    a browser view draws first), never changed afterwards.
+
+    Its template keeps the trace defaults of the trace types the figure has only: the
+    default template holds defaults for every trace type plotly knows, and validating
+    those again made up most of the time a chart took (about 15x the rest)."""
+    spec = figure.to_dict()
+    template = spec.get("layout", {}).get("template")
+    if isinstance(template, dict) and isinstance(template.get("data"), dict):
+        used = {trace.get("type", "scatter") for trace in spec.get("data", ())}
+        template["data"] = {kind: v for kind, v in template["data"].items() if kind in used}
+    return go.FigureWidget(spec)
 
 
 def _nothing(figure: go.FigureWidget) -> w.HTML:

@@ -33,7 +33,7 @@ class Cockpit(w.VBox):
         self.portfolios = PortfolioPanel(client, state=self.state)
         self.delegation = DelegationPanel(client, state=self.state)
         self.policies = PoliciesPanel(client, state=self.state)
-        self.activity = ActivityPanel(client, state=self.state)
+        self.activity = ActivityPanel(client, state=self.state, hidden=True)
         self.playground = PlaygroundPanel(client, state=self.state)
         self.tabs = w.Tab(children=[self.portfolios, self.delegation, self.policies,
                                     self.activity, self.playground], titles=TABS)
@@ -44,6 +44,8 @@ class Cockpit(w.VBox):
             description="Auto-refresh", value=0,
             options=[("off", 0), *((_every(s), s) for s in CHOICES[1:] if s >= self.auto.minimum)])
         self.status = w.HTML()
+        self.tabs.observe(lambda c: self._tab_shown(c["new"]), "selected_index")
+        self._tab_shown(self.tabs.selected_index)
         self.refresh_button.on_click(lambda _: self.refresh())
         self.auto_choice.observe(lambda c: self.auto.every(c["new"]), "value")
         self.state.observe(lambda _: self._status(), "revision")
@@ -69,6 +71,13 @@ class Cockpit(w.VBox):
         if auto is not None:
             auto.stop()
         super().close()
+
+    def _tab_shown(self, index: int | None) -> None:
+        """The Activity tab draws its charts when it is shown, not while hidden."""
+        if index == TABS.index("Activity"):
+            self.activity.show_again()
+        else:
+            self.activity.hidden = True
 
     def _status(self) -> None:
         data = self.state.data

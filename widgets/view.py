@@ -37,8 +37,10 @@ class View(w.VBox):
         self.state.observe(lambda _: self._synced(self.follow_selection), "selected")
         self.state.observe(lambda _: self._stale(), "action")
         self.state.observe(lambda c: self._refresh_failed(c["new"]), "error")
-        self.state.ensure()
-        self._synced(self.render)
+        if self.state.revision:  # loaded already: draw it (a first load draws through
+            self._synced(self.render)  # the revision it makes)
+        else:
+            self.state.ensure()
         if self.state.error:
             self.feedback.show_error(self.state.error)
 
