@@ -235,6 +235,29 @@ def test_activity_panel_filters_and_redraws_whole_charts(
     assert "beta0001" in panel.requests.column("Portfolio")
 
 
+def test_charts_reach_the_browser_whole(owner_client: EtoroClient,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first state a chart widget sends to the browser (at comm open) holds its traces:
+    a view that draws it must not come up as empty axes."""
+    import ipywidgets
+    import plotly.graph_objects as go
+
+    opened: list[int] = []
+    real_open = ipywidgets.Widget.open
+
+    def recording_open(self: ipywidgets.Widget) -> None:
+        if isinstance(self, go.FigureWidget) and self.comm is None:
+            opened.append(len(self.get_state()["_widget_data"]))
+        real_open(self)
+
+    monkeypatch.setattr(ipywidgets.Widget, "open", recording_open)
+    made = owner_client.agent_portfolios.create("alpha01", 1000, scopes=[DEMO_READ])
+    owner_client.as_agent(made.token).trading("demo").portfolio()
+    panel = ActivityPanel(owner_client)
+    drawn = [len(f.data) for f in (panel.activity, panel.scope_usage, panel.lifetimes)]
+    assert all(drawn) and opened[-3:] == drawn
+
+
 def test_activity_panel_charts_the_most_active_portfolios_when_there_are_many(
     owner_client: EtoroClient,
 ) -> None:

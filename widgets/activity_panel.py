@@ -1,11 +1,10 @@
 """ActivityPanel: filters, the latest requests in a grid, and the activity, scope-usage and
 token-lifetime charts of the client's ledger.
 
-Each redraw puts new ``FigureWidget``s in place, built from the finished figures. A
-FigureWidget changed after it was created (``add_traces``, a new layout) sends the
-change as a one-off message that a browser view which is still loading plotly's code
-misses, and that view then draws the empty figure it was created with: the charts came
-up as empty axes about one render in four. A widget created whole renders whole."""
+Each redraw puts new chart widgets in place (``widgets.figure.WholeFigure``), whose first
+state in the browser is the finished figure: the charts used to be FigureWidgets filled
+after they were created, and a browser view drawing the state it was created with showed
+empty axes, about one render in four."""
 
 from __future__ import annotations
 
@@ -21,6 +20,7 @@ from etoro_nb.client import EtoroClient
 from etoro_nb.errors import EtoroError
 from widgets import tables
 from widgets._common import Feedback, environment_badge, panel_repr
+from widgets.figure import whole
 from widgets.grid import DataGrid
 from widgets.state import CockpitState
 from widgets.view import View
@@ -174,21 +174,6 @@ class ActivityPanel(View):
                                 "portfolios in this window; choose a portfolio to see another.")
         return (usage.filter(pl.col("portfolio_id").is_in(keep)),
                 tokens.filter(pl.col("portfolio_id").is_in(keep)))
-
-
-def whole(figure: go.Figure) -> go.FigureWidget:
-    """A FigureWidget created with the figure's traces and layout in its first state (what
-    a browser view draws first), never changed afterwards.
-
-    Its template keeps the trace defaults of the trace types the figure has only: the
-    default template holds defaults for every trace type plotly knows, and validating
-    those again made up most of the time a chart took (about 15x the rest)."""
-    spec = figure.to_dict()
-    template = spec.get("layout", {}).get("template")
-    if isinstance(template, dict) and isinstance(template.get("data"), dict):
-        used = {trace.get("type", "scatter") for trace in spec.get("data", ())}
-        template["data"] = {kind: v for kind, v in template["data"].items() if kind in used}
-    return go.FigureWidget(spec)
 
 
 def _nothing(figure: go.FigureWidget) -> w.HTML:
