@@ -161,6 +161,7 @@ def test_policy_edits_follow_the_consent_rules(owner_client: EtoroClient) -> Non
     assert policy == RiskPolicy(max_order_amount_usd=500.0, denied_instruments=("BTC", 1001))
     assert view.table.column("Max order USD") == ["500.00"]
     assert view.table.column("Version") == ["1"]
+    assert "policy v1: Max order USD 500.0" in cockpit.delegation.policy_line.value
     # Loosening asks first, in words, and records the consent with the change.
     view.limits["max_order_amount_usd"].value = "1,000"
     view.save_button.click()

@@ -56,6 +56,7 @@ class DelegationPanel(View):
         self.update_button = w.Button(description="Save changes")
         self.revoke_button = w.Button(description="Revoke…", button_style="danger")
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        self.policy_line = w.HTML()
         self.form_hint = w.HTML()
         self.confirm = ConfirmBox()
         self.secret = SecretReveal()
@@ -69,7 +70,7 @@ class DelegationPanel(View):
         self.revoke_button.on_click(lambda _: self.revoke())
         self.refresh_button.on_click(lambda _: self.refresh())
         super().__init__(client, state, [
-            w.HBox([self.badge, self.portfolio, self.refresh_button]), self.table,
+            w.HBox([self.badge, self.portfolio, self.refresh_button]), self.policy_line, self.table,
             w.HTML("<b>Mint a token</b>"),
             two_columns(self.mint_name, self.mint_expiry, self.mint_ips,
                         scopes_cell("Scopes", self.mint_scopes)),
@@ -112,6 +113,7 @@ class DelegationPanel(View):
         tokens = self.state.data.tokens
         self._tokens = tokens.filter(pl.col("portfolio_id") == pid) if pid else tokens.clear()
         self.table.show(tables.token_rows(self._tokens, self._unused_scopes()))
+        self.policy_line.value = tables.policy_summary(self.state.data, pid)
         live = self._tokens.filter(pl.col("status").is_in(["active", "expiring", "expired"]))
         chosen = self.token.value
         self.token.options = [(t["token_name"], t["token_id"])

@@ -122,6 +122,20 @@ def policy_rows(data: Snapshot) -> pl.DataFrame:
                          "Denied", "Changed (UTC)"])
 
 
+def policy_summary(data: Snapshot, portfolio_id: str | None) -> str:
+    """One line on a portfolio's risk policy and agent (HTML), for the Delegation view."""
+    if portfolio_id is None:
+        return ""
+    c = data.controls.get(portfolio_id) or Controls(portfolio_id)
+    limits = c.policy.limits() if c.policy else {}
+    shown = ", ".join(f"{POLICY_COLUMNS.get(k, k.replace('_', ' '))} {text(v)}"
+                      for k, v in limits.items() if k in POLICY_COLUMNS)
+    policy = (f"policy v{c.version}" + (f": {shown}" if shown else "")) if c.policy else \
+        "no risk policy (no limits)"
+    return (f'<div class="enb-policy-line">Agent {status("paused" if c.paused else "running")} · {policy} '
+            "<small>(edit it in Policies)</small></div>")
+
+
 def request_rows(usage: pl.DataFrame, data: Snapshot, *, limit: int = 200) -> pl.DataFrame:
     """The latest requests (one row per request, newest first): who sent it, for which
     portfolio and token, the operation, its status and its request id."""
