@@ -218,6 +218,13 @@ def test_auto_refresh_keeps_within_the_read_quota(owner_client: EtoroClient) -> 
     auto.stop()
     timer.fire()  # a tick that was already on its way does nothing once stopped
     assert state.revision == 1 and not timer.pending
+    # The cockpit offers the quota's minimum and the longer usual intervals, no shorter one.
+    cockpit = Cockpit(owner_client, schedule=timer)
+    assert [v for _, v in cockpit.auto_choice.options] == [0, 12, 30, 60, 300]
+    cockpit.auto_choice.value = 12
+    assert cockpit.auto.interval == 12 and timer.pending[-1][0] == 12
+    cockpit.close()
+    assert cockpit.auto.interval == 0
     # One refresh makes no more reads than the quota arithmetic counts.
     assert owner_client.ledger is not None
     before = frames.usage(owner_client.ledger, phase="outcome").height

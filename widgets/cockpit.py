@@ -42,7 +42,8 @@ class Cockpit(w.VBox):
         self.auto = AutoRefresh(self.state, client.config.quota or Quota(), schedule=schedule)
         self.auto_choice = w.Dropdown(
             description="Auto-refresh", value=0,
-            options=[("off", 0), *((_every(s), s) for s in CHOICES[1:] if s >= self.auto.minimum)])
+            options=[("off", 0), *((_every(s), s) for s in sorted(
+                {int(self.auto.minimum), *(c for c in CHOICES[1:] if c > self.auto.minimum)}))])
         self.status = w.HTML()
         self.tabs.observe(lambda c: self._tab_shown(c["new"]), "selected_index")
         self._tab_shown(self.tabs.selected_index)
