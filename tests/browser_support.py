@@ -50,6 +50,30 @@ def write_panels_notebook(path: Path, *, base_url: str, api_key: str, user_key: 
     return path
 
 
+def write_cockpit_notebook(path: Path, *, base_url: str, api_key: str, user_key: str,
+                           ledger: Path) -> Path:
+    """A notebook that connects to the sandbox and shows ``Cockpit(client)``."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = dict(KERNELSPEC)
+    nb.metadata["language_info"] = {"name": "python"}
+    nb.cells = [
+        new_markdown_cell("# etoro-nb cockpit, browser test"),
+        new_code_cell(
+            "import etoro_nb\n"
+            "from widgets import Cockpit\n"
+            f"client = etoro_nb.connect({api_key!r}, {user_key!r}, base_url={base_url!r},\n"
+            f"                          ledger={str(ledger)!r})\n"
+            "print(client.environment)"),
+        new_code_cell("cockpit = Cockpit(client)\ncockpit"),
+    ]
+    nbformat.validate(nb)
+    nbformat.write(nb, path)
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

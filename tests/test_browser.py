@@ -17,6 +17,7 @@ import pytest
 
 import etoro_nb
 from etoro_nb.sandbox import SandboxConfig, SandboxServer
+from etoro_nb.scopes import short
 from tests.browser_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -102,25 +103,24 @@ def test_panels_in_jupyterlab_with_chromium(sandbox: SandboxServer, tmp_path: Pa
             # PortfolioPanel: create a portfolio whose first token reads the demo account.
             portfolio = cells.nth(2)
             portfolio.get_by_placeholder("6 to 10 characters").fill("webui01")
-            portfolio.locator(".widget-checkbox", has_text=DEMO_READ).locator("input").check()
+            portfolio.locator(".widget-checkbox", has_text=short(DEMO_READ)).locator(
+                "input").check()
             portfolio.get_by_role("button", name="Create portfolio").click()
             expect(portfolio.locator(".etoro-nb-ok")).to_contain_text(
                 "Created webui01 with token agent.")
             expect(portfolio.locator(".etoro-nb-portfolios")).to_contain_text("webui01")
             page.screenshot(path=SCREENSHOTS / "02-created.png")
 
-            # DelegationPanel lists portfolios when built: re-run its cell to see webui01.
+            # The DelegationPanel of another cell shares the client's state: it shows webui01
+            # and its token at once, without re-running its cell.
             delegation = cells.nth(3)
-            delegation.locator(".cm-content").click()
-            page.keyboard.press("Control+Enter")  # run in place: no new cell below
             expect(delegation.locator(".etoro-nb-tokens")).to_contain_text("agent",
                                                                           timeout=WAIT_MS)
-            expect(cells).to_have_count(4)
             mint = delegation.locator(".widget-text", has=page.locator(
                 "label", has_text=re.compile(r"^Token name$"))).locator("input")
             mint.fill("webtok")
             for scope in (DEMO_READ, DEMO_WRITE):  # the mint form's boxes come first
-                delegation.locator(".widget-checkbox", has_text=scope).first.locator(
+                delegation.locator(".widget-checkbox", has_text=short(scope)).first.locator(
                     "input").check()
             delegation.get_by_role("button", name="Mint token").click()
             # Demo trading authority asks for consent in plain words first.

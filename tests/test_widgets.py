@@ -52,7 +52,7 @@ def test_portfolio_panel_creates_with_consent_then_deletes(owner_client: EtoroCl
     assert [p.name for p in created] == ["alpha01"]
     token = created[0].tokens[0]
     assert token.scopes == (DEMO_READ, REAL_WRITE) and token.ips_whitelist == ("127.0.0.1",)
-    assert "alpha01" in panel.table.value
+    assert "alpha01" in panel.table.column("Name")
     secret = panel.secret.secret.value
     assert secret.startswith("etnb_") and owner_client.as_agent(secret).trading(
         "demo").portfolio().credit == 10_000
@@ -81,9 +81,18 @@ def test_portfolio_panel_shows_api_errors_inline(owner_client: EtoroClient) -> N
     panel = PortfolioPanel(owner_client)
     panel.name.value = "ALPHA01"
     panel.scopes[DEMO_READ].value = True
+    # The name is known to be taken (names are compared without case) before anything is sent.
+    assert "already taken" in panel.name_hint.value
+    panel.create_button.click()
+    assert "already taken" in panel.form_hint.value and not panel.confirm.pending
+    # What the server refuses is shown in one format: status, code, message, request id.
+    panel.name.value = "gamma01"
+    panel.investment.value = 900_000_000
     panel.create_button.click()  # read-only grant: no consent step
-    assert "400 ValidationFailed" in panel.feedback.value
-    assert "request id" in panel.feedback.value and "Traceback" not in panel.feedback.value
+    text = panel.feedback.value
+    assert "400 ValidationFailed: " in text and "(request id " in text
+    assert "Traceback" not in text and "ValidationFailed: ValidationFailed" not in text
+    assert [p.name for p in owner_client.agent_portfolios.list()] == ["alpha01"]
 
 
 def test_delegation_panel_mints_edits_and_revokes(owner_client: EtoroClient,
@@ -94,7 +103,7 @@ def test_delegation_panel_mints_edits_and_revokes(owner_client: EtoroClient,
     owner_client.as_agent(created.token).trading("demo").portfolio()  # uses demo:read only
     panel = DelegationPanel(owner_client)
     assert panel.portfolio.value == created.portfolio.id
-    assert "first" in panel.table.value
+    assert "first" in panel.table.column("Token")
     panel.mint_name.value = "trader"
     panel.mint_scopes[DEMO_READ].value = True
     panel.mint_scopes[DEMO_WRITE].value = True
@@ -125,7 +134,7 @@ def test_delegation_panel_mints_edits_and_revokes(owner_client: EtoroClient,
     assert after is not None and after.scopes == (DEMO_READ, DEMO_WRITE)
     # "first" used demo:read but never real:read: over-privileged. "trader" has not been
     # used at all yet, so it is not flagged.
-    assert panel.table.value.count("over-privileged: 1 unused") == 1
+    assert sum("over-privileged: 1 unused" in f for f in panel.table.column("Flags")) == 1
     # Revoke behind a confirmation.
     panel.token.value = created.token.id
     panel.revoke_button.click()
@@ -134,7 +143,7 @@ def test_delegation_panel_mints_edits_and_revokes(owner_client: EtoroClient,
     assert owner_client.agent_portfolios.get(created.portfolio.id).token("first") is None
     statuses = frames.tokens(owner_client)
     assert statuses.filter(pl.col("token_name") == "first")["status"].item() == "revoked"
-    assert "revoked" in panel.table.value
+    assert "revoked" in panel.table.column("Status")
 
 
 def test_playground_sends_any_operation_and_records_it(owner_client: EtoroClient) -> None:
@@ -193,7 +202,7 @@ def test_playground_sends_any_operation_and_records_it(owner_client: EtoroClient
     assert set(usage.filter(principal="agent")["token_id"]) == {token_id}
 
 
-def test_activity_panel_filters_and_updates_charts_in_place(
+def test_activity_panel_filters_and_redraws_whole_charts(
     owner_client: EtoroClient, server: SandboxServer
 ) -> None:
     alpha = owner_client.agent_portfolios.create("alpha01", 1000, scopes=[DEMO_READ, DEMO_WRITE])
@@ -205,20 +214,48 @@ def test_activity_panel_filters_and_updates_charts_in_place(
     assert "SANDBOX" in panel.badge.value
     figures = (panel.activity, panel.scope_usage, panel.lifetimes)
     assert all(len(f.data) > 0 for f in figures)
+    # A browser view draws the state the widget was created with: it holds every trace
+    # (a FigureWidget filled after creation came up empty when its view was still loading).
+    assert all(f._widget_data and len(f._widget_data) == len(f.data) for f in figures)
+    assert list(panel.charts.children) == list(figures)
     assert {"createDemoOrder", "getPortfolioDemo"} <= _charted_operations(panel)
+    assert "createDemoOrder" in panel.requests.column("Operation")
     assert panel.progress.value == 4 and panel.progress.layout.visibility == "hidden"
-    # Filter to beta, which did nothing: the same widgets now say so.
+    # Filter to beta, which traded nothing: the charts and requests redraw at once.
     panel.portfolio.value = beta.portfolio.id
-    panel.refresh_button.click()
-    assert (panel.activity, panel.scope_usage, panel.lifetimes) == figures
     assert "createDemoOrder" not in _charted_operations(panel)
+    assert "createDemoOrder" not in panel.requests.column("Operation")
+    assert all(not c.comm for c in figures)  # the old chart widgets are closed
     # Back to all, and a new agent action appears on refresh.
     panel.portfolio.value = ""
     owner_client.as_agent(beta.token).trading("demo").portfolio()
     panel.refresh_button.click()
     assert "getPortfolioDemo" in _charted_operations(panel)
     assert "beta0001" in {t.name for t in panel.activity.data}  # its own bars now
-    assert [t["token_name"] for t in panel._tokens.iter_rows(named=True)]
+    assert "beta0001" in panel.requests.column("Portfolio")
+
+
+def test_charts_reach_the_browser_whole(owner_client: EtoroClient,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first state a chart widget sends to the browser (at comm open) holds its traces:
+    a view that draws it must not come up as empty axes."""
+    import ipywidgets
+    import plotly.graph_objects as go
+
+    opened: list[int] = []
+    real_open = ipywidgets.Widget.open
+
+    def recording_open(self: ipywidgets.Widget) -> None:
+        if isinstance(self, go.FigureWidget) and self.comm is None:
+            opened.append(len(self.get_state()["_widget_data"]))
+        real_open(self)
+
+    monkeypatch.setattr(ipywidgets.Widget, "open", recording_open)
+    made = owner_client.agent_portfolios.create("alpha01", 1000, scopes=[DEMO_READ])
+    owner_client.as_agent(made.token).trading("demo").portfolio()
+    panel = ActivityPanel(owner_client)
+    drawn = [len(f.data) for f in (panel.activity, panel.scope_usage, panel.lifetimes)]
+    assert all(drawn) and opened[-3:] == drawn
 
 
 def _charted_operations(panel: ActivityPanel) -> set[str]:

@@ -14,6 +14,7 @@ from etoro_nb import scopes as scope_names
 from etoro_nb.client import EtoroClient
 from etoro_nb.errors import APIError, EtoroError
 from etoro_nb.models import MintedToken
+from widgets.copy_button import CopyButton
 
 
 def environment_label(client: EtoroClient, *, real: bool = True) -> str:
@@ -34,27 +35,80 @@ def environment_badge(client: EtoroClient, *, real: bool = True) -> w.HTML:
     text = environment_label(client, real=real)
     colour = ("#1b7f3b" if client.environment == "sandbox" else "#b00020" if real else "#b26a00")
     return w.HTML(f'<span class="etoro-nb-env" style="background:{colour};color:white;'
-                  f'padding:2px 8px;border-radius:4px;font-weight:bold">{text}</span>')
+                  f'padding:2px 8px;border-radius:4px;font-weight:bold;white-space:nowrap">{text}</span>')
+
+
+def error_text(exc: EtoroError, *, request_id: bool = True) -> str:
+    """One format for every error a view shows: ``status code: message (request id ...)``,
+    with no word said twice (a message that starts with its own code loses that prefix).
+    ``request_id=False`` leaves the id out (for outputs that must not change run to run)."""
+    if not isinstance(exc, APIError):
+        return str(exc)
+    code = exc.error_code or ""
+    message = (exc.error_message or "").strip()
+    for prefix in {code, _REASONS.get(exc.status, "")} - {""}:
+        if message.lower().startswith(prefix.lower()):
+            message = message[len(prefix):].lstrip(" :-")
+    head = " ".join(str(part) for part in (exc.status, code) if part)
+    text = f"{head}: {message}" if message else head
+    return f"{text} (request id {exc.request_id})" if request_id else text
+
+
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            409: "Conflict", 429: "Too Many Requests", 500: "Internal Server Error"}
 
 
 class Feedback(w.HTML):
-    """Where a panel says what happened: API errors with code and request id, never a
-    traceback."""
+    """Where a view says what happened: errors in one format (code, message, request id),
+    never a traceback. A view clears it when its next action starts."""
 
-    def show_error(self, exc: EtoroError) -> None:
-        if isinstance(exc, APIError):
-            text = (f"<b>{exc.status} {html.escape(exc.error_code or '')}</b>: "
-                    f"{html.escape(exc.error_message or '')} "
-                    f"<small>(request id {html.escape(exc.request_id)})</small>")
-        else:
-            text = html.escape(str(exc))
-        self.value = f'<div class="etoro-nb-error" style="color:#b00020">{text}</div>'
+    def show_error(self, exc: EtoroError | str) -> None:
+        text = exc if isinstance(exc, str) else error_text(exc)
+        self.value = f'<div class="etoro-nb-error" style="color:#b00020">{html.escape(text)}</div>'
 
     def show_ok(self, message: str) -> None:
         self.value = f'<div class="etoro-nb-ok" style="color:#1b7f3b">{html.escape(message)}</div>'
 
+    def show_note(self, message: str) -> None:
+        """A standing remark about the data shown (not the outcome of an action)."""
+        self.value = f'<div class="etoro-nb-note" style="color:#555">{html.escape(message)}</div>'
+
     def clear(self) -> None:
         self.value = ""
+
+
+def badge(text: str, colour: str) -> str:
+    """A coloured status badge, as HTML (the text escaped)."""
+    return (f'<span class="etoro-nb-badge" style="background:{colour};color:white;'
+            f'padding:0 6px;border-radius:8px;font-size:90%">{html.escape(text)}</span>')
+
+
+def two_columns(*cells: w.Widget) -> w.GridBox:
+    """A compact form: labelled fields in two columns, filling the cell's width."""
+    for cell in cells:
+        if isinstance(cell, w.DOMWidget):
+            cell.layout.width = "auto"
+            cell.layout.min_width = "0"
+            style = getattr(cell, "style", None)
+            if style is not None and "description_width" in style.keys:
+                style.description_width = "110px"
+    return w.GridBox(list(cells), layout=w.Layout(
+        grid_template_columns="repeat(2, minmax(0, 1fr))", grid_gap="2px 16px", width="100%"))
+
+
+def scope_boxes(allowed: Iterable[str]) -> dict[str, w.Checkbox]:
+    """One checkbox per scope, labelled with its short name (the full name as tooltip)."""
+    return {s: w.Checkbox(value=False, description=scope_names.short(s), indent=False,
+                          description_allow_html=False, tooltip=s,
+                          layout=w.Layout(width="auto"))
+            for s in allowed}
+
+
+def scopes_cell(title: str, boxes: dict[str, w.Checkbox]) -> w.VBox:
+    """The scope checkboxes as one cell of a two-column form, two boxes a row."""
+    return w.VBox([w.HTML(f"<small>{html.escape(title)}</small>"),
+                   w.GridBox(list(boxes.values()), layout=w.Layout(
+                       grid_template_columns="repeat(2, auto)", width="100%"))])
 
 
 def consent_text(scopes: Iterable[str], *, environment: str,
@@ -119,15 +173,20 @@ class ConfirmBox(w.VBox):
 
 
 class SecretReveal(w.VBox):
-    """Shows a minted token's secret once, to copy; Dismiss wipes it from the widget state."""
+    """Shows a minted token's secret once, to copy; Dismiss wipes it from the widget state.
+    The field fits its cell (long secrets scroll inside it)."""
 
     def __init__(self) -> None:
         self.warning = w.HTML()
-        self.secret = w.Text(description="Token", layout=w.Layout(width="100%"))
+        self.secret = w.Text(layout=w.Layout(width="auto", flex="1 1 auto", min_width="0"))
+        self.secret.add_class("etoro-nb-secret-value")
+        self.copy = CopyButton(label="Copy")
         self.dismiss = w.Button(description="I have copied it: dismiss",
                                 layout=w.Layout(width="auto"))
         self.dismiss.on_click(lambda _: self.clear())
-        super().__init__([self.warning, self.secret, self.dismiss])
+        super().__init__([self.warning, w.HBox([self.secret, self.copy],
+                                               layout=w.Layout(width="100%")), self.dismiss],
+                         layout=w.Layout(width="100%", max_width="100%"))
         self.layout.display = "none"
 
     def show(self, token: MintedToken) -> None:
@@ -136,10 +195,12 @@ class SecretReveal(w.VBox):
             f'token {html.escape(token.name)}.</b> It is shown once and never again; give it '
             f'only to the agent that will use it.</div>')
         self.secret.value = token.secret.get_secret_value()
+        self.copy.text = self.secret.value
         self.layout.display = ""
 
     def clear(self) -> None:
         self.secret.value = ""
+        self.copy.clear()
         self.warning.value = ""
         self.layout.display = "none"
 

@@ -1,8 +1,14 @@
-"""ActivityPanel: filters, and the activity, scope-usage and token-lifetime charts as
-FigureWidgets updated in place on refresh."""
+"""ActivityPanel: filters, the latest requests in a grid, and the activity, scope-usage and
+token-lifetime charts of the client's ledger.
+
+Each redraw puts new chart widgets in place (``widgets.figure.WholeFigure``), whose first
+state in the browser is the finished figure: the charts used to be FigureWidgets filled
+after they were created, and a browser view drawing the state it was created with showed
+empty axes, about one render in four."""
 
 from __future__ import annotations
 
+import html
 from datetime import UTC, date, datetime, timedelta
 
 import ipywidgets as w
@@ -12,119 +18,166 @@ import polars as pl
 from etoro_nb import charts, frames
 from etoro_nb.client import EtoroClient
 from etoro_nb.errors import EtoroError
+from widgets import tables
 from widgets._common import Feedback, environment_badge, panel_repr
+from widgets.figure import whole
+from widgets.grid import DataGrid
+from widgets.state import CockpitState
+from widgets.view import View
 
 ALL = ""
 MAX_ROWS = 6  # portfolios charted at once: more rows would be slow and unreadable
 
 
-class ActivityPanel(w.VBox):
-    """What each agent did, with which permission: from the client's ledger."""
+class ActivityPanel(View):
+    """What each agent did, with which permission: from the client's ledger. Follows the
+    portfolio selected in the other views; "all" shows every portfolio."""
 
-    def __init__(self, client: EtoroClient, *, days: int = 7, freq: str = "1h") -> None:
+    def __init__(self, client: EtoroClient, *, days: int = 7, freq: str = "1h",
+                 state: CockpitState | None = None, hidden: bool = False) -> None:
         if client.ledger is None:
             raise ValueError("ActivityPanel reads the client's ledger: connect() with one")
-        self.client = client
         self.freq = freq
         self.badge = environment_badge(client)
         today = client.now().date()
         self.portfolio = w.Dropdown(description="Portfolio", options=[("all", ALL)], value=ALL)
         self.token = w.Dropdown(description="Token", options=[("all", ALL)], value=ALL)
-        self.start = w.DatePicker(description="From", value=today - timedelta(days=days))
+        self.start_day = w.DatePicker(description="From", value=today - timedelta(days=days))
         self.end = w.DatePicker(description="To", value=today)
         self.refresh_button = w.Button(description="Refresh", icon="refresh")
         self.progress = w.IntProgress(value=0, min=0, max=4, description="Loading",
                                       layout=w.Layout(visibility="hidden"))
-        self.activity = go.FigureWidget()
-        self.scope_usage = go.FigureWidget()
-        self.lifetimes = go.FigureWidget()
+        self.requests = DataGrid("request_id", css_class="etoro-nb-requests",
+                                 empty="No requests in this window.")
+        # Stand-ins until the first draw (never shown: a chart with no traces is not drawn).
+        self.activity, self.scope_usage, self.lifetimes = (
+            go.FigureWidget(layout={"template": {}}) for _ in range(3))
+        self.charts = w.VBox([])
         self.feedback = Feedback()
         self.refresh_button.on_click(lambda _: self.refresh())
-        self.portfolio.observe(lambda _: self._token_choices(), "value")
-        super().__init__([self.badge,
-                          w.HBox([self.portfolio, self.token]),
-                          w.HBox([self.start, self.end, self.refresh_button, self.progress]),
-                          self.activity, self.scope_usage, self.lifetimes, self.feedback])
-        self._tokens = pl.DataFrame(schema=frames.TOKENS_SCHEMA)
-        self.refresh()
+        for control in (self.portfolio, self.token, self.start_day, self.end):
+            control.observe(lambda _: self._filtered(), "value")
+        self._quiet = False
+        self.hidden = hidden  # in a tab not shown yet: drawn when shown (show_again)
+        self._stale_drawing = False
+        super().__init__(client, state, [
+            self.badge, w.HBox([self.portfolio, self.token]),
+            w.HBox([self.start_day, self.end, self.refresh_button, self.progress]),
+            self.requests, self.charts, self.feedback], )
+        self.start()
 
     def __repr__(self) -> str:
         portfolio = dict((v, k) for k, v in self.portfolio.options).get(self.portfolio.value)
-        return panel_repr(self, self.client, f"portfolio {portfolio}, {self.start.value} to "
+        return panel_repr(self, self.client, f"portfolio {portfolio}, {self.start_day.value} to "
                                              f"{self.end.value}, every {self.freq}")
 
     def _window(self) -> tuple[datetime | None, datetime | None]:
         def at(day: date | None) -> datetime | None:
             return None if day is None else datetime(day.year, day.month, day.day, tzinfo=UTC)
         end = at(self.end.value)
-        return at(self.start.value), None if end is None else end + timedelta(days=1)
+        return at(self.start_day.value), None if end is None else end + timedelta(days=1)
 
-    def _token_choices(self) -> None:
-        tokens = self._tokens
-        if self.portfolio.value:
-            tokens = tokens.filter(pl.col("portfolio_id") == self.portfolio.value)
-        current = self.token.value
-        options = [("all", ALL), *((f"{t['token_name']} ({t['status']})", t["token_id"])
-                                   for t in tokens.sort("token_name").iter_rows(named=True))]
-        self.token.options = options
-        self.token.value = current if current in {v for _, v in options} else ALL
-
-    def refresh(self) -> None:
-        """Reload frames and redraw the charts in place, showing progress meanwhile."""
-        self.progress.value, self.progress.layout.visibility = 0, "visible"
-        self.feedback.clear()
+    def _set_filters(self) -> None:
+        """Portfolio and token choices from the shared state, keeping the current ones."""
+        self._quiet = True
         try:
-            ledger = self.client.ledger
-            assert ledger is not None
-            now = self.client.now()
-            self._tokens = frames.tokens(self.client, now=now)
-            names = {p.id: p.name for p in self.client.agent_portfolios.list()}
-            self.portfolio.options = [("all", ALL), *sorted(((n, i) for i, n in names.items()))]
-            self._token_choices()
-            self.progress.value = 1
-            start, end = self._window()
-            usage = frames.usage(ledger, since=start, until=end,
-                                 portfolio=self.portfolio.value or None,
-                                 token=self.token.value or None)
-            assert isinstance(usage, pl.DataFrame)
-            self.progress.value = 2
-            grants = frames.grants(self._tokens)
-            if self.portfolio.value:
-                grants = grants.filter(pl.col("portfolio_id") == self.portfolio.value)
-            if self.token.value:
-                grants = grants.filter(pl.col("token_id") == self.token.value)
-            least = frames.least_privilege(grants, usage)
-            self.progress.value = 3
-            tokens = self._tokens
+            names = self.state.data.names()
+            current = self.portfolio.value
+            self.portfolio.options = [("all", ALL), *sorted((n, i) for i, n in names.items())]
+            self.portfolio.value = current if current in names else ALL
+            tokens = self.state.data.tokens
             if self.portfolio.value:
                 tokens = tokens.filter(pl.col("portfolio_id") == self.portfolio.value)
-            _replace(self.activity, charts.activity(self._most_active(usage), freq=self.freq,
-                                                    portfolio_names=names))
-            _replace(self.scope_usage, charts.scope_usage(least))
-            _replace(self.lifetimes, charts.token_lifetimes(tokens, now=now))
-            self.progress.value = 4
+            chosen = self.token.value
+            options = [("all", ALL), *((f"{t['token_name']} ({t['status']})", t["token_id"])
+                                       for t in tokens.sort("token_name").iter_rows(named=True))]
+            self.token.options = options
+            self.token.value = chosen if chosen in {v for _, v in options} else ALL
+        finally:
+            self._quiet = False
+
+    def show_again(self) -> None:
+        """The view is visible again: draw what changed while it was hidden."""
+        self.hidden = False
+        if self._stale_drawing:
+            self._synced(self.render)
+
+    def follow_selection(self) -> None:
+        chosen = self.state.selected
+        if chosen in {v for _, v in self.portfolio.options} and chosen != self.portfolio.value:
+            self.portfolio.value = chosen
+            self.render()
+
+    def _filtered(self) -> None:
+        if not self._quiet and not self.syncing:
+            self.render()
+
+    def render(self) -> None:
+        """Redraw the requests and the charts for the filters, showing progress meanwhile
+        (when ``hidden``, only once it is shown again: a tab nobody looks at costs nothing)."""
+        self._set_filters()
+        if self.hidden:
+            self._stale_drawing = True
+            return
+        self._stale_drawing = False
+        self.progress.value, self.progress.layout.visibility = 0, "visible"
+        try:
+            self._draw()
         except EtoroError as exc:
             self.feedback.show_error(exc)
         finally:
             self.progress.layout.visibility = "hidden"
 
+    def _draw(self) -> None:
+        ledger = self.client.ledger
+        assert ledger is not None
+        data = self.state.data
+        portfolio, token = self.portfolio.value or None, self.token.value or None
+        start, end = self._window()
+        usage = frames.usage(ledger, since=start, until=end, portfolio=portfolio, token=token)
+        assert isinstance(usage, pl.DataFrame)
+        self.progress.value = 1
+        self.requests.show(tables.request_rows(usage.filter(pl.col("phase") == "outcome"), data))
+        tokens = data.tokens
+        if portfolio:
+            tokens = tokens.filter(pl.col("portfolio_id") == portfolio)
+        usage, tokens = self._most_active(usage, tokens)
+        grants = frames.grants(tokens)
+        if token:
+            grants = grants.filter(pl.col("token_id") == token)
+        least = frames.least_privilege(grants, usage)
+        self.progress.value = 2
+        figures = (charts.activity(usage, freq=self.freq,
+                                   portfolio_names=data.names()),
+                   charts.scope_usage(least),
+                   charts.token_lifetimes(tokens, now=data.at or self.client.now()))
+        self.progress.value = 3
+        self.activity, self.scope_usage, self.lifetimes = (whole(f) for f in figures)
+        shown = [widget if widget.data else _nothing(widget)
+                 for widget in (self.activity, self.scope_usage, self.lifetimes)]
+        old, self.charts.children = self.charts.children, tuple(shown)
+        for widget in old:
+            widget.close()
+        self.progress.value = 4
 
-    def _most_active(self, usage: pl.DataFrame) -> pl.DataFrame:
-        """All of it, or the MAX_ROWS most active portfolios (saying so) when there are more."""
+    def _most_active(self, usage: pl.DataFrame,
+                     tokens: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """All of it, or the usage and tokens of the MAX_ROWS most active portfolios (saying
+        so) when there are more: a chart of hundreds of rows is slow and unreadable."""
         counts = (usage.filter(pl.col("portfolio_id").is_not_null()).group_by("portfolio_id")
                   .len().sort(["len", "portfolio_id"], descending=[True, False]))
-        if counts.height <= MAX_ROWS:
-            return usage
-        keep = counts.head(MAX_ROWS)["portfolio_id"]
-        self.feedback.show_ok(f"Activity shows the {MAX_ROWS} most active of {counts.height} "
-                              "portfolios in this window; choose a portfolio to see another.")
-        return usage.filter(pl.col("portfolio_id").is_in(keep.implode()))
+        if counts.height <= MAX_ROWS and tokens["portfolio_id"].n_unique() <= MAX_ROWS:
+            return usage, tokens
+        keep = counts.head(MAX_ROWS)["portfolio_id"].implode()
+        self.feedback.show_note(f"The charts show the {MAX_ROWS} most active of "
+                                f"{max(counts.height, tokens['portfolio_id'].n_unique())} "
+                                "portfolios in this window; choose a portfolio to see another.")
+        return (usage.filter(pl.col("portfolio_id").is_in(keep)),
+                tokens.filter(pl.col("portfolio_id").is_in(keep)))
 
 
-def _replace(widget: go.FigureWidget, figure: go.Figure) -> None:
-    """Swap a FigureWidget's content for a new figure's, keeping the widget itself."""
-    with widget.batch_update():
-        widget.data = ()
-        widget.layout = go.Layout()
-        widget.add_traces(list(figure.data))
-        widget.layout = figure.layout
+def _nothing(figure: go.FigureWidget) -> w.HTML:
+    """What stands for a chart with nothing to draw: its title and a word, not empty axes."""
+    title = figure.layout.title.text or "Chart"
+    return w.HTML(f'<div class="enb-no-chart" style="color:#555;padding:4px 0"><b>'
+                  f'{html.escape(title)}</b>: nothing in this window.</div>')

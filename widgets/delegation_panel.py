@@ -1,4 +1,5 @@
-"""DelegationPanel: per portfolio, its tokens with status and badges; mint, edit, revoke."""
+"""DelegationPanel: the selected portfolio's tokens in a grid (status badges, expiry,
+whitelist, over-privilege); mint, edit and revoke them."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import ipywidgets as w
 import polars as pl
 
 from etoro_nb import frames, rules
-from etoro_nb import scopes as scope_names
 from etoro_nb.client import EtoroClient
 from etoro_nb.errors import EtoroError, InvalidInputError
+from widgets import tables
 from widgets._common import (
     EXPIRY_CHOICES,
     ConfirmBox,
@@ -22,55 +23,64 @@ from widgets._common import (
     expiry,
     panel_repr,
     parse_ips,
+    scope_boxes,
+    scopes_cell,
+    two_columns,
 )
+from widgets.grid import DataGrid
+from widgets.state import CockpitState
+from widgets.view import View
 
 KEEP = "keep"
 
 
-class DelegationPanel(w.VBox):
-    """Tokens of one agent portfolio at a time: who may do what, until when."""
+class DelegationPanel(View):
+    """Tokens of one agent portfolio at a time (the selected one): who may do what, until
+    when."""
 
-    def __init__(self, client: EtoroClient) -> None:
-        self.client = client
+    def __init__(self, client: EtoroClient, *, state: CockpitState | None = None) -> None:
         self.badge = environment_badge(client)
         self.portfolio = w.Dropdown(description="Portfolio", options=[])
-        self.table = w.HTML()
+        self.table = DataGrid("token_id", css_class="etoro-nb-tokens", empty="No tokens.")
         allowed = client.agent_portfolios.allowed_scopes()
-        # mint
         self.mint_name = w.Text(description="Token name")
-        self.mint_scopes = {s: w.Checkbox(value=False, description=s, indent=False)
-                            for s in allowed}
+        self.mint_scopes = scope_boxes(allowed)
         self.mint_ips = w.Text(description="IP whitelist", placeholder="empty: any address")
         self.mint_expiry = w.Dropdown(options=EXPIRY_CHOICES, value=30, description="Expires in")
         self.mint_button = w.Button(description="Mint token", button_style="primary")
-        # edit and revoke
         self.token = w.Dropdown(description="Token", options=[])
-        self.edit_scopes = {s: w.Checkbox(value=False, description=s, indent=False)
-                            for s in allowed}
+        self.edit_scopes = scope_boxes(allowed)
         self.edit_ips = w.Text(description="IP whitelist")
         self.edit_expiry = w.Dropdown(options=[("keep as is", KEEP), *EXPIRY_CHOICES],
                                       value=KEEP, description="Expires in")
         self.update_button = w.Button(description="Save changes")
         self.revoke_button = w.Button(description="Revoke…", button_style="danger")
+        self.refresh_button = w.Button(description="Refresh", icon="refresh")
+        self.policy_line = w.HTML()
+        self.form_hint = w.HTML()
         self.confirm = ConfirmBox()
         self.secret = SecretReveal()
         self.feedback = Feedback()
-        self.portfolio.observe(lambda _: self.show_tokens(), "value")
+        self._tokens = pl.DataFrame(schema=frames.TOKENS_SCHEMA)
+        self.portfolio.observe(lambda c: self._choose(c["new"]), "value")
+        self.table.observe(lambda c: self._token_clicked(c["new"]), "selected")
         self.token.observe(lambda _: self._load_token(), "value")
         self.mint_button.on_click(lambda _: self.mint())
         self.update_button.on_click(lambda _: self.update())
         self.revoke_button.on_click(lambda _: self.revoke())
-        self._tokens = pl.DataFrame(schema=frames.TOKENS_SCHEMA)
-        super().__init__([
-            self.badge, self.portfolio, self.table,
-            w.VBox([w.HTML("<b>Mint a token</b>"), self.mint_name,
-                    *self.mint_scopes.values(), self.mint_ips, self.mint_expiry,
-                    self.mint_button]),
-            w.VBox([w.HTML("<b>Edit or revoke a token</b>"), self.token,
-                    *self.edit_scopes.values(), self.edit_ips, self.edit_expiry,
-                    w.HBox([self.update_button, self.revoke_button])]),
-            self.confirm, self.secret, self.feedback])
-        self.refresh()
+        self.refresh_button.on_click(lambda _: self.refresh())
+        super().__init__(client, state, [
+            w.HBox([self.badge, self.portfolio, self.refresh_button]), self.policy_line, self.table,
+            w.HTML("<b>Mint a token</b>"),
+            two_columns(self.mint_name, self.mint_expiry, self.mint_ips,
+                        scopes_cell("Scopes", self.mint_scopes)),
+            self.mint_button,
+            w.HTML("<b>Edit or revoke the selected token</b>"),
+            two_columns(self.token, self.edit_expiry, self.edit_ips,
+                        scopes_cell("Scopes", self.edit_scopes)),
+            w.HBox([self.update_button, self.revoke_button]),
+            self.form_hint, self.confirm, self.secret, self.feedback])
+        self.start()
 
     def __repr__(self) -> str:
         chosen = dict((v, k) for k, v in self.portfolio.options).get(self.portfolio.value)
@@ -79,47 +89,31 @@ class DelegationPanel(w.VBox):
         return panel_repr(self, self.client, f"portfolio {chosen or '(none)'}: {detail}")
 
     # -- state ----------------------------------------------------------------------------
-    def refresh(self) -> None:
-        try:
-            listed = self.client.agent_portfolios.list()
-        except EtoroError as exc:
-            self.feedback.show_error(exc)
-            return
-        current = self.portfolio.value
-        self.portfolio.options = [(p.name, p.id) for p in listed]
-        ids = [p.id for p in listed]
-        self.portfolio.value = current if current in ids else (ids[0] if ids else None)
-        self.show_tokens()
+    def render(self) -> None:
+        data = self.state.data
+        self.portfolio.options = [(p.name, p.id) for p in data.portfolios]
+        self.follow_selection(force=True)
+
+    def follow_selection(self, *, force: bool = False) -> None:
+        """Show the selected portfolio's tokens (the first portfolio's when none is)."""
+        chosen = self.state.current()
+        if chosen not in {v for _, v in self.portfolio.options}:
+            return  # not drawn yet: render comes next
+        changed = chosen != self.portfolio.value
+        self.portfolio.value = chosen
+        if force or changed:
+            self.show_tokens()
+
+    def _choose(self, portfolio_id: str | None) -> None:
+        if not self.syncing and portfolio_id is not None and portfolio_id != self.state.selected:
+            self.state.select(portfolio_id)
 
     def show_tokens(self) -> None:
         pid = self.portfolio.value
-        try:
-            tokens = frames.tokens(self.client)
-        except EtoroError as exc:
-            self.feedback.show_error(exc)
-            return
+        tokens = self.state.data.tokens
         self._tokens = tokens.filter(pl.col("portfolio_id") == pid) if pid else tokens.clear()
-        unused = self._unused_scopes()
-        rows = []
-        for t in self._tokens.sort("token_name").iter_rows(named=True):
-            badges = []
-            if t["status"] == "expiring":
-                badges.append(_badge("expiring soon", "#b26a00"))
-            if t["status"] in ("expired", "revoked"):
-                badges.append(_badge(t["status"], "#666"))
-            if unused.get(t["token_id"]):
-                badges.append(_badge(f"over-privileged: {len(unused[t['token_id']])} unused "
-                                     "scope(s)", "#b00020"))
-            expiry = ("never" if t["expires_at"] is None
-                      else f"{t['expires_at']:%Y-%m-%d %H:%M} UTC")
-            rows.append(f"<tr><td>{html.escape(t['token_name'])}</td>"
-                        f"<td>{html.escape(', '.join(scope_names.short(s) for s in t['scopes']))}"
-                        f"</td><td>{t['status']}</td><td>{expiry}</td>"
-                        f"<td>{html.escape(', '.join(t['ips_whitelist']) or 'any')}</td>"
-                        f"<td>{' '.join(badges)}</td></tr>")
-        self.table.value = ("<table class='etoro-nb-tokens'><tr><th>Token</th><th>Scopes</th>"
-                            "<th>Status</th><th>Expires</th><th>Whitelist</th><th></th></tr>"
-                            + "".join(rows) + "</table>") if rows else "<i>No tokens.</i>"
+        self.table.show(tables.token_rows(self._tokens, self._unused_scopes()))
+        self.policy_line.value = tables.policy_summary(self.state.data, pid)
         live = self._tokens.filter(pl.col("status").is_in(["active", "expiring", "expired"]))
         chosen = self.token.value
         self.token.options = [(t["token_name"], t["token_id"])
@@ -134,16 +128,19 @@ class DelegationPanel(w.VBox):
         ledger = self.client.ledger
         if ledger is None or self._tokens.is_empty():
             return {}
-        grants = frames.grants(self._tokens)
-        usage = frames.usage(ledger, phase="outcome")
+        usage = frames.usage(ledger, phase="outcome", portfolio=self.portfolio.value)
         assert isinstance(usage, pl.DataFrame)
-        verdicts = frames.least_privilege(grants, usage)
+        verdicts = frames.least_privilege(frames.grants(self._tokens), usage)
         active = set(verdicts.filter(verdict="needed")["token_id"])
         out: dict[str, list[str]] = {}
         for r in verdicts.filter(verdict="unused").iter_rows(named=True):
             if r["token_id"] in active:
                 out.setdefault(r["token_id"], []).append(r["scope"])
         return out
+
+    def _token_clicked(self, token_id: str | None) -> None:
+        if not self.syncing and token_id is not None and token_id in {v for _, v in self.token.options}:
+            self.token.value = token_id
 
     def _selected(self) -> dict[str, Any] | None:
         if self.token.value is None:
@@ -153,6 +150,7 @@ class DelegationPanel(w.VBox):
 
     def _load_token(self) -> None:
         token = self._selected()
+        self.table.selected = token["token_id"] if token else None
         for scope, box in self.edit_scopes.items():
             box.value = bool(token and scope in token["scopes"])
         self.edit_ips.value = ", ".join(token["ips_whitelist"]) if token else ""
@@ -160,15 +158,17 @@ class DelegationPanel(w.VBox):
 
     # -- actions --------------------------------------------------------------------------
     def mint(self) -> None:
-        self.feedback.clear()
+        self.begin()
         scopes = [s for s, box in self.mint_scopes.items() if box.value]
         try:
+            if self.portfolio.value is None:
+                raise InvalidInputError("portfolio", "create or select an agent portfolio first")
             rules.token_name(self.mint_name.value, "token name")
             rules.scopes(scopes)
             rules.ipv4_whitelist(parse_ips(self.mint_ips.value))
         except InvalidInputError as exc:
-            self.feedback.value = (f'<span style="color:#b00020">{html.escape(exc.field)}: '
-                                   f'{html.escape(exc.rule)}</span>')
+            self.form_hint.value = (f'<span class="etoro-nb-error" style="color:#b00020">'
+                                    f'{html.escape(exc.field)}: {html.escape(exc.rule)}</span>')
             return
         consent = consent_text(scopes, environment=self.client.environment)
         self.confirm.ask_if(consent, lambda given: self._do_mint(scopes, given))
@@ -183,13 +183,17 @@ class DelegationPanel(w.VBox):
             self.feedback.show_error(exc)
             return
         self.secret.show(token)
-        self.feedback.show_ok(f"Minted {token.name}.")
-        self.show_tokens()
+        self.mint_name.value, self.mint_ips.value, self.mint_expiry.value = "", "", 30
+        for box in self.mint_scopes.values():
+            box.value = False
+        self.after_change(f"Minted {token.name}.")
 
     def update(self) -> None:
         """Save scope, whitelist and expiry changes; widening to a write scope needs consent."""
+        self.begin()
         token = self._selected()
         if token is None:
+            self.feedback.show_error("Select a token to change first.")
             return
         scopes = [s for s, box in self.edit_scopes.items() if box.value]
         changes: dict[str, Any] = {}
@@ -215,12 +219,13 @@ class DelegationPanel(w.VBox):
         except EtoroError as exc:
             self.feedback.show_error(exc)
             return
-        self.feedback.show_ok(f"Updated {token['token_name']}.")
-        self.show_tokens()
+        self.after_change(f"Updated {token['token_name']}.")
 
     def revoke(self) -> None:
+        self.begin()
         token = self._selected()
         if token is None:
+            self.feedback.show_error("Select a token to revoke first.")
             return
         message = (f"Revoking {token['token_name']} stops the agent holding it at its very next "
                    "request. Its open positions stay open. This cannot be undone.")
@@ -232,10 +237,4 @@ class DelegationPanel(w.VBox):
         except EtoroError as exc:
             self.feedback.show_error(exc)
             return
-        self.feedback.show_ok(f"Revoked {token['token_name']}.")
-        self.show_tokens()
-
-
-def _badge(text: str, colour: str) -> str:
-    return (f'<span class="etoro-nb-badge" style="border:1px solid {colour};color:{colour};'
-            f'padding:0 4px;border-radius:3px">{html.escape(text)}</span>')
+        self.after_change(f"Revoked {token['token_name']}.")

@@ -18,6 +18,8 @@ from etoro_nb.operations import OWNER_ONLY, OperationInfo, catalogue
 from etoro_nb.resources.agent_portfolios import minted_from
 from etoro_nb.scopes import SCOPES
 from widgets._common import ConfirmBox, Feedback, SecretReveal, environment_badge, panel_repr
+from widgets.state import CockpitState
+from widgets.view import View
 
 RATE_HEADERS = ("x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset",
                 "retry-after", "x-request-id")
@@ -34,11 +36,11 @@ def scope_note(info: OperationInfo) -> str:
     return f"an agent token needs {scope.short}: {scope.meaning}"
 
 
-class PlaygroundPanel(w.VBox):
-    """Pick an operation, fill its form, send it, read the answer and the curl line."""
+class PlaygroundPanel(View):
+    """Pick an operation, fill its form, send it, read the answer and the curl line. What
+    it changes shows at once in the other views of the shared state."""
 
-    def __init__(self, client: EtoroClient) -> None:
-        self.client = client
+    def __init__(self, client: EtoroClient, *, state: CockpitState | None = None) -> None:
         self._ops = catalogue()
         self.badge = environment_badge(client)
         self.operation = w.Dropdown(
@@ -67,11 +69,15 @@ class PlaygroundPanel(w.VBox):
         self._fields: dict[str, tuple[str, w.Text]] = {}
         self.operation.observe(lambda _: self.load_operation(), "value")
         self.send_button.on_click(lambda _: self.send())
-        super().__init__([self.badge, self.operation, self.summary,
-                          w.HBox([self.as_agent, self.agent_token]), self.params, self.body,
-                          self.send_button, self.confirm, self.status, self.headers,
-                          self.secret, self.response, self.curl, self.feedback])
+        super().__init__(client, state, [
+            self.badge, self.operation, self.summary, w.HBox([self.as_agent, self.agent_token]),
+            self.params, self.body, self.send_button, self.confirm, self.status, self.headers,
+            self.secret, self.response, self.curl, self.feedback])
         self.load_operation()
+        self.start()
+
+    def render(self) -> None:
+        """Nothing of the shared state is shown here: the answers are the playground's own."""
 
     def __repr__(self) -> str:
         who = "agent token" if self.as_agent.value else "owner"
@@ -96,7 +102,7 @@ class PlaygroundPanel(w.VBox):
 
     def send(self) -> None:
         """Send the form through the client (quota, retries and ledger apply)."""
-        self.feedback.clear()
+        self.begin()
         try:
             body = json.loads(self.body.value) if self.body.value.strip() else None
         except ValueError as exc:
@@ -148,6 +154,8 @@ class PlaygroundPanel(w.VBox):
         except EtoroError as exc:
             self.feedback.show_error(exc)
             return
+        if call.method != "GET":  # it may have changed portfolios or tokens: every view shows it
+            self.state.refresh()
         self._show(answer.status, dict(answer.headers), answer.body, call)
 
     def _show(self, status: int, headers: dict[str, str], body: Any, call: Call) -> None:
