@@ -113,6 +113,22 @@ def _add_ledger(commands: Commands) -> None:
                                  "~/.etoro-nb/checkpoint.key)")
     seal = ledger_cmds.add_parser("seal", help="move live history into Parquet segments")
     seal.add_argument("path")
+    _add_export(ledger_cmds)
+
+
+def _add_export(ledger_cmds: Commands) -> None:
+    export = ledger_cmds.add_parser(
+        "export", help="add a ledger's sealed history to a Parquet dataset (incremental)",
+        description="Seal the ledger's live rows, then add its segments the dataset lacks, "
+                    "hive-partitioned by table and UTC day, with a manifest of their hashes and "
+                    "chain heads. Many ledgers may export into one dataset, at once; running it "
+                    "again adds only what is new. Check it with `etoro-nb ledger verify DIR`.")
+    export.add_argument("path", metavar="LEDGER")
+    export.add_argument("--to", required=True, metavar="DIR", help="the dataset folder")
+    export.add_argument("--owner", help="the ledger's label in the dataset (default: the label "
+                                        "it has there, else the file name without its suffix)")
+    export.add_argument("--no-seal", action="store_true",
+                        help="export only what is sealed already (leave live rows live)")
 
 
 def _add_lab(commands: Commands) -> None:
@@ -193,6 +209,9 @@ def ledger_command(args: argparse.Namespace) -> int:
                   f"({len(ledger.segments())} sealed segments)")
             ledger.close()
             return 0
+        if args.ledger_command == "export" or (args.ledger_command == "verify"
+                                               and Path(args.path).is_dir()):
+            return dataset_command(args)
         if not Path(args.path).is_file():
             print(f"etoro-nb ledger: no ledger at {args.path}", file=sys.stderr)
             return 2
@@ -214,6 +233,25 @@ def ledger_command(args: argparse.Namespace) -> int:
     except (LedgerError, ValueError) as exc:
         print(f"etoro-nb ledger: {exc}", file=sys.stderr)
         return 2
+
+
+def dataset_command(args: argparse.Namespace) -> int:
+    """``ledger export LEDGER --to DIR`` and ``ledger verify DIR`` (a dataset)."""
+    from etoro_nb import dataset
+
+    if args.ledger_command == "verify":
+        if args.checkpoint or args.key:
+            print("etoro-nb ledger verify: --checkpoint and --key verify a ledger, not a dataset",
+                  file=sys.stderr)
+            return 2
+        result = dataset.verify(args.path)
+        print(result)
+        return 0 if result.ok else 1
+    if not Path(args.path).is_file():
+        print(f"etoro-nb ledger export: no ledger at {args.path}", file=sys.stderr)
+        return 2
+    print(dataset.export(args.path, args.to, owner=args.owner, seal=not args.no_seal))
+    return 0
 
 
 def checkpoint_command(ledger: Ledger, to: Path, key: str | None) -> int:

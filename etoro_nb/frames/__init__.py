@@ -45,6 +45,7 @@ from etoro_nb.frames.common import (
     token_status,
 )
 from etoro_nb.frames.ledger import (
+    EventSource,
     grants_from_ledger,
     least_privilege,
     lifecycle,
@@ -61,3 +62,4 @@ __all__ = ["ACCOUNTING_SCHEMA", "GRANTS_SCHEMA", "LEAST_PRIVILEGE_SCHEMA", "LIFE
            "grants", "grants_from_ledger", "least_privilege", "lifecycle", "policy_events", "portfolios",
            "positions", "requests", "scope_grants", "token_status", "tokens", "tokens_from_ledger", "trades",
            "unfinished_changes", "usage", "value_snapshot"]
+__all__ += ["EventSource"]
