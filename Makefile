@@ -41,3 +41,4 @@ bench: setup
 	$(BIN)/python bench/panels.py
 	$(BIN)/python bench/policy.py
 	$(BIN)/python bench/import_time.py
+	$(BIN)/python bench/dataset_audit.py
