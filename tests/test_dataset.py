@@ -248,3 +248,38 @@ def test_dataset_refuses_bad_input(tmp_path: Path) -> None:
         dataset.files("segments")
     assert frames.usage(dataset).is_empty()
     assert frames.usage(dataset, since=date(2026, 1, 1)).schema == frames.USAGE_SCHEMA
+
+
+def test_an_export_cut_short_is_finished_by_the_next(ledgers: dict[str, Path],
+                                                     tmp_path: Path) -> None:
+    """Data files written, manifest never saved (the process died): the files are named by
+    verify as in no manifest; the next export writes them again, identically, and lists them."""
+    path = _copy(ledgers["alice"], tmp_path / "a")
+    root = tmp_path / "ds"
+    export(path, root)
+    written = _files(root)
+    manifest = next(layout.manifests_dir(root).glob("*.json"))
+    manifest.unlink()
+    found = verify(root)
+    assert not found.ok and "is in no manifest" in str(found.problem)
+    again = export(path, root)
+    assert again.segments_added == 2 and _files(root) == written
+    assert verify(root).ok
+
+
+def test_export_command(ledgers: dict[str, Path], tmp_path: Path,
+                        capsys: pytest.CaptureFixture[str]) -> None:
+    from etoro_nb.cli import main
+
+    path = _copy(ledgers["bob"], tmp_path / "b")
+    root = tmp_path / "ds"
+    assert main(["ledger", "export", str(path), "--to", str(root), "--owner", "team-b"]) == 0
+    assert "exported" in capsys.readouterr().out
+    assert Dataset(root).ledgers()["owner"].to_list() == ["team-b"]
+    assert main(["ledger", "export", str(path), "--to", str(root)]) == 0
+    assert "nothing to export from team-b" in capsys.readouterr().out  # the label is kept
+    assert main(["ledger", "export", str(tmp_path / "none.sqlite"), "--to", str(root)]) == 2
+    assert "no ledger at" in capsys.readouterr().err
+    assert main(["ledger", "verify", str(root), "--checkpoint", "x"]) == 2
+    assert main(["ledger", "verify", str(root)]) == 0
+    assert "dataset verified: 1 ledger(s)" in capsys.readouterr().out
