@@ -130,13 +130,26 @@ def _check_part(root: Path, ledger: str, part: layout.Part, walk: _Walk) -> None
     if hashlib.sha256(data).hexdigest() != part.sha256:
         raise _Broken(f"{part.path} was altered: its SHA-256 is not the one manifest "
                       f"{ledger}.json lists")
-    frame = pl.read_parquet(data)
+    frame = _conformed(pl.read_parquet(data), part)
     stored = list(layout.schema(part.table))
-    if frame.columns[:len(stored)] != stored or frame.height != part.rows:
-        raise _Broken(f"{part.path} does not hold the {part.rows} rows its manifest lists")
     others = frame.filter(pl.col(layout.LEDGER_COLUMN) != ledger).height
     days = frame.select(pl.from_epoch(pl.col("ts_us") // layout.DAY_US * 86_400, time_unit="s")
                         .dt.date().unique())["ts_us"].to_list()
     if others or days != [part.day]:
         raise _Broken(f"{part.path} holds rows of another ledger or day than its name says")
     walk.check(frame.select(stored[1:]).rows(), f"in {part.path}")
+
+
+def _conformed(frame: pl.DataFrame, part: layout.Part) -> pl.DataFrame:
+    """A data file's rows in the stored column order. A file written before a column was
+    added to its table lacks it: null there, as its rows were hashed without it."""
+    stored = layout.schema(part.table)
+    missing = [c for c in stored if c not in frame.columns]
+    extra = [c for c in frame.columns if c not in stored]
+    if extra:
+        raise _Broken(f"{part.path} has columns this version does not know ({', '.join(extra)}): "
+                      "verify it with the version that wrote it, or a newer one")
+    if set(missing) - set(TABLES[part.table].later) or frame.height != part.rows:
+        raise _Broken(f"{part.path} does not hold the {part.rows} rows its manifest lists")
+    return frame.with_columns(pl.lit(None, stored[c]).alias(c) for c in missing).select(
+        list(stored))
