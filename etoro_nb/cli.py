@@ -240,11 +240,20 @@ def dataset_command(args: argparse.Namespace) -> int:
     from etoro_nb import dataset
 
     if args.ledger_command == "verify":
-        if args.checkpoint or args.key:
-            print("etoro-nb ledger verify: --checkpoint and --key verify a ledger, not a dataset",
-                  file=sys.stderr)
+        from etoro_nb.ledger import checkpoint as cp
+
+        if args.key and not args.checkpoint:
+            print("etoro-nb ledger verify: --key verifies checkpoints; give --checkpoint FILE "
+                  "too", file=sys.stderr)
             return 2
-        result = dataset.verify(args.path)
+        checkpoints = None
+        if args.checkpoint:
+            try:
+                checkpoints = cp.read_checkpoints(args.checkpoint, cp.public_key(args.key))
+            except cp.CheckpointError as exc:
+                print(f"dataset verification FAILED: {exc}")
+                return 1
+        result = dataset.verify(args.path, checkpoints, source=Path(args.checkpoint or "-").name)
         print(result)
         return 0 if result.ok else 1
     if not Path(args.path).is_file():

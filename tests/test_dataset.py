@@ -310,3 +310,39 @@ def test_files_written_before_a_column_was_added_still_verify(ledgers: dict[str,
     _relist(root, manifest.ledger_id, part.path)
     found = verify(root)
     assert not found.ok and "columns this version does not know (colour)" in str(found.problem)
+
+
+def test_verify_against_the_ledgers_checkpoints(ledgers: dict[str, Path], tmp_path: Path) -> None:
+    from etoro_nb.cli import main
+    from etoro_nb.ledger import checkpoint as cp
+
+    original = _copy(ledgers["alice"], tmp_path / "a")
+    fork = _copy(ledgers["alice"], tmp_path / "b")  # the same identity, soon another history
+    key = tmp_path / "keys" / "checkpoint.key"
+    key.parent.mkdir()
+    signing = cp.signing_key(key)
+    with Ledger(original, seal_threshold=None) as ledger:
+        append_owner_usage(ledger, "one")
+        ledger.flush()
+        cp.write_checkpoint(ledger, tmp_path / "a.checkpoints", signing)
+        append_owner_usage(ledger, "two")  # after the checkpoint: exported, not signed
+    with Ledger(fork, seal_threshold=None) as ledger:
+        append_owner_usage(ledger, "other")
+        ledger.flush()
+        cp.write_checkpoint(ledger, tmp_path / "b.checkpoints", signing)
+    root = tmp_path / "ds"
+    export(original, root)
+    trusted = cp.public_key(Path(f"{key}.pub"))
+    good = verify(root, cp.read_checkpoints(tmp_path / "a.checkpoints", trusted))
+    assert good.ok and good.checkpoints_checked == 1 and "no exported row up to" in str(good)
+    forged = verify(root, cp.read_checkpoints(tmp_path / "b.checkpoints", trusted),
+                    source="b.checkpoints")
+    assert not forged.ok and "usage_events row 3001" in str(forged.problem)
+    assert "differs from the checkpoint" in str(forged.problem)
+    args = ["ledger", "verify", str(root), "--checkpoint"]
+    assert main([*args, str(tmp_path / "a.checkpoints"), "--key", f"{key}.pub"]) == 0
+    assert main([*args, str(tmp_path / "b.checkpoints"), "--key", f"{key}.pub"]) == 1
+    assert main([*args, str(tmp_path / "none"), "--key", f"{key}.pub"]) == 2
+    other = tmp_path / "keys" / "other.key"
+    cp.signing_key(other)
+    assert main([*args, str(tmp_path / "a.checkpoints"), "--key", str(other)]) == 1
