@@ -17,6 +17,12 @@ Examples
 >>> lp.filter("verdict = 'unused'").show()                               # doctest: +SKIP
 """
 
+try:
+    import pyspark  # noqa: F401
+except ImportError:  # pragma: no cover - the extra is in the test environment
+    raise ImportError("etoro_nb.spark needs Apache Spark's Python package: "
+                      "pip install 'etoro-nb[spark]' (and Java 17 or later)") from None
+
 from etoro_nb.spark.audit import activity, least_privilege
 from etoro_nb.spark.read import requests, scan, session, usage
 from etoro_nb.spark.tokens import grants, tokens
