@@ -58,3 +58,4 @@ bench: setup
 	$(BIN)/python bench/policy.py
 	$(BIN)/python bench/import_time.py
 	$(BIN)/python bench/team_ledger.py
+	$(BIN)/python bench/dataset_audit.py

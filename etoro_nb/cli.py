@@ -122,6 +122,22 @@ def _add_ledger(commands: Commands) -> None:
                                      "better kept in ~/.pgpass or PGPASSWORD)")
     init_pg.add_argument("--writer-role", required=True, metavar="NAME")
     init_pg.add_argument("--reader-role", metavar="NAME", help="a role that may only read")
+    _add_export(ledger_cmds)
+
+
+def _add_export(ledger_cmds: Commands) -> None:
+    export = ledger_cmds.add_parser(
+        "export", help="add a ledger's sealed history to a Parquet dataset (incremental)",
+        description="Seal the ledger's live rows, then add its segments the dataset lacks, "
+                    "hive-partitioned by table and UTC day, with a manifest of their hashes and "
+                    "chain heads. Many ledgers may export into one dataset, at once; running it "
+                    "again adds only what is new. Check it with `etoro-nb ledger verify DIR`.")
+    export.add_argument("path", metavar="LEDGER")
+    export.add_argument("--to", required=True, metavar="DIR", help="the dataset folder")
+    export.add_argument("--owner", help="the ledger's label in the dataset (default: the label "
+                                        "it has there, else the file name without its suffix)")
+    export.add_argument("--no-seal", action="store_true",
+                        help="export only what is sealed already (leave live rows live)")
 
 
 def _add_lab(commands: Commands) -> None:
@@ -206,6 +222,9 @@ def ledger_command(args: argparse.Namespace) -> int:
             return 0
         if args.ledger_command == "init-postgres":
             return init_postgres_command(args)
+        if args.ledger_command == "export" or (args.ledger_command == "verify"
+                                               and Path(args.path).is_dir()):
+            return dataset_command(args)
         from etoro_nb.ledger.pg_connect import is_postgres
 
         if not is_postgres(args.path) and not Path(args.path).is_file():
@@ -241,6 +260,34 @@ def init_postgres_command(args: argparse.Namespace) -> int:
     applied = init_postgres(args.url, args.writer_role, args.reader_role)
     print(f"the ledger at {redact(args.url)} is ready ({len(applied)} migrations applied now); "
           f"writers connect as {args.writer_role}, which may only read and INSERT")
+    return 0
+
+
+def dataset_command(args: argparse.Namespace) -> int:
+    """``ledger export LEDGER --to DIR`` and ``ledger verify DIR`` (a dataset)."""
+    from etoro_nb import dataset
+
+    if args.ledger_command == "verify":
+        from etoro_nb.ledger import checkpoint as cp
+
+        if args.key and not args.checkpoint:
+            print("etoro-nb ledger verify: --key verifies checkpoints; give --checkpoint FILE "
+                  "too", file=sys.stderr)
+            return 2
+        checkpoints = None
+        if args.checkpoint:
+            try:
+                checkpoints = cp.read_checkpoints(args.checkpoint, cp.public_key(args.key))
+            except cp.CheckpointError as exc:
+                print(f"dataset verification FAILED: {exc}")
+                return 1
+        result = dataset.verify(args.path, checkpoints, source=Path(args.checkpoint or "-").name)
+        print(result)
+        return 0 if result.ok else 1
+    if not Path(args.path).is_file():
+        print(f"etoro-nb ledger export: no ledger at {args.path}", file=sys.stderr)
+        return 2
+    print(dataset.export(args.path, args.to, owner=args.owner, seal=not args.no_seal))
     return 0
 
 

@@ -155,9 +155,11 @@ def portfolio_value(history: pl.DataFrame) -> go.Figure:
     return figures.portfolio_value(shaping.portfolio_value_frame(history))
 
 
-def delegation_map(portfolios: pl.DataFrame, tokens: pl.DataFrame, *,
+def delegation_map(portfolios: pl.DataFrame, tokens: pl.DataFrame | None = None, *,
                    owner: str = "owner") -> go.Figure:
     """Sankey of who delegated to whom: owner -> agent portfolios -> tokens -> applications.
+    Given one frame, ``frames.delegation_chains(...)``, the team's map for many owners,
+    with each link as wide as its requests (``charts.delegation``).
 
     Takes a ``frames.portfolios(...)`` and a ``frames.tokens(...)`` frame; ``owner`` labels
     the owner's node. Each token is worth 1 on its links; a portfolio without tokens still
@@ -172,8 +174,10 @@ def delegation_map(portfolios: pl.DataFrame, tokens: pl.DataFrame, *,
     >>> delegation_map(enb.frames.portfolios(client), enb.frames.tokens(client),
     ...                owner="me")                                     # doctest: +SKIP
     """
-    from etoro_nb.charts import figures
+    from etoro_nb.charts import delegation, figures
 
+    if tokens is None:
+        return delegation.delegation_map(portfolios)
     return figures.delegation_map(shaping.delegation_nodes(portfolios, tokens, owner=owner),
                                   shaping.delegation_links(portfolios, tokens))
 

@@ -17,6 +17,7 @@ Examples
 >>> enb.frames.usage(client.ledger, since=datetime(2026, 3, 1, tzinfo=UTC))  # doctest: +SKIP
 """
 
+from etoro_nb.frames.activity import ACTIVITY_SCHEMA, activity
 from etoro_nb.frames.api import (
     accounting,
     portfolios,
@@ -26,6 +27,7 @@ from etoro_nb.frames.api import (
     trades,
     value_snapshot,
 )
+from etoro_nb.frames.chains import CHAINS_SCHEMA, delegation_chains
 from etoro_nb.frames.common import (
     ACCOUNTING_SCHEMA,
     GRANTS_SCHEMA,
@@ -45,6 +47,7 @@ from etoro_nb.frames.common import (
     token_status,
 )
 from etoro_nb.frames.ledger import (
+    EventSource,
     grants_from_ledger,
     least_privilege,
     lifecycle,
@@ -61,3 +64,4 @@ __all__ = ["ACCOUNTING_SCHEMA", "GRANTS_SCHEMA", "LEAST_PRIVILEGE_SCHEMA", "LIFE
            "grants", "grants_from_ledger", "least_privilege", "lifecycle", "policy_events", "portfolios",
            "positions", "requests", "scope_grants", "token_status", "tokens", "tokens_from_ledger", "trades",
            "unfinished_changes", "usage", "value_snapshot"]
+__all__ += ["ACTIVITY_SCHEMA", "CHAINS_SCHEMA", "EventSource", "activity", "delegation_chains"]

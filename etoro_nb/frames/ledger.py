@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import polars as pl
 
@@ -25,8 +25,15 @@ from etoro_nb.frames.common import (
     grants,
 )
 from etoro_nb.frames.replay import expirations, replay
-from etoro_nb.ledger import Ledger
 from etoro_nb.ledger.tables import AGENT_KINDS, DELEGATION_KINDS
+
+
+class EventSource(Protocol):
+    """What the loaders read: a ``Ledger``, or a ``dataset.Dataset`` of many ledgers (its
+    ``scan`` has the same surface and adds a ``ledger_id`` column)."""
+
+    def scan(self, table: str, *, since: datetime | date | None = None,
+             until: datetime | date | None = None, **equal: str | int | None) -> pl.LazyFrame: ...
 
 
 def _us_to_utc(column: str | pl.Expr, name: str) -> pl.Expr:
@@ -34,7 +41,7 @@ def _us_to_utc(column: str | pl.Expr, name: str) -> pl.Expr:
     return values.cast(pl.Datetime("us")).dt.replace_time_zone("UTC").alias(name)
 
 
-def usage(ledger: Ledger, *, since: datetime | date | None = None,
+def usage(ledger: EventSource, *, since: datetime | date | None = None,
           until: datetime | date | None = None, portfolio: str | None = None,
           token: str | None = None, phase: Literal["intent", "outcome"] | None = None,
           lazy: bool = False,
@@ -54,7 +61,7 @@ def usage(ledger: Ledger, *, since: datetime | date | None = None,
     return result if lazy else result.collect()
 
 
-def requests(ledger: Ledger, **filters: Any) -> pl.DataFrame:
+def requests(ledger: EventSource, **filters: Any) -> pl.DataFrame:
     """One row per request attempt: its outcome, or its intent when no outcome was recorded
     (``status`` null: the process died, or the answer never came). Takes ``usage()``'s
     filters."""
@@ -66,7 +73,7 @@ def requests(ledger: Ledger, **filters: Any) -> pl.DataFrame:
     return pl.concat([outcomes, unanswered]).sort("seq").collect()
 
 
-def _lifecycle_rows(ledger: Ledger, **filters: Any) -> pl.DataFrame:
+def _lifecycle_rows(ledger: EventSource, **filters: Any) -> pl.DataFrame:
     """Every stored lifecycle row (``Ledger.scan``'s ``filters``), decoded, with its
     ``phase`` (null: recorded after the fact, before phases existed)."""
     return (ledger.scan("lifecycle_events", **filters).collect()
@@ -75,7 +82,7 @@ def _lifecycle_rows(ledger: Ledger, **filters: Any) -> pl.DataFrame:
                           pl.col("ips_whitelist").str.json_decode(SCOPES)))
 
 
-def lifecycle(ledger: Ledger, *, now: datetime | None = None,
+def lifecycle(ledger: EventSource, *, now: datetime | None = None,
               schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
     """Delegation changes made, with ``token_expired`` derived for each token whose latest
     expiry has passed (at ``now``, default the current UTC time) without an earlier
@@ -99,7 +106,7 @@ def lifecycle(ledger: Ledger, *, now: datetime | None = None,
                                                                 schema_overrides))
 
 
-def unfinished_changes(ledger: Ledger, *,
+def unfinished_changes(ledger: EventSource, *,
                        schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
     """Delegation changes begun but never recorded as ended: intents with no outcome (and
     no ``failed`` row) under the same ``request_id``, in ledger order (``LIFECYCLE_SCHEMA``;
@@ -166,7 +173,7 @@ def least_privilege(grants: pl.DataFrame, usage_frame: pl.DataFrame, *,
             .sort("token_id", "scope"))
 
 
-def tokens_from_ledger(ledger: Ledger, *, now: datetime | date | None = None,
+def tokens_from_ledger(ledger: EventSource, *, now: datetime | date | None = None,
                        until: datetime | date | None = None,
                        expiring_within: timedelta = timedelta(days=7),
                        schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
@@ -198,7 +205,7 @@ def tokens_from_ledger(ledger: Ledger, *, now: datetime | date | None = None,
     return frame_of(rows, TOKENS_SCHEMA, schema_overrides)
 
 
-def grants_from_ledger(ledger: Ledger, *, now: datetime | date | None = None,
+def grants_from_ledger(ledger: EventSource, *, now: datetime | date | None = None,
                        until: datetime | date | None = None,
                        expiring_within: timedelta = timedelta(days=7),
                        schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
@@ -229,7 +236,7 @@ _FROM_DETAIL = {
 }
 
 
-def policy_events(ledger: Ledger, *, portfolio: str | None = None,
+def policy_events(ledger: EventSource, *, portfolio: str | None = None,
                   since: datetime | date | None = None, server_refusals: bool = True,
                   schema_overrides: Mapping[str, Any] | None = None) -> pl.DataFrame:
     """The audit of risk boundaries (``POLICY_EVENTS_SCHEMA``), in time order: the owner's
@@ -303,7 +310,7 @@ def _numbers() -> list[pl.Expr]:
             pl.col("attempted").cast(pl.Float64, strict=False).alias("attempted_value")]
 
 
-def _server_refusals(ledger: Ledger, portfolio: str | None,
+def _server_refusals(ledger: EventSource, portfolio: str | None,
                      since: datetime | None) -> pl.DataFrame:
     """Agents' trading orders the server answered with a 4xx (one row per request)."""
     from etoro_nb.operations import trade_operations
