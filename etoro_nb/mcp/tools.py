@@ -264,10 +264,18 @@ def parse(spec: ToolSpec, arguments: dict[str, Any] | None) -> BaseModel:
         return spec.params.model_validate_json(json.dumps(arguments or {}))
     except ValidationError as exc:
         first = exc.errors(include_input=False, include_url=False)[0]
-        field = ".".join(str(part) for part in first["loc"]) or "arguments"
-        raise bad_input(field, first["msg"]) from None
+        raise bad_input(_field(first["loc"]), first["msg"]) from None
     except (TypeError, ValueError) as exc:  # not JSON at all
         raise bad_input("arguments", f"must be a JSON object ({type(exc).__name__})") from None
+
+
+def _field(loc: tuple[int | str, ...]) -> str:
+    """The argument an error's location names: ``amount``, ``instruments[1]`` (the union
+    member tried, such as ``int``, is left out)."""
+    if not loc:
+        return "arguments"
+    name = str(loc[0])
+    return name + "".join(f"[{part}]" for part in loc[1:] if isinstance(part, int))
 
 
 def run(spec: ToolSpec, b: Backend, arguments: BaseModel) -> s.Result:
