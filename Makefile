@@ -40,4 +40,5 @@ bench: setup
 	$(BIN)/python bench/ledger_load.py
 	$(BIN)/python bench/panels.py
 	$(BIN)/python bench/policy.py
+	$(BIN)/python bench/mcp.py
 	$(BIN)/python bench/import_time.py

@@ -36,6 +36,9 @@ def add_parser(commands: Commands) -> None:
                        help="with --sandbox: the sandbox state file to serve")
     serve.add_argument("--portfolio", metavar="ID",
                        help="the token's agent portfolio, when the ledger did not see it minted")
+    serve.add_argument("--quota", metavar="READS/WRITES",
+                       help="requests per 60 s this server keeps the token to, for all its "
+                            "clients together (default 60/20, eToro's documented quota)")
     serve.add_argument("--http", type=int, metavar="PORT",
                        help="serve streamable HTTP on 127.0.0.1:PORT instead of stdio")
 
@@ -59,7 +62,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         started = launch(token_env=args.token_env, account=args.account, policy_file=args.policy,
                          ledger=args.ledger, base_url=args.base_url, sandbox=args.sandbox,
-                         sandbox_db=args.sandbox_db, portfolio=args.portfolio)
+                         sandbox_db=args.sandbox_db, portfolio=args.portfolio,
+                         quota=args.quota)
     except EtoroError as exc:
         print(f"etoro-nb mcp: {exc}", file=sys.stderr)
         return 2

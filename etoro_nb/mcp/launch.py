@@ -29,6 +29,7 @@ from etoro_nb.errors import AuthenticationError, ConfigurationError, EtoroError
 from etoro_nb.ledger import Ledger
 from etoro_nb.mcp.backend import Account
 from etoro_nb.mcp.server import Settings
+from etoro_nb.ratelimit import Quota, RateLimiter
 from etoro_nb.scopes import scope_for
 
 if TYPE_CHECKING:
@@ -79,12 +80,25 @@ def read_policy(path: str | None) -> RiskPolicy | None:
     return RiskPolicy.from_limits(limits)
 
 
+def read_quota(text: str | None) -> Quota:
+    """``READS/WRITES`` per 60 s (default: eToro's documented 60 reads and 20 writes)."""
+    if text is None:
+        return Quota()
+    try:
+        reads, writes = (int(part) for part in text.split("/"))
+        return Quota(reads, writes)
+    except ValueError:
+        raise ConfigurationError(f"--quota takes READS/WRITES per 60 s, whole numbers of at "
+                                 f"least 1, such as 60/20; got {text!r}") from None
+
+
 def launch(*, token_env: str, account: Account, policy_file: str | None, ledger: str | None,
            base_url: str | None, sandbox: bool, sandbox_db: str | None, portfolio: str | None,
-           poll_seconds: float = 1.0) -> Launch:
+           quota: str | None = None, poll_seconds: float = 1.0) -> Launch:
     """Check everything, start what is needed, and say what the server will act as."""
     token = read_token(token_env)
     policy = read_policy(policy_file)
+    limiter = RateLimiter(read_quota(quota))  # one quota for the token, whatever the clients
     if sandbox and base_url:
         raise ConfigurationError("give --base-url or --sandbox, not both")
     if not sandbox and not base_url:
@@ -98,7 +112,7 @@ def launch(*, token_env: str, account: Account, policy_file: str | None, ledger:
     server = _start_sandbox(sandbox_db) if sandbox else None
     try:
         return _connect(token, token_env, account, policy, ledger, base_url, server, portfolio,
-                        poll_seconds)
+                        limiter, poll_seconds)
     except BaseException:
         if server is not None:
             server.stop()
@@ -115,7 +129,7 @@ def _start_sandbox(db: str | None) -> SandboxServer:
 
 def _connect(token: SecretStr | None, token_env: str, account: Account,
              policy: RiskPolicy | None, ledger_arg: str | None, base_url: str | None,
-             server: SandboxServer | None, portfolio: str | None,
+             server: SandboxServer | None, portfolio: str | None, limiter: RateLimiter,
              poll_seconds: float) -> Launch:
     from etoro_nb.client import EtoroClient, _detect
 
@@ -127,7 +141,8 @@ def _connect(token: SecretStr | None, token_env: str, account: Account,
         base = ClientConfig(base_url=url, api_key=api_key, user_key=SecretStr("pending"),
                             environment=environment, principal="agent",
                             allow_real=environment == "sandbox" or real_trading_allowed(None),
-                            ledger=ledger, clock=server.sandbox.clock.now if server else None)
+                            ledger=ledger, clock=server.sandbox.clock.now if server else None,
+                            limiter=limiter)
         minted = None
         if token is None:
             if server is None:

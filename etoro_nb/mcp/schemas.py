@@ -4,7 +4,9 @@ bad argument is a tool error naming the field), and outputs are dumped by them."
 
 from __future__ import annotations
 
+import json
 from datetime import date
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -147,12 +149,23 @@ class RoomResult(Result):
     leverage: int
 
 
+@cache
+def _input_schema(model: type[BaseModel]) -> str:
+    return json.dumps(model.model_json_schema())
+
+
+@cache
+def _output_schema(model: type[BaseModel]) -> str:
+    return json.dumps(model.model_json_schema(mode="serialization", by_alias=False))
+
+
 def input_schema(model: type[BaseModel]) -> dict[str, Any]:
-    return model.model_json_schema()
+    """The model's JSON schema (made once: pydantic takes milliseconds per schema), a copy."""
+    return dict(json.loads(_input_schema(model)))
 
 
 def output_schema(model: type[BaseModel]) -> dict[str, Any]:
-    return model.model_json_schema(mode="serialization", by_alias=False)
+    return dict(json.loads(_output_schema(model)))
 
 
 def dumped(result: BaseModel) -> dict[str, Any]:

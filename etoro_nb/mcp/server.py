@@ -91,12 +91,13 @@ class Service:
             agent.close()
             raise
 
-    async def tell(self, app: str, backend: Backend) -> None:
-        """Send ``tools/list_changed`` to the client's sessions if its list changed."""
-        signature = await off_loop(backend.view, tools.signature)
-        if signature == self.told.get(app):
+    async def tell(self, app: str, backend: Backend, signature: str | None = None) -> None:
+        """Send ``tools/list_changed`` to the client's sessions if its list changed
+        (``signature``: the list as just seen, else it is looked at now)."""
+        now = signature if signature is not None else await off_loop(backend.view, tools.signature)
+        if now == self.told.get(app):
             return
-        self.told[app] = signature
+        self.told[app] = now
         log.info("the tools of %s changed (the token's scopes, the policy or a pause)", app)
         for session in list(self.sessions.get(app, [])):
             try:
@@ -141,7 +142,9 @@ class Service:
             if spec is None:
                 raise ToolFailure(tools.unknown_tool(params.name))
             arguments = tools.parse(spec, params.arguments)
-            result = await off_loop(backend.call, lambda b: tools.run(spec, b, arguments))
+            # One trip to the worker thread: the call, then the list as it now stands.
+            result, signature = await off_loop(backend.call, lambda b: (
+                tools.run(spec, b, arguments), tools.signature(b)))
             content = dumped(result)
             answer = types.CallToolResult(
                 content=[types.TextContent(type="text", text=json.dumps(content))],
@@ -149,9 +152,9 @@ class Service:
         except Exception as exc:
             failure = failure_of(exc, request_id=getattr(exc, "mcp_request_id", None))
             log.info("%s: %s refused: [%s] %s", app, params.name, failure.code, failure.message)
-            answer = error_result(failure)
+            answer, signature = error_result(failure), None
         try:
-            await self.tell(app, backend)
+            await self.tell(app, backend, signature)
         except Exception as exc:
             log.warning("could not check the tool list of %s: %s", app, type(exc).__name__)
         return answer
@@ -177,6 +180,7 @@ def build(service: Service) -> tuple[Server[Any], InitializationOptions]:
         instructions=service.settings.instructions,
         on_list_tools=service.list_tools, on_call_tool=service.call_tool,
         on_list_resources=service.list_resources, on_read_resource=service.read_resource)
+    server.middleware = []  # no OpenTelemetry spans: nothing here exports them
     return server, server.create_initialization_options(NotificationOptions(tools_changed=True))
 
 

@@ -218,12 +218,16 @@ def available(b: Backend) -> list[types.Tool]:
     return [tool(spec, b) for spec in SPECS if allowed(spec, b)]
 
 
-def tool(spec: ToolSpec, b: Backend) -> types.Tool:
+def _description(spec: ToolSpec, b: Backend) -> str:
     scope = scope_of(spec, b)
     text = [spec.summary, f"Scope: {scope}." if scope else "Scope: any valid token (market data)."]
     if spec.access == "write":
         text.append(_limits(b, opening=spec.name in ("open_position", "order_room")))
-    return types.Tool(name=spec.name, title=spec.title, description=" ".join(text),
+    return " ".join(text)
+
+
+def tool(spec: ToolSpec, b: Backend) -> types.Tool:
+    return types.Tool(name=spec.name, title=spec.title, description=_description(spec, b),
                       input_schema=s.input_schema(spec.params),
                       output_schema=s.output_schema(spec.result),
                       annotations=types.ToolAnnotations(
@@ -252,9 +256,9 @@ def _limits(b: Backend, *, opening: bool) -> str:
 
 
 def signature(b: Backend) -> str:
-    """What the client sees of the list: it changes when a tool, a scope or a limit does."""
-    return json.dumps([t.model_dump(mode="json", exclude_none=True) for t in available(b)],
-                      sort_keys=True)
+    """What changes in the list when a tool, a scope or a limit does: each tool's name and
+    description (the schemas never change)."""
+    return json.dumps([[spec.name, _description(spec, b)] for spec in SPECS if allowed(spec, b)])
 
 
 # -- a call -------------------------------------------------------------------------------
