@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Account = Literal["real", "demo"]
 TOKEN_KINDS = ("token_updated", "token_revoked", "portfolio_deleted")
-OWNER_KINDS = (*TOKEN_KINDS, "policy_set", "agent_paused", "agent_resumed")
+CONTROL_KINDS = ("policy_set", "agent_paused", "agent_resumed")
 
 
 async def off_loop(call: Callable[..., T], *args: Any) -> T:
@@ -49,37 +49,40 @@ async def off_loop(call: Callable[..., T], *args: Any) -> T:
 
 
 class OwnerWatch:
-    """Whether an owner event about one portfolio came since the last look: one query on
-    a read-only connection of its own (WAL readers never wait for a writer)."""
+    """Which owner events about one portfolio came since the last look: one query on a
+    read-only connection of its own (WAL readers never wait for a writer)."""
 
-    _SQL = ("SELECT coalesce((SELECT max(seq) FROM lifecycle_events), 0), "
-            "coalesce((SELECT max(last_seq) FROM segments WHERE table_name = 'lifecycle_events'), 0), "
-            "EXISTS (SELECT 1 FROM lifecycle_events WHERE seq > ? AND portfolio_id = ? "
-            "AND coalesce(phase, 'outcome') <> 'intent' AND kind IN ("
-            + ", ".join(f"'{k}'" for k in OWNER_KINDS) + "))")
+    @staticmethod
+    def _exists(kinds: tuple[str, ...]) -> str:
+        return ("EXISTS (SELECT 1 FROM lifecycle_events WHERE seq > :since AND portfolio_id = "
+                ":portfolio AND coalesce(phase, 'outcome') <> 'intent' AND kind IN ("
+                + ", ".join(f"'{k}'" for k in kinds) + "))")
 
     def __init__(self, ledger: Ledger, portfolio_id: str) -> None:
         self.portfolio_id = portfolio_id
+        self._sql = ("SELECT coalesce((SELECT max(seq) FROM lifecycle_events), 0), "
+                     "coalesce((SELECT max(last_seq) FROM segments "
+                     "WHERE table_name = 'lifecycle_events'), 0), "
+                     f"{self._exists(TOKEN_KINDS)}, {self._exists(CONTROL_KINDS)}")
         try:
             self._conn = sqlite3.connect(f"{ledger.path.as_uri()}?mode=ro", uri=True,
                                          isolation_level=None, check_same_thread=False)
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot read the ledger at {ledger.path}: {exc}") from None
-        self._seen = self._look(0)[0]
+        self._seen = 0
+        self.changed()
 
-    def _look(self, since: int) -> tuple[int, bool]:
-        """(The newest row, whether an owner event came after row ``since``); rows sealed
-        away after ``since`` count as a change, since they can no longer be seen here."""
+    def changed(self) -> tuple[bool, bool]:
+        """(the token or the portfolio changed, the owner's controls changed) since the last
+        look; rows sealed away since then count as both (they can no longer be seen here)."""
         try:
-            live, sealed, changed = self._conn.execute(self._SQL, (since, self.portfolio_id)).fetchone()
+            live, sealed, token, controls = self._conn.execute(
+                self._sql, {"since": self._seen, "portfolio": self.portfolio_id}).fetchone()
         except sqlite3.Error as exc:
             raise LedgerError(f"cannot read the ledger: {exc}") from None
-        return max(int(live), int(sealed)), bool(changed) or int(sealed) > since
-
-    def changed(self) -> bool:
-        head, changed = self._look(self._seen)
-        self._seen = head
-        return changed
+        unseen = int(sealed) > self._seen
+        self._seen = max(int(live), int(sealed))
+        return bool(token) or unseen, bool(controls) or unseen
 
     def close(self) -> None:
         self._conn.close()
@@ -153,8 +156,15 @@ class Backend:
             self._look()
 
     def _look(self) -> None:
-        if self.refused is None and self._watch is not None and self._watch.changed():
-            self._learn("the owner changed the token or the portfolio's controls")
+        if self.refused is not None or self._watch is None:
+            return
+        token, controls = self._watch.changed()
+        if token:
+            self._learn("the owner changed the token or its portfolio")
+        elif controls and self.ledger is not None and self.portfolio_id is not None:
+            # The session sees a pause or a policy itself before its next order; this is
+            # for the tool descriptions, the resources and the notices on reads.
+            self.controls = read_controls(self.ledger, self.portfolio_id)
 
     def view(self, read: Callable[[Backend], T]) -> T:
         """``read`` this backend's state after catching up with the owner (lists, resources)."""

@@ -157,7 +157,8 @@ def _connect(token: SecretStr | None, token_env: str, account: Account,
 
         scopes = _probe(make_agent, token_env)
         return Launch(Settings(make_agent, account, policy, portfolio,
-                               _instructions(environment, url, account, scopes, minted, policy),
+                               _instructions(environment, url, account, scopes, minted, policy,
+                                             embedded=server is not None),
                                poll_seconds), ledger, server)
     except BaseException:
         ledger.close()
@@ -216,9 +217,12 @@ def _probe(make_agent: Any, token_env: str) -> tuple[str, ...]:
 
 
 def _instructions(environment: str, url: str, account: Account, scopes: tuple[str, ...],
-                  minted: str | None, policy: RiskPolicy | None) -> str:
-    where = ("the embedded etoro-nb SANDBOX (simulated money, nothing real)"
-             if environment == "sandbox" else f"LIVE eToro at {url}")
+                  minted: str | None, policy: RiskPolicy | None, embedded: bool) -> str:
+    if environment == "live":
+        where = f"LIVE eToro at {url}"
+    else:
+        where = ("the embedded etoro-nb SANDBOX" if embedded else f"the etoro-nb SANDBOX at {url}")
+        where += " (simulated money, nothing real)"
     lines = [
         f"etoro-nb acts for ONE eToro agent portfolio with its delegated token, on {where}, "
         f"{account} account. Scopes at start: {', '.join(scopes) or 'none'}.",
