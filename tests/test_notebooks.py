@@ -12,7 +12,7 @@ import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 TEMPLATES = ("01-quickstart", "02-delegation", "03-compliance-audit", "04-portfolio-activity",
-             "05-autonomous-rebalancer", "06-large-ledger-audit")
+             "05-autonomous-rebalancer", "06-large-ledger-audit", "08-mcp-agent-audit")
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -22,22 +22,25 @@ from anyio.from_thread import BlockingPortal, start_blocking_portal
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 
+from etoro_nb.client_config import Secret, reveal
+
 WAIT = 60.0
 
 
 class StdioEditor:
     """An MCP client session with ``etoro-nb mcp serve <args>`` (a child process).
 
-    ``token_env``/``token``: the variable the server reads the token from, and its value
-    (kept in the child's environment, not here). ``client_name`` is what the server records
-    as the application (``mcp:<client_name>``). ``log`` receives the server's stderr."""
+    ``token_env``/``token``: the variable the server reads the token from, and the token (a
+    ``MintedToken``, a ``SecretStr`` or its text; kept in the child's environment only).
+    ``client_name`` is what the server records as the application (``mcp:<client_name>``).
+    ``log`` receives the server's stderr."""
 
-    def __init__(self, args: Sequence[str], *, token_env: str, token: str,
+    def __init__(self, args: Sequence[str], *, token_env: str, token: Secret,
                  client_name: str, log: str | Path, env: dict[str, str] | None = None) -> None:
         params = StdioServerParameters(
             command=sys.executable,
             args=["-m", "etoro_nb.cli", "mcp", "serve", "--token-env", token_env, *args],
-            env={**(env or {}), token_env: token})
+            env={**(env or {}), token_env: reveal(token, "token")})
         self.client_name = client_name
         self.changes = 0
         """How many ``tools/list_changed`` notifications arrived."""
@@ -74,6 +77,7 @@ class StdioEditor:
             self.changes += 1
             if self._changed is not None:
                 self._changed.set()
+            self._changed = anyio.Event()  # the next waiter waits for the next one
 
     # -- what an editor does ---------------------------------------------------------------
     def tools(self) -> list[types.Tool]:
@@ -100,15 +104,16 @@ class StdioEditor:
         assert isinstance(content, types.TextResourceContents)
         return content.text
 
-    def wait_for_list_change(self) -> None:
-        """Block until the server sends ``tools/list_changed`` (or since the last wait)."""
-        self._portal.call(self._wait)
+    def wait_for_list_change(self, after: int) -> None:
+        """Block until more than ``after`` ``tools/list_changed`` notifications arrived in
+        all (read ``changes`` before the change you wait for)."""
+        self._portal.call(self._wait, after)
 
-    async def _wait(self) -> None:
-        assert self._changed is not None
+    async def _wait(self, after: int) -> None:
         with anyio.fail_after(WAIT):
-            await self._changed.wait()
-        self._changed = anyio.Event()
+            while self.changes <= after:
+                assert self._changed is not None
+                await self._changed.wait()
 
     def close(self) -> None:
         """End the session (the server process exits with it)."""

@@ -64,7 +64,7 @@ class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.backends: dict[str, Backend] = {}
-        self.sessions: dict[str, list[ServerSession]] = {}
+        self.sessions: dict[str, dict[int, ServerSession]] = {}
         self.told: dict[str, str] = {}
         self._making = anyio.Lock()
 
@@ -77,9 +77,9 @@ class Service:
                 self.backends[app] = backend
                 self.told[app] = await off_loop(backend.view, tools.signature)
                 log.info("serving the MCP client %s", app)
-        known = self.sessions.setdefault(app, [])
-        if all(s is not ctx.session for s in known):
-            known.append(ctx.session)
+        # A ServerSession is a per-request proxy: keep one per connection, to notify once.
+        connection = getattr(ctx.session, "_connection", ctx.session)
+        self.sessions.setdefault(app, {})[id(connection)] = ctx.session
         return app, self.backends[app]
 
     def _make(self, app: str) -> Backend:
@@ -99,12 +99,12 @@ class Service:
             return
         self.told[app] = now
         log.info("the tools of %s changed (the token's scopes, the policy or a pause)", app)
-        for session in list(self.sessions.get(app, [])):
+        for key, session in list(self.sessions.get(app, {}).items()):
             try:
                 await session.send_tool_list_changed()
-            except Exception as exc:  # a session gone away: forget it
-                log.info("dropped a session of %s (%s)", app, type(exc).__name__)
-                self.sessions[app].remove(session)
+            except Exception as exc:  # a connection gone away: forget it
+                log.info("dropped a connection of %s (%s)", app, type(exc).__name__)
+                self.sessions[app].pop(key, None)
 
     async def watch(self) -> None:
         """Keep every client's tool list in step with the owner's changes."""
