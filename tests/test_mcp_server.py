@@ -12,6 +12,7 @@ import polars as pl
 
 from etoro_nb.agent.policy import RiskPolicy
 from etoro_nb.frames.ledger import policy_events, requests
+from etoro_nb.sandbox import Faults
 from tests.agent_support import Desk
 from tests.helpers import DEMO_READ, DEMO_WRITE
 from tests.mcp_support import (
@@ -151,3 +152,34 @@ def test_narrowing_changes_the_tool_list_and_revoking_fails_the_next_call(desk: 
                         pl.col("application") == APPLICATION, pl.col("status") == 200)
     assert asked.height >= 2 and narrowed_at is not None
     assert set(changes["kind"]) >= {"token_updated", "token_revoked"}
+
+
+def test_a_slow_call_never_holds_up_the_server(desk: Desk, tmp_path: Path) -> None:
+    """The session's blocking work runs off the event loop: while a tool call waits for a
+    slow API, the server still answers other requests."""
+    bot = desk.portfolio([DEMO_READ])
+    finished: list[str] = []
+
+    async def main() -> None:
+        async with connect(desk, bot.token.secret.get_secret_value(), tmp_path / "err") as c:
+            assert not (await c.call("get_portfolio")).is_error  # the session has started
+            desk.server.sandbox.set_faults(Faults(latency_ms=3000))
+            slow_started = anyio.Event()
+
+            async def slow() -> None:
+                slow_started.set()
+                assert not (await c.call("get_portfolio")).is_error
+                finished.append("slow tool call")
+
+            async def quick() -> None:
+                await slow_started.wait()
+                await c.session.send_ping()
+                await c.session.list_resources()
+                finished.append("ping and resources")
+
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(slow)
+                tasks.start_soon(quick)
+
+    anyio.run(main)
+    assert finished == ["ping and resources", "slow tool call"]

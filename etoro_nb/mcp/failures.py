@@ -8,6 +8,7 @@ exception is reported by its class only (its text could hold anything) and logge
 from __future__ import annotations
 
 import logging
+import traceback
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -81,7 +82,7 @@ def failure_of(exc: BaseException, *, request_id: str | None = None,
     if isinstance(exc, PolicyViolation):
         if exc.rule == "scope":
             scope = str(exc.attempted)
-        return Failure("PolicyViolation", f"refused by the risk policy, nothing sent: {exc}",
+        return Failure("PolicyViolation", str(exc),
                        rule=exc.rule, scope=scope if exc.rule == "scope" else None,
                        request_id=request_id, limit=_plain(exc.limit),
                        attempted=_plain(exc.attempted))
@@ -100,7 +101,9 @@ def failure_of(exc: BaseException, *, request_id: str | None = None,
         return Failure(type(exc).__name__, str(exc), request_id=exc.request_id, sent=True)
     if isinstance(exc, EtoroError):
         return Failure(type(exc).__name__, str(exc), request_id=request_id)
-    log.error("a tool call failed unexpectedly (%s)", type(exc).__name__, exc_info=exc)
+    # Where it failed, for the operator; not its text, which could hold anything.
+    log.error("a tool call failed unexpectedly (%s), at:\n%s", type(exc).__name__,
+              "".join(traceback.format_tb(exc.__traceback__)).rstrip())
     return Failure("InternalError", f"the server failed on this call ({type(exc).__name__}); "
                    "it keeps serving. See its log", request_id=request_id)
 
