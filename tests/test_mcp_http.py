@@ -103,3 +103,16 @@ def test_sandbox_refuses_a_token_it_cannot_know(tmp_path: Path) -> None:
     assert run.returncode == 2
     assert f"unset {TOKEN_ENV} to have a read-only agent portfolio minted" in run.stderr
     assert "etnb_canary" not in run.stderr
+
+
+def test_a_token_the_ledger_never_saw_needs_its_portfolio(desk: Desk, tmp_path: Path) -> None:
+    bot = desk.portfolio([DEMO_READ])
+    args = server_args(desk)
+    args[args.index("--ledger") + 1] = str(tmp_path / "another-ledger.sqlite")
+    env = {TOKEN_ENV: bot.token.secret.get_secret_value(), "PATH": "/usr/bin:/bin",
+           "ETORO_API_KEY": desk.server.credentials.api_key}
+    run = subprocess.run([sys.executable, *args], env=env, capture_output=True, text=True,
+                         timeout=120, stdin=subprocess.DEVNULL)
+    assert run.returncode == 2
+    assert "did not see the token in" in run.stderr and "--portfolio ID" in run.stderr
+    assert bot.token.secret.get_secret_value() not in run.stderr

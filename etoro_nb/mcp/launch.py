@@ -156,6 +156,10 @@ def _connect(token: SecretStr | None, token_env: str, account: Account,
             return EtoroClient(replace(base, user_key=token, application=application))
 
         scopes = _probe(make_agent, token_env)
+        _known_portfolio(ledger, token, portfolio, token_env)
+        if account == "real" and environment == "live" and not base.allow_real:
+            raise ConfigurationError("--account real on live moves real money: opt in with "
+                                     "ETORO_NB_ALLOW_REAL=1 in the server's environment")
         return Launch(Settings(make_agent, account, policy, portfolio,
                                _instructions(environment, url, account, scopes, minted, policy,
                                              embedded=server is not None),
@@ -214,6 +218,17 @@ def _probe(make_agent: Any, token_env: str) -> tuple[str, ...]:
         raise ConfigurationError(f"could not check the token in {token_env}: {exc}") from None
     finally:
         agent.close()
+
+
+def _known_portfolio(ledger: Ledger, token: SecretStr, portfolio: str | None,
+                     token_env: str) -> None:
+    """The owner's controls are found by the token's portfolio: the ledger must know it
+    (the token was minted through it), or ``--portfolio`` must say it."""
+    if portfolio is None and ledger.token_for(ledger.fingerprint(token.get_secret_value())) is None:
+        raise ConfigurationError(
+            f"the ledger at {ledger.path} did not see the token in {token_env} minted, so the "
+            "owner's policy and pause could not reach this server: use the owner's ledger "
+            "(--ledger PATH), or give --portfolio ID")
 
 
 def _instructions(environment: str, url: str, account: Account, scopes: tuple[str, ...],
