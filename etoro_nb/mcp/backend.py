@@ -35,6 +35,7 @@ from etoro_nb.mcp.failures import Failure, ToolFailure, failure_of
 if TYPE_CHECKING:
     from etoro_nb.client import EtoroClient
     from etoro_nb.ledger import Ledger
+    from etoro_nb.mcp.schemas import InstrumentItem
 
 T = TypeVar("T")
 Account = Literal["real", "demo"]
@@ -105,6 +106,8 @@ class Backend:
         self.scopes: frozenset[str] = frozenset()
         self.refused: Failure | None = None
         self.controls: Controls | None = None
+        self.instruments: dict[int | str, InstrumentItem] = {}
+        """Instruments the tools looked up, by id and by upper-case symbol (they never change)."""
         self._lock = threading.Lock()
         ledger = agent.ledger
         recorder = agent._core.recorder

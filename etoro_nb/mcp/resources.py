@@ -59,9 +59,11 @@ def _activity(b: Backend) -> dict[str, Any]:
         return {"requests": [], "policy_events": [], "note": "no ledger"}
     from etoro_nb.frames.ledger import policy_events, requests
 
-    reqs = (requests(ledger, token=b.token_id) if b.token_id else requests(ledger).head(0))
-    reqs = reqs.tail(RECENT).select("ts", "application", "operation_id", "status",
-                                    "error_code", "request_id")
+    shown_requests: list[dict[str, Any]] = []
+    if b.token_id is not None:
+        shown_requests = (requests(ledger, token=b.token_id).tail(RECENT)
+                          .select("ts", "application", "operation_id", "status", "error_code",
+                                  "request_id").to_dicts())
     events = (policy_events(ledger, portfolio=b.portfolio_id) if b.portfolio_id
               else None)
     shown: list[dict[str, Any]] = []
@@ -69,7 +71,7 @@ def _activity(b: Backend) -> dict[str, Any]:
         shown = (events.tail(RECENT).select("ts", "kind", "source", "rule", "limit", "attempted",
                                             "reason", "status", "error_code", "request_id")
                  .to_dicts())
-    return {"requests": [_jsonable(r) for r in reqs.to_dicts()],
+    return {"requests": [_jsonable(r) for r in shown_requests],
             "policy_events": [_jsonable(r) for r in shown]}
 
 

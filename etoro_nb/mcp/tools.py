@@ -74,7 +74,7 @@ def _item(item: dict[str, Any]) -> s.InstrumentItem:
 def resolve(b: Backend, instrument: int | str, field: str = "instrument") -> s.InstrumentItem:
     """The instrument an id or symbol names (one market read, then remembered); an unknown
     one is a tool error naming ``field``."""
-    cache: dict[int | str, s.InstrumentItem] = b.__dict__.setdefault("_instruments", {})
+    cache = b.instruments
     key = instrument.strip().upper() if isinstance(instrument, str) else instrument
     if key not in cache:
         by = {"instrumentId": key} if isinstance(key, int) else {"symbol": key}
