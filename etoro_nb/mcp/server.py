@@ -187,13 +187,19 @@ def build(service: Service) -> tuple[Server[Any], InitializationOptions]:
 async def serve_stdio(service: Service) -> None:
     from mcp.server.stdio import stdio_server
 
+    from etoro_nb.mcp.wire import open_wire
+
     server, options = build(service)
+    wire = await open_wire()  # no thread per message where stdio is a pipe (as editors run it)
+    streams: dict[str, Any] = {} if wire is None else {"stdin": wire[0], "stdout": wire[1]}
     try:
-        async with stdio_server() as (read, write), anyio.create_task_group() as tasks:
+        async with stdio_server(**streams) as (read, write), anyio.create_task_group() as tasks:
             tasks.start_soon(service.watch)
             await server.run(read, write, options)
             tasks.cancel_scope.cancel()
     finally:
+        if wire is not None:
+            wire[2]()
         await off_loop(service.close)
 
 
