@@ -56,6 +56,7 @@ bench: setup
 	$(BIN)/python bench/ledger_load.py
 	$(BIN)/python bench/panels.py
 	$(BIN)/python bench/policy.py
+	$(BIN)/python bench/mcp.py
 	$(BIN)/python bench/import_time.py
 	$(BIN)/python bench/team_ledger.py
 	$(BIN)/python bench/dataset_audit.py

@@ -44,6 +44,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_ledger(commands)
     _add_lab(commands)
     _add_report(commands)
+    from etoro_nb.mcp.cli import add_parser as add_mcp  # argparse only: the SDK loads on run
+
+    add_mcp(commands)
     return parser
 
 
@@ -369,6 +372,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return serve(args)
     if args.command == "ledger":
         return ledger_command(args)
+    if args.command == "mcp":
+        from etoro_nb.mcp.cli import run as mcp_command
+
+        return mcp_command(args)
     return 2  # pragma: no cover - argparse rejects anything else
 
 

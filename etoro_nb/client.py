@@ -115,7 +115,8 @@ class _ClientBase:
         user_key = config.user_key.get_secret_value()
         recorder = None if self.ledger is None else UsageRecorder(
             self.ledger, principal=self.principal, environment=self.environment,
-            user_key=user_key, clock=self._clock, on_loop=isinstance(self, AsyncEtoroClient))
+            user_key=user_key, clock=self._clock, on_loop=isinstance(self, AsyncEtoroClient),
+            application=config.application)
         self._core = Core(base_url=self.base_url, api_key=config.api_key.get_secret_value(),
                           user_key=user_key, limiter=self._limiter, policy=self._retry,
                           recorder=recorder)

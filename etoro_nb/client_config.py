@@ -74,7 +74,9 @@ class ClientConfig:
     ``sandbox`` is an embedded sandbox the client owns (stopped on close; its clock stamps
     the ledger); ``limiter`` and ``retry`` are shared by ``as_agent`` clients; ``clock``
     stamps ledger rows (default: the sandbox's clock, else UTC now); ``simulated_time``
-    skips real waits; ``owns_ledger`` closes ``ledger`` with the client."""
+    skips real waits; ``owns_ledger`` closes ``ledger`` with the client. ``application``
+    names what makes the requests (the MCP server sets ``"mcp:<client name>"``): it is
+    recorded on every request row of the ledger (``frames.requests``' ``application``)."""
 
     base_url: str
     api_key: SecretStr = field(repr=False)
@@ -91,12 +93,14 @@ class ClientConfig:
     clock: Callable[[], datetime] | None = None
     simulated_time: bool = False
     owns_ledger: bool = False
+    application: str | None = None
 
     def __post_init__(self) -> None:
         # Typed as SecretStr, but accepted as any Secret: normalised (and checked) here.
         object.__setattr__(self, "api_key", SecretStr(reveal(self.api_key, "api_key")))
         object.__setattr__(self, "user_key", SecretStr(reveal(self.user_key)))
         object.__setattr__(self, "base_url", self.base_url.rstrip("/"))
+        check_application(self.application)
         if self.environment not in ("sandbox", "live"):
             raise ConfigurationError(f"environment is 'sandbox' or 'live', got {self.environment!r}")
         if self.environment == "sandbox" and self.sandbox is None and not is_loopback(self.base_url):
@@ -126,6 +130,22 @@ class ClientSettings(TypedDict, total=False):
     clock: Callable[[], datetime] | None
     simulated_time: bool
     owns_ledger: bool
+    application: str | None
+
+
+APPLICATION_MAX = 200
+
+
+def check_application(application: object) -> None:
+    """An application name is a non-empty line of printable text (it lands in the ledger)."""
+    if application is None:
+        return
+    if (not isinstance(application, str) or not application.strip()
+            or len(application) > APPLICATION_MAX or not application.isprintable()):
+        raise ConfigurationError(f"application is a non-empty line of printable text of at "
+                                 f"most {APPLICATION_MAX} characters, or None; got "
+                                 f"{type(application).__name__} of length "
+                                 f"{len(application) if isinstance(application, str) else '-'}")
 
 
 def config_of(config: ClientConfig | None, settings: ClientSettings) -> ClientConfig:

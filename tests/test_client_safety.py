@@ -406,6 +406,11 @@ def test_a_ledger_from_before_phases_still_verifies_and_reads(
         old.setitem(schema.CHAINED, "lifecycle_events", schema.LIFECYCLE_COLUMNS[:-1])
         old.setitem(ledger_core._INSERT, "lifecycle_events",
                     ledger_core._insert_sql("lifecycle_events"))
+        # ... nor 0007's application on requests.
+        old.setitem(schema.CHAINED, "usage_events", schema.USAGE_COLUMNS[:-1])
+        old.setitem(ledger_core._INSERT, "usage_events", ledger_core._insert_sql("usage_events"))
+        old.setitem(sealing.STORED, "usage_events", {
+            k: v for k, v in sealing.STORED["usage_events"].items() if k != "application"})
         # 0004 and every later migration (undone in reverse, so they come back in order).
         for later in reversed([name for name in schema.MIGRATIONS if name >= "0004"]):
             old.delitem(schema.MIGRATIONS, later)

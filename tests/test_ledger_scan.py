@@ -299,7 +299,7 @@ def test_a_cold_read_of_many_undrafted_rows_drafts_them_for_the_next_reader(
     assert [s for s in statements if "FROM usage_events WHERE seq >" in s] == \
         ["SELECT seq, ts_us, phase, request_id, attempt, principal, portfolio_id, token_id, "
          "token_fingerprint, environment, method, route, operation_id, scope_required, status, "
-         "error_code, latency_ms FROM usage_events WHERE seq > 600 ORDER BY seq"]
+         "error_code, latency_ms, application FROM usage_events WHERE seq > 600 ORDER BY seq"]
 
 
 def test_a_draft_that_does_not_match_the_ledger_is_ignored_and_fails_verify(

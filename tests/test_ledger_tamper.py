@@ -25,6 +25,7 @@ from etoro_nb.ledger import core as ledger_core
 from etoro_nb.ledger.checkpoint import CheckpointConfig, public_key, read_checkpoints
 from etoro_nb.ledger.schema import CHAINED, GENESIS
 from etoro_nb.ledger.sealing import STORED, file_sha256
+from etoro_nb.ledger.tables import TABLES
 from etoro_nb.sandbox import SandboxServer
 from tests.helpers import DEMO_READ
 from tests.helpers import append_owner_usage as _usage
@@ -84,7 +85,7 @@ def _rechain(conn: sqlite3.Connection, table: str, from_seq: int, prev: str) -> 
     rows = conn.execute(f"SELECT {', '.join(columns)} FROM {table} WHERE seq >= ? ORDER BY seq",
                         (from_seq,)).fetchall()
     for row in rows:
-        digest = chain_hash(prev, list(row))
+        digest = chain_hash(prev, TABLES[table].hashed_values(list(row)))
         conn.execute(f"UPDATE {table} SET prev_hash = ?, row_hash = ? WHERE seq = ?",
                      (prev, digest, row[0]))
         prev = digest
@@ -187,10 +188,10 @@ def test_an_existing_ledger_migrates_and_keeps_its_history(
 ) -> None:
     path = places["ledger"]
     with monkeypatch.context() as before:
-        # A ledger from before the seal guard (0004's phase column is there so that today's
-        # append_lifecycle can write to it; 0004 is tested on its own in test_client_safety).
+        # A ledger from before the seal guard (0004's phase and 0007's application columns are
+        # there so that today's appends can write to it; they are tested on their own).
         before.setattr(ledger_core, "MIGRATIONS", {k: v for k, v in schema.MIGRATIONS.items()
-                                                   if k < "0003" or k.startswith("0004")})
+                                                   if k < "0003" or k.startswith(("0004", "0007"))})
         old = Ledger(path, seal_threshold=None)
         for i in range(40):
             _usage(old, f"old{i}")
@@ -283,7 +284,7 @@ def test_a_swapped_segment_is_caught(places: dict[str, Path]) -> None:
     for row in rows:
         if row[0] == 40:
             row[14], row[15] = 200, None  # status, error_code
-        row[-2], row[-1] = prev, chain_hash(prev, row[:-2])
+        row[-2], row[-1] = prev, chain_hash(prev, TABLES["usage_events"].hashed_values(row[:-2]))
         prev = row[-1]
     pl.DataFrame(rows, schema=STORED["usage_events"], orient="row").write_parquet(file)
     # ... and everything that chains after it: the segments row, later segments rows, live rows.

@@ -13,7 +13,7 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
 TEMPLATES = ("00-cockpit", "01-quickstart", "02-delegation", "03-compliance-audit",
              "04-portfolio-activity", "05-autonomous-rebalancer", "06-large-ledger-audit",
-             "07-risk-boundaries", "09-team-audit")
+             "07-risk-boundaries", "08-mcp-agent-audit", "09-team-audit")
 
 
 def _load(path: Path) -> dict[str, Any]:

@@ -55,8 +55,10 @@ class UsageRecorder:
 
     def __init__(self, ledger: Ledger, *, principal: Literal["owner", "agent"],
                  environment: str, user_key: str,
-                 clock: Callable[[], datetime] | None = None, on_loop: bool = False) -> None:
+                 clock: Callable[[], datetime] | None = None, on_loop: bool = False,
+                 application: str | None = None) -> None:
         self.ledger = ledger
+        self.application = application  # recorded on every row (None: not named)
         # An async client's recorder never waits in its thread (the event loop's).
         self.wait_outcomes = ledger.durability == "full" and not on_loop
         self.on_loop = on_loop  # so a full batch is left to the writer thread, not the loop
@@ -80,7 +82,8 @@ class UsageRecorder:
                "portfolio_id": token[1] if token else portfolio,
                "token_id": token[0] if token else None, "token_fingerprint": self.fingerprint,
                "environment": self.environment, "method": method, "route": route,
-               "operation_id": operation_id, "scope_required": scope}
+               "operation_id": operation_id, "scope_required": scope,
+               "application": self.application}
         if self.clock is not None:
             row["ts_us"] = int(self.clock().timestamp() * 1_000_000)
         return row

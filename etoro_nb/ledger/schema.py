@@ -227,4 +227,7 @@ MIGRATIONS: dict[str, str] = {
     "0004_lifecycle_phase": "ALTER TABLE lifecycle_events ADD COLUMN phase TEXT "
                             "CHECK (phase IN ('intent', 'outcome', 'failed'));",
     "0006_policy_events": _policy_events(),
+    # The application a request was made by (``ClientConfig.application``); rows from before
+    # it (NULL) hash as they did, so old ledgers and their segments still verify.
+    "0007_request_application": "ALTER TABLE usage_events ADD COLUMN application TEXT;",
 }

@@ -120,6 +120,9 @@ USAGE = Table("usage_events", (
     Column("status", "INTEGER"),
     Column("error_code", "TEXT"),
     Column("latency_ms", "REAL"),
+    # 0007: the application that made the request (``ClientConfig.application``, e.g. the
+    # MCP server's "mcp:<client name>"); NULL on rows from before it and when none was set.
+    Column("application", "TEXT", hashed_when_null=False),
 ))
 DELEGATION_KINDS = ("portfolio_created", "portfolio_deleted", "token_minted", "token_updated",
                     "token_revoked", "token_expired")

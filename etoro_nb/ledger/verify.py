@@ -183,6 +183,8 @@ def _check_draft(chain: _Chain, draft: drafts.Draft) -> None:
     if draft.last >= chain.expect:
         return  # written after the snapshot: its rows are not verified yet
     try:
+        if set(STORED[chain.table]) - set(pl.read_parquet_schema(draft.path)):
+            return  # drafted before a column was added: readers never use it (scan reads SQL)
         rows = pl.read_parquet(draft.path, columns=list(STORED[chain.table])).rows()
     except FileNotFoundError:
         return  # obsolete, deleted since it was listed
