@@ -23,6 +23,7 @@ from etoro_nb.errors import InvalidInputError, PolicyViolation
 from etoro_nb.frames import POLICY_EVENTS_SCHEMA
 from etoro_nb.ledger import Ledger, schema
 from etoro_nb.ledger import checkpoint as cp
+from etoro_nb.ledger import core as ledger_core
 from etoro_nb.models import Portfolio
 
 NOW = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
@@ -250,7 +251,10 @@ def test_migration_0006_keeps_every_row_hash_and_checkpoint(tmp_path: Path,
     path, key = tmp_path / "ledger" / "l.sqlite", tmp_path / "keys" / "k.key"
     checkpoints = tmp_path / "audit" / "cp.jsonl"
     with monkeypatch.context() as before:
-        before.delitem(schema.MIGRATIONS, "0006_policy_events")  # a ledger from before it
+        # a ledger from before it (a copy: deleting from the shared dict and putting it back
+        # would move 0006 after 0007 for every later test)
+        before.setattr(ledger_core, "MIGRATIONS", {k: v for k, v in schema.MIGRATIONS.items()
+                                                   if k != "0006_policy_events"})
         with Ledger(path, seal_threshold=None) as old:
             for i in range(3):
                 old.append_lifecycle(kind="token_minted", token_id=f"t{i}", phase="outcome")

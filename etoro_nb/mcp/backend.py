@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio.to_thread
 
+from etoro_nb import scopes
 from etoro_nb.agent.controls import Controls, read_controls
 from etoro_nb.agent.policy import RiskPolicy
 from etoro_nb.agent.session import AgentSession
@@ -128,7 +129,7 @@ class Backend:
         return self.agent.ledger
 
     def scope(self, access: Literal["read", "write"]) -> str:
-        return f"etoro-public:trade.{self.account}:{access}"
+        return scopes.scope_for(self.account, access)
 
     # -- keeping up with the owner ---------------------------------------------------------
     def _learn(self, why: str | None) -> None:
