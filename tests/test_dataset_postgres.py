@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -287,3 +290,28 @@ def test_rows_out_of_day_order_still_verify(auditor: str, postgres: PostgresServ
     assert [(p.day.day, p.rows) for p in late] == [(1, 1), (2, 1), (1, 1), (2, 1)]
     edge = Dataset(root).scan("usage_events", since=midnight, until=midnight + timedelta(days=1))
     assert edge.select(pl.len()).collect().item() == 2
+
+
+def test_template_09_with_one_ledger_on_postgresql(postgres: PostgresServer) -> None:
+    """Template 09 with ETORO_NB_TEAM_PG set keeps one owner's ledger in a database it
+    makes on that server, and its outputs are the stored ones (nbval, strict). A server
+    it can't use fails the run: the setting is not ignored."""
+    def run(url: str) -> subprocess.CompletedProcess[str]:
+        env = {**os.environ, "ETORO_NB_TEAM_PG": url}
+        return subprocess.run(
+            [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q",
+             "notebooks/09-team-audit.ipynb"], cwd=ROOT, env=env, capture_output=True,
+            text=True, check=False, timeout=600)
+
+    done = run(postgres.url(SUPERUSER, "postgres"))
+    assert done.returncode == 0, done.stdout[-3000:]
+    postgres.admin("DROP ROLE IF EXISTS nobody_team; CREATE ROLE nobody_team LOGIN")
+    refused = run(postgres.url("nobody_team", "postgres"))  # may not create a database
+    assert refused.returncode == 1 and "permission denied to create database" in refused.stdout
+    left = _databases(postgres)
+    assert not [name for name in left if name.startswith("etoro_nb_team")]  # removed at the end
+
+
+def _databases(postgres: PostgresServer) -> list[str]:
+    with psycopg.connect(postgres.url(SUPERUSER, "postgres"), autocommit=True) as conn:
+        return [str(r[0]) for r in conn.execute("SELECT datname FROM pg_database").fetchall()]
