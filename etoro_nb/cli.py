@@ -219,7 +219,8 @@ def ledger_command(args: argparse.Namespace) -> int:
                 return 2
             ledger = synthesize(args.out, events=args.events, seed=args.seed,
                                 portfolios=args.portfolios, days=args.days)
-            print(f"wrote {args.events} usage events to {args.out} "
+            where = ledger.where if ledger.backend != "sqlite" else args.out  # never a password
+            print(f"wrote {args.events} usage events to {where} "
                   f"({len(ledger.segments())} sealed segments)")
             ledger.close()
             return 0

@@ -315,3 +315,15 @@ def test_template_09_with_one_ledger_on_postgresql(postgres: PostgresServer) -> 
 def _databases(postgres: PostgresServer) -> list[str]:
     with psycopg.connect(postgres.url(SUPERUSER, "postgres"), autocommit=True) as conn:
         return [str(r[0]) for r in conn.execute("SELECT datname FROM pg_database").fetchall()]
+
+
+def test_synth_into_postgresql_does_not_show_the_password(
+        postgres: PostgresServer, capsys: pytest.CaptureFixture[str]) -> None:
+    """Template 09 writes its PostgreSQL owner with `etoro-nb ledger synth --out URL`."""
+    from etoro_nb.cli import main
+
+    name = postgres.new_database()
+    assert main(["ledger", "synth", "--events", "10", "--portfolios", "1", "--days", "1",
+                 "--out", postgres.url(f"{SUPERUSER}:{PASSWORD}", name)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("wrote 10 usage events to postgresql://") and PASSWORD not in out
