@@ -292,6 +292,90 @@ def test_rows_out_of_day_order_still_verify(auditor: str, postgres: PostgresServ
     assert edge.select(pl.len()).collect().item() == 2
 
 
+def test_many_exports_at_once_into_one_dataset(auditor: str, sqlite_ledger: Path,
+                                               tmp_path: Path) -> None:
+    """Two exports of the PostgreSQL ledger and two of a SQLite one, at once, as a team's
+    hosts might run them: the PostgreSQL ledger's take turns on its lock, so its rows are
+    exported once."""
+    bob = _copy(sqlite_ledger, tmp_path / "b")
+    root = tmp_path / "ds"
+    procs = [subprocess.Popen([sys.executable, "-m", "etoro_nb.cli", "ledger", "export", str(src),
+                               "--to", str(root)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=ROOT)
+             for src in (auditor, bob, auditor, bob)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0, 0], outs
+    assert not [out for pair in outs for out in pair if PASSWORD in out]
+    said = outs[0][0] + outs[2][0]  # the PostgreSQL ledger's two: one did it all
+    assert said.count("nothing to export from") == 1 and said.count("exported ") == 1
+    found = verify(root)
+    assert found.ok and found.ledgers == 2, found.problem
+    manifest = _manifest(root, auditor)
+    assert [b["table"] for b in manifest.batches] == list(layout.TABLES)  # each row once
+
+
+def test_export_while_writers_append(auditor: str, postgres: PostgresServer, database: str,
+                                     tmp_path: Path) -> None:
+    """Exports run again and again while two writer processes append: each takes the rows
+    committed when it began, the next continues the chain, and once the writers are done
+    one more export leaves the dataset holding every row, verified."""
+    root = tmp_path / "ds"
+    writers = [subprocess.Popen([sys.executable, "-m", "tests.ledger_writer",
+                                 postgres.url(WRITER, database), "400", f"w{i}"],
+                                stdout=subprocess.DEVNULL, cwd=ROOT) for i in range(2)]
+    rounds = 0
+    while any(w.poll() is None for w in writers) or rounds < 2:
+        export(auditor, root)
+        rounds += 1
+    assert [w.wait(timeout=300) for w in writers] == [0, 0]
+    export(auditor, root)
+    found = verify(root)
+    assert found.ok, found.problem
+    with Ledger.open(auditor) as shared:
+        assert_frame_equal(Dataset(root).scan("usage_events").drop("ledger_id").collect(),
+                           shared.scan("usage_events").collect())
+    assert Dataset(root).ledgers()["usage_rows"].item() == EVENTS + 800
+
+
+def test_verify_a_pg_export_against_the_ledgers_checkpoint(auditor: str, postgres: PostgresServer,
+                                                           database: str, tmp_path: Path) -> None:
+    from etoro_nb.ledger import checkpoint as cp
+
+    key = tmp_path / "keys" / "checkpoint.key"
+    key.parent.mkdir()
+    signing = cp.signing_key(key)
+    with Ledger.open(postgres.url(WRITER, database)) as writer:
+        cp.write_checkpoint(writer, tmp_path / "team.checkpoints", signing)
+    root = tmp_path / "ds"
+    export(auditor, root)
+    trusted = cp.public_key(Path(f"{key}.pub"))
+    found = verify(root, cp.read_checkpoints(tmp_path / "team.checkpoints", trusted))
+    assert found.ok and found.checkpoints_checked == 1, found.problem
+    # The last row rewritten with its hash recomputed, file and manifest made to match, as a
+    # forger would: the dataset is consistent, but not the history the ledger signed.
+    from etoro_nb.ledger.chain import chain_hash
+    from etoro_nb.ledger.tables import TABLES
+
+    manifest = _manifest(root, auditor)
+    part = manifest.parts("usage_events")[-1]
+    frame = pl.read_parquet(root / part.path)
+    row = frame.row(-1, named=True)
+    row["status"] = 599 if row["status"] != 599 else 200
+    values = [row[c] for c in list(layout.schema("usage_events"))[1:-2]]
+    row["row_hash"] = chain_hash(row["prev_hash"], TABLES["usage_events"].hashed_values(values))
+    forged = pl.concat([frame.head(-1), pl.DataFrame([row], schema=frame.schema)])
+    forged.write_parquet(root / part.path)
+    text = json.loads(layout.manifest_path(root, manifest.ledger_id).read_text())
+    batch = next(b for b in text["batches"] if b["table"] == "usage_events")
+    batch["last_hash"] = row["row_hash"]
+    batch["parts"][-1]["sha256"] = hashlib.sha256((root / part.path).read_bytes()).hexdigest()
+    layout.manifest_path(root, manifest.ledger_id).write_text(json.dumps(text))
+    assert verify(root).ok  # internally consistent
+    found = verify(root, cp.read_checkpoints(tmp_path / "team.checkpoints", trusted))
+    assert not found.ok and f"usage_events row {EVENTS} of ledger" in str(found.problem)
+    assert "differs from the checkpoint" in str(found.problem)
+
+
 def test_template_09_with_one_ledger_on_postgresql(postgres: PostgresServer) -> None:
     """Template 09 with ETORO_NB_TEAM_PG set keeps one owner's ledger in a database it
     makes on that server, and its outputs are the stored ones (nbval, strict). A server
