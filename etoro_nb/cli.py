@@ -134,11 +134,14 @@ def _add_export(ledger_cmds: Commands) -> None:
         description="Seal the ledger's live rows, then add its segments the dataset lacks, "
                     "hive-partitioned by table and UTC day, with a manifest of their hashes and "
                     "chain heads. Many ledgers may export into one dataset, at once; running it "
-                    "again adds only what is new. Check it with `etoro-nb ledger verify DIR`.")
-    export.add_argument("path", metavar="LEDGER")
+                    "again adds only what is new. Check it with `etoro-nb ledger verify DIR`. "
+                    "LEDGER may be a postgresql:// URL: a PostgreSQL ledger is never sealed, so "
+                    "the rows committed since its last export are added, in export batches.")
+    export.add_argument("path", metavar="LEDGER", help="a ledger file or a postgresql:// URL")
     export.add_argument("--to", required=True, metavar="DIR", help="the dataset folder")
     export.add_argument("--owner", help="the ledger's label in the dataset (default: the label "
-                                        "it has there, else the file name without its suffix)")
+                                        "it has there, else the file name without its suffix, "
+                                        "or the database's name)")
     export.add_argument("--no-seal", action="store_true",
                         help="export only what is sealed already (leave live rows live)")
 
@@ -219,7 +222,8 @@ def ledger_command(args: argparse.Namespace) -> int:
                 return 2
             ledger = synthesize(args.out, events=args.events, seed=args.seed,
                                 portfolios=args.portfolios, days=args.days)
-            print(f"wrote {args.events} usage events to {args.out} "
+            where = ledger.where if ledger.backend != "sqlite" else args.out  # never a password
+            print(f"wrote {args.events} usage events to {where} "
                   f"({len(ledger.segments())} sealed segments)")
             ledger.close()
             return 0
@@ -287,7 +291,9 @@ def dataset_command(args: argparse.Namespace) -> int:
         result = dataset.verify(args.path, checkpoints, source=Path(args.checkpoint or "-").name)
         print(result)
         return 0 if result.ok else 1
-    if not Path(args.path).is_file():
+    from etoro_nb.ledger.pg_connect import is_postgres
+
+    if not is_postgres(args.path) and not Path(args.path).is_file():
         print(f"etoro-nb ledger export: no ledger at {args.path}", file=sys.stderr)
         return 2
     print(dataset.export(args.path, args.to, owner=args.owner, seal=not args.no_seal))

@@ -346,3 +346,22 @@ def test_verify_against_the_ledgers_checkpoints(ledgers: dict[str, Path], tmp_pa
     other = tmp_path / "keys" / "other.key"
     cp.signing_key(other)
     assert main([*args, str(tmp_path / "a.checkpoints"), "--key", str(other)]) == 1
+
+
+def test_rows_out_of_day_order_still_verify(ledgers: dict[str, Path], tmp_path: Path) -> None:
+    """A row stamped before midnight recorded after one stamped past it (processes on one
+    ledger, or a commit that waited): each data file holds consecutive rows, one day's, so
+    the files walk the chain in order."""
+    path = _copy(ledgers["alice"], tmp_path / "a")
+    midnight = datetime(2026, 3, 2, tzinfo=UTC)
+    with Ledger(path, seal_threshold=None) as ledger:
+        for n, seconds in enumerate((-2, 1, -1, 2)):
+            at = midnight + timedelta(seconds=seconds)
+            append_owner_usage(ledger, f"edge{n}", ts_us=int(at.timestamp() * 1e6))
+        ledger.flush()
+    root = tmp_path / "ds"
+    export(path, root)
+    found = verify(root)
+    assert found.ok, found.problem
+    late = [p for p in layout.read_manifests(root)[0].parts("usage_events") if p.first_seq > 3000]
+    assert [(p.day.day, p.rows) for p in late] == [(1, 1), (2, 1), (1, 1), (2, 1)]

@@ -12,8 +12,9 @@ each as often as wanted: only what is new is added.
 same files with Apache Spark.
 """
 
-from etoro_nb.dataset.export import ExportResult, export
+from etoro_nb.dataset.export import export
 from etoro_nb.dataset.read import Dataset
 from etoro_nb.dataset.verify import DatasetVerification, verify
+from etoro_nb.dataset.writing import ExportResult
 
 __all__ = ["Dataset", "DatasetVerification", "ExportResult", "export", "verify"]

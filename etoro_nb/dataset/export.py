@@ -1,4 +1,5 @@
-"""``export``: a ledger's sealed history into a dataset, incrementally.
+"""``export``: a ledger's sealed history into a dataset, incrementally (a PostgreSQL
+ledger's rows: ``pg_export``).
 
 Each segment the ledger chained and the dataset lacks is checked against its SHA-256 in
 the chain, split by UTC day, and written as data files (aside, then renamed); the
@@ -11,58 +12,53 @@ files its manifest does not list yet; the next export writes them again, identic
 
 from __future__ import annotations
 
-import hashlib
-import io
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import polars as pl
 
-from etoro_nb.dataset import layout
+from etoro_nb.dataset import layout, pg_export, writing
+from etoro_nb.dataset.writing import ExportResult
 from etoro_nb.errors import LedgerError
 from etoro_nb.ledger import Ledger
-from etoro_nb.ledger.sealing import STORED, file_sha256
+from etoro_nb.ledger.pg_connect import is_postgres
+from etoro_nb.ledger.sealing import file_sha256
+
+if TYPE_CHECKING:
+    from etoro_nb.ledger.postgres import PostgresLedger
+
+if TYPE_CHECKING:
+    from etoro_nb.ledger.postgres import PostgresLedger
 
 SAVE_EVERY = 64  # segments exported between manifest saves: bounds the work a crash redoes
 
 
-@dataclass(frozen=True)
-class ExportResult:
-    """What one export did: segments and rows it added, data files written, and what the
-    dataset holds of this ledger now."""
-
-    ledger_id: str
-    owner: str
-    segments_added: int
-    rows_added: int
-    files_written: int
-    segments_total: int
-    rows_total: int
-
-    def __str__(self) -> str:
-        if not self.segments_added:
-            return (f"nothing to export from {self.owner} (ledger {self.ledger_id}): the dataset "
-                    f"already holds its {self.segments_total} segments ({self.rows_total} rows)")
-        return (f"exported {self.rows_added} rows of {self.owner} (ledger {self.ledger_id}) from "
-                f"{self.segments_added} segments into {self.files_written} files; the dataset "
-                f"holds {self.segments_total} segments ({self.rows_total} rows) of it")
-
-
 def export(ledger: Ledger | str | Path, to: str | Path, *, owner: str | None = None,
            seal: bool = True) -> ExportResult:
-    """Export the sealed history of ``ledger`` (a ``Ledger`` or a ledger file) into the
-    dataset at ``to`` (made if missing). ``seal`` first seals the live rows, so everything
-    recorded so far is exported; without it only what is already sealed. ``owner`` labels
-    the ledger in the dataset (default: the label it already has there, else the ledger
-    file's name without its suffix)."""
+    """Export the sealed history of ``ledger`` (a ``Ledger``, a ledger file, or a
+    PostgreSQL ledger's ``postgresql://`` URL) into the dataset at ``to`` (made if
+    missing). ``seal`` first seals the live rows, so everything recorded so far is
+    exported; without it only what is already sealed. A PostgreSQL ledger is never sealed:
+    every row committed so far is exported, in export batches (``pg_export``), whatever
+    ``seal`` says. ``owner`` labels the ledger in the dataset (default: the label it
+    already has there, else the ledger file's name without its suffix, or the database's
+    name)."""
     if isinstance(ledger, Ledger):
+        if ledger.backend == "postgresql":
+            return _export_postgres(ledger, Path(to), owner)
         return _export(ledger, Path(to), owner, seal)
+    if is_postgres(ledger):
+        with Ledger.open(str(ledger)) as shared:
+            return _export_postgres(shared, Path(to), owner)
     path = Path(ledger)
     if not path.is_file():
         raise LedgerError(f"no ledger at {path}")
     with Ledger(path, seal_threshold=None) as opened:
         return _export(opened, Path(to), owner, seal)
+
+
+def _export_postgres(ledger: Ledger, root: Path, owner: str | None) -> ExportResult:
+    return pg_export.export_postgres(cast("PostgresLedger", ledger), root, owner)
 
 
 def _export(ledger: Ledger, root: Path, owner: str | None, seal: bool) -> ExportResult:
@@ -121,34 +117,4 @@ def _export_segment(ledger: Ledger, root: Path, ledger_id: str,
         raise LedgerError(f"segment {seg['file']} of {ledger.path} was altered (its SHA-256 is "
                           "not the one in the chain); nothing of it was exported: run "
                           "`etoro-nb ledger verify` on the ledger")
-    frame = _conformed(pl.read_parquet(source), table, ledger_id)
-    day = pl.from_epoch(pl.col("ts_us") // layout.DAY_US * 86_400, time_unit="s").dt.date()
-    parts = []
-    for piece in frame.with_columns(_day=day).partition_by("_day", maintain_order=True):
-        on = piece["_day"][0]
-        piece = piece.drop("_day")
-        first, last = int(piece["seq"][0]), int(piece["seq"][-1])
-        name = layout.part_name(table, on, ledger_id, first, last)
-        target = root / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        parts.append(layout.Part(name, table, on, first, last, piece.height,
-                                 _write_part(piece, target)))
-    return parts
-
-
-def _conformed(frame: pl.DataFrame, table: str, ledger_id: str) -> pl.DataFrame:
-    """A segment's rows in the table's stored schema (a column added after it was sealed
-    reads as null), with ``ledger_id`` first."""
-    missing = [pl.lit(None, dtype).alias(c) for c, dtype in STORED[table].items()
-               if c not in frame.columns]
-    return (frame.with_columns(missing).with_columns(pl.lit(ledger_id).alias(layout.LEDGER_COLUMN))
-            .select(list(layout.schema(table))).cast(pl.Schema(layout.schema(table))))
-
-
-def _write_part(piece: pl.DataFrame, target: Path) -> str:
-    """Write a data file aside and rename it into place; its SHA-256."""
-    buffer = io.BytesIO()
-    piece.write_parquet(buffer, compression="zstd", statistics=True)
-    data = buffer.getvalue()
-    layout.write_aside(target, data)
-    return hashlib.sha256(data).hexdigest()
+    return writing.write_parts(pl.read_parquet(source), root, table, ledger_id)

@@ -8,7 +8,8 @@
       _manifests/<ledger_id>.json      one per source ledger (written aside, renamed)
       _manifests/<ledger_id>.lock      held while that ledger is exported
 
-A data file holds the stored rows of one ledger's segment that fall on one UTC day
+A data file holds the stored rows of one ledger's segment (a SQLite ledger's) or export
+batch (a PostgreSQL ledger's, which is never sealed) that fall on one UTC day
 (``ledger_id`` first, then the table's columns and chain hashes): its name is made from
 the ledger and the rows it holds, so exports of different ledgers never write the same
 file, and a file rewritten by a repeated export holds the same rows. Engines skip names
@@ -32,7 +33,8 @@ import polars as pl
 
 from etoro_nb.ledger.sealing import STORED, fsync_path
 
-FORMAT = 1
+FORMAT = 1  # a manifest of segments only (a SQLite ledger's)
+FORMAT_BATCHES = 2  # a manifest with export batches (a PostgreSQL ledger's): older versions refuse it
 MANIFESTS = "_manifests"
 TABLES = tuple(STORED)  # the sealable tables: usage_events, lifecycle_events
 LEDGER_COLUMN = "ledger_id"
@@ -81,12 +83,18 @@ class Part:
 class Manifest:
     """What a dataset holds of one ledger: each exported segment (its ``segments`` row as
     the ledger chained it, hashes included) with the data files made of it, and the chain
-    heads (last row and hash) of each table as exported."""
+    heads (last row and hash) of each table as exported.
+
+    A PostgreSQL ledger has no segments: each export adds ``batches`` instead, one per
+    table and run of rows (``table``, ``first_seq``, ``first_prev_hash``, ``last_seq``,
+    ``last_hash``, ``rows``, ``exported_us`` and its ``parts``). The last batch of a table
+    is its watermark: the next export starts after it, and its first row must link to it."""
 
     ledger_id: str
     owner: str
     source: str
     segments: list[dict[str, Any]] = field(default_factory=list)  # segments rows + "parts"
+    batches: list[dict[str, Any]] = field(default_factory=list)  # a PostgreSQL ledger's
 
     @property
     def exported(self) -> set[int]:
@@ -94,7 +102,7 @@ class Manifest:
         return {int(s["seq"]) for s in self.segments}
 
     def parts(self, table: str | None = None) -> list[Part]:
-        return [Part.from_json(p) for s in self.segments for p in s["parts"]
+        return [Part.from_json(p) for s in (*self.segments, *self.batches) for p in s["parts"]
                 if table is None or p["table"] == table]
 
     def heads(self) -> dict[str, dict[str, Any]]:
@@ -105,11 +113,16 @@ class Manifest:
             out["segments"] = {"seq": last["seq"], "hash": last["row_hash"]}
         for seg in self.segments:
             out[seg["table_name"]] = {"seq": seg["last_seq"], "hash": seg["last_hash"]}
+        for batch in self.batches:
+            out[batch["table"]] = {"seq": batch["last_seq"], "hash": batch["last_hash"]}
         return out
 
     def to_json(self) -> dict[str, Any]:
-        return {"format": FORMAT, "ledger_id": self.ledger_id, "owner": self.owner,
-                "source": self.source, "heads": self.heads(), "segments": self.segments}
+        value = {"format": FORMAT, "ledger_id": self.ledger_id, "owner": self.owner,
+                 "source": self.source, "heads": self.heads(), "segments": self.segments}
+        if self.batches:
+            value.update(format=FORMAT_BATCHES, batches=self.batches)
+        return value
 
 
 def manifests_dir(root: Path) -> Path:
@@ -124,9 +137,11 @@ def read_manifest(path: Path) -> Manifest:
     """A manifest file (``ValueError`` naming it if it is not one)."""
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
-        if value.get("format") != FORMAT:
-            raise ValueError(f"format {value.get('format')!r}, expected {FORMAT}")
-        return Manifest(value["ledger_id"], value["owner"], value["source"], value["segments"])
+        if value.get("format") not in (FORMAT, FORMAT_BATCHES):
+            raise ValueError(f"format {value.get('format')!r}, expected {FORMAT} or "
+                             f"{FORMAT_BATCHES}")
+        return Manifest(value["ledger_id"], value["owner"], value["source"], value["segments"],
+                        value.get("batches", []))
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"manifest {path.name} cannot be read: {exc}") from None
 

@@ -52,15 +52,17 @@ class Dataset:
         return layout.read_manifests(self.path)
 
     def ledgers(self) -> pl.DataFrame:
-        """One row per ledger exported here, by owner: its id, owner label, source file, and
-        what the dataset holds of it (segments, data files, rows per table)."""
+        """One row per ledger exported here, by owner: its id, owner label, source (a file,
+        or a PostgreSQL URL without its password), and what the dataset holds of it
+        (segments of a SQLite ledger, export batches of a PostgreSQL one, data files, rows
+        per table)."""
         rows = [{"ledger_id": m.ledger_id, "owner": m.owner, "source": m.source,
-                 "segments": len(m.segments), "files": len(m.parts()),
+                 "segments": len(m.segments), "batches": len(m.batches), "files": len(m.parts()),
                  "usage_rows": sum(p.rows for p in m.parts("usage_events")),
                  "lifecycle_rows": sum(p.rows for p in m.parts("lifecycle_events"))}
                 for m in self.manifests()]
         schema = {"ledger_id": pl.String, "owner": pl.String, "source": pl.String,
-                  "segments": pl.Int64, "files": pl.Int64, "usage_rows": pl.Int64,
+                  "segments": pl.Int64, "batches": pl.Int64, "files": pl.Int64, "usage_rows": pl.Int64,
                   "lifecycle_rows": pl.Int64}
         return pl.DataFrame(rows, schema=schema, orient="row").sort("owner", "ledger_id")
 

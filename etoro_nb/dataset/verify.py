@@ -5,7 +5,11 @@ For each ledger: its ``segments`` chain is recomputed from the rows its manifest
 SHA-256 listed, hold the rows listed, of that ledger and day; and the rows of each table,
 file after file, must recompute the ledger's hash chain from the first segment's
 ``first_prev_hash`` to the last one's ``last_hash``, which the chained ``segments`` rows
-vouch for. A data file in the table folders that no manifest lists fails the check too
+vouch for. A PostgreSQL ledger's manifest lists export batches instead of segments: the
+rows of each table, batch after batch, must recompute its chain from the genesis hash,
+each batch starting where the one before ended (its ``first_prev_hash`` is that one's
+``last_hash``), as a SQLite ledger's chain is walked through its segments.
+A data file in the table folders that no manifest lists fails the check too
 (engines reading the folder would count its rows). The first problem is named.
 
 Without checkpoints this proves internal consistency, as ``etoro-nb ledger verify`` does
@@ -182,6 +186,28 @@ def _check_ledger(root: Path, manifest: layout.Manifest, tally: _Tally,
         if walk.expect - 1 != seg["last_seq"] or walk.prev != seg["last_hash"]:
             raise _Broken(f"the files of segment {seg['file']} of ledger {ledger} do not hold "
                           f"its {table} rows {seg['first_seq']}-{seg['last_seq']} as chained")
+    for batch in manifest.batches:
+        _check_batch(root, ledger, batch, walks, tally)
+
+
+def _check_batch(root: Path, ledger: str, batch: dict[str, Any], walks: dict[str, _Walk],
+                 tally: _Tally) -> None:
+    """An export batch of a PostgreSQL ledger: it continues its table's chain where the
+    batch before it ended (its first row links to that one's last hash), and its files
+    hold its rows, chained."""
+    table, first, last = batch["table"], batch["first_seq"], batch["last_seq"]
+    walk = walks.get(table)
+    if walk is None:
+        raise _Broken(f"manifest {ledger}.json lists an export batch of an unknown table {table!r}")
+    which = f"the export batch of {table} rows {first}-{last} of ledger {ledger}"
+    if first != walk.expect or batch["first_prev_hash"] != walk.prev:
+        raise _Broken(f"{which} does not continue the {table} chain at row {walk.expect}")
+    for part in (layout.Part.from_json(p) for p in batch["parts"]):
+        _check_part(root, ledger, part, walk)
+        tally.files += 1
+        tally.rows += part.rows
+    if walk.expect - 1 != last or walk.prev != batch["last_hash"]:
+        raise _Broken(f"the files of {which} do not hold its rows as chained")
 
 
 def _check_part(root: Path, ledger: str, part: layout.Part, walk: _Walk) -> None:
