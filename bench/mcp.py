@@ -19,7 +19,6 @@ import argparse
 import importlib.util
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -32,6 +31,9 @@ import anyio  # noqa: E402
 import mcp_types as types  # noqa: E402
 from mcp.client.session import ClientSession  # noqa: E402
 from mcp.client.stdio import StdioServerParameters, stdio_client  # noqa: E402
+
+sys.path.append(str(HERE))  # the SDK is imported: bench/'s helpers (_scratch) may be found now
+from _scratch import scratch_dir  # noqa: E402
 
 from etoro_nb.agent.session import AgentSession  # noqa: E402
 from etoro_nb.client import EtoroClient  # noqa: E402
@@ -74,7 +76,7 @@ def main() -> None:
     args = parser.parse_args()
     per_round = args.calls // args.rounds
     process, base = serve()
-    folder = Path(tempfile.mkdtemp(prefix="bench-mcp-"))
+    folder = scratch_dir("bench-mcp-")
     ledger = Ledger(folder / "ledger.sqlite")
     owner = EtoroClient(base_url=base, api_key=API_KEY, user_key=USER_KEY, environment="sandbox",
                         allow_real=True, ledger=ledger, quota=Quota(UNLIMITED, UNLIMITED))
