@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -66,20 +67,28 @@ class Service:
         self.backends: dict[str, Backend] = {}
         self.sessions: dict[str, dict[int, ServerSession]] = {}
         self.told: dict[str, str] = {}
+        self._connections: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        """Each live connection's application: its name is read once, not per call."""
         self._making = anyio.Lock()
 
     async def backend(self, ctx: Any) -> tuple[str, Backend]:
+        # A ServerSession is a per-request proxy: keep one per connection, to notify once.
+        connection = getattr(ctx.session, "_connection", ctx.session)
+        known = self._connections.get(connection)
+        if known is not None:  # every call after the first
+            return known, self.backends[known]
         params = ctx.session.client_params
         app = application_name(params.client_info.name if params is not None else None)
         async with self._making:
             if app not in self.backends:
                 backend = await off_loop(self._make, app)
                 self.backends[app] = backend
-                self.told[app] = await off_loop(backend.view, tools.signature)
+                self.told[app] = await off_loop(backend.view, tools.signature,
+                                                thread=backend.thread)
                 log.info("serving the MCP client %s", app)
-        # A ServerSession is a per-request proxy: keep one per connection, to notify once.
-        connection = getattr(ctx.session, "_connection", ctx.session)
         self.sessions.setdefault(app, {})[id(connection)] = ctx.session
+        if params is not None:  # its name is known for good once it has initialised
+            self._connections[connection] = app
         return app, self.backends[app]
 
     def _make(self, app: str) -> Backend:
@@ -94,7 +103,8 @@ class Service:
     async def tell(self, app: str, backend: Backend, signature: str | None = None) -> None:
         """Send ``tools/list_changed`` to the client's sessions if its list changed
         (``signature``: the list as just seen, else it is looked at now)."""
-        now = signature if signature is not None else await off_loop(backend.view, tools.signature)
+        now = signature if signature is not None else await off_loop(
+            backend.view, tools.signature, thread=backend.thread)
         if now == self.told.get(app):
             return
         self.told[app] = now
@@ -127,8 +137,8 @@ class Service:
     # -- handlers --------------------------------------------------------------------------
     async def list_tools(self, ctx: Any, params: Any) -> types.ListToolsResult:
         app, backend = await self.backend(ctx)
-        listed, signature = await off_loop(backend.view, lambda b: (tools.available(b),
-                                                                    tools.signature(b)))
+        listed, signature = await off_loop(
+            backend.view, lambda b: (tools.available(b), tools.signature(b)), thread=backend.thread)
         self.told[app] = signature
         return types.ListToolsResult(tools=listed)
 
@@ -144,7 +154,7 @@ class Service:
             arguments = tools.parse(spec, params.arguments)
             # One trip to the worker thread: the call, then the list as it now stands.
             result, signature = await off_loop(backend.call, lambda b: (
-                tools.run(spec, b, arguments), tools.signature(b)))
+                tools.run(spec, b, arguments), tools.signature(b)), thread=backend.thread)
             content = dumped(result)
             answer = types.CallToolResult(
                 content=[types.TextContent(type="text", text=json.dumps(content))],
@@ -169,7 +179,8 @@ class Service:
             raise MCPError(RESOURCE_NOT_FOUND, f"no resource {uri!r}; the resources are "
                            f"{', '.join(resources.RESOURCES)}")
         _, backend = await self.backend(ctx)
-        text = await off_loop(backend.view, lambda b: resources.read(b, uri))
+        text = await off_loop(backend.view, lambda b: resources.read(b, uri),
+                              thread=backend.thread)
         return types.ReadResourceResult(contents=[types.TextResourceContents(
             uri=uri, mime_type=resources.MIME, text=text)])
 
