@@ -191,6 +191,12 @@ class Backend:
             self._look()
             return read(self)
 
+    def now(self, read: Callable[[Backend], T]) -> T:
+        """``read`` this backend's state as it stands (no look at the ledger: a call just
+        looked)."""
+        with self._lock:
+            return read(self)
+
     def call(self, work: Callable[[Backend], T]) -> T:
         """Run ``work`` after catching up with the owner; a refusal of the token by the
         server makes the backend learn again what the token may do, then re-raises."""

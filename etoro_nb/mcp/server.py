@@ -23,6 +23,7 @@ from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
+from pydantic import BaseModel
 
 from etoro_nb.agent.policy import RiskPolicy
 from etoro_nb.client import EtoroClient
@@ -147,14 +148,18 @@ class Service:
             app, backend = await self.backend(ctx)
         except Exception as exc:
             return error_result(failure_of(exc))
+        signature: str | None = None
         try:
             spec = tools.BY_NAME.get(params.name)
             if spec is None:
                 raise ToolFailure(tools.unknown_tool(params.name))
             arguments = tools.parse(spec, params.arguments)
-            # One trip to the worker thread: the call, then the list as it now stands.
-            result, signature = await off_loop(backend.call, lambda b: (
-                tools.run(spec, b, arguments), tools.signature(b)), thread=backend.thread)
+            # One trip to the worker thread, refused or not: the call, then the list as it
+            # now stands (a refusal may have changed it: a revoked token lists nothing).
+            result, signature = await off_loop(_attempt, backend, spec, arguments,
+                                               thread=backend.thread)
+            if isinstance(result, Exception):
+                raise result
             content = dumped(result)
             answer = types.CallToolResult(
                 content=[types.TextContent(type="text", text=json.dumps(content))],
@@ -162,7 +167,7 @@ class Service:
         except Exception as exc:
             failure = failure_of(exc, request_id=getattr(exc, "mcp_request_id", None))
             log.info("%s: %s refused: [%s] %s", app, params.name, failure.code, failure.message)
-            answer, signature = error_result(failure), None
+            answer = error_result(failure)
         try:
             await self.tell(app, backend, signature)
         except Exception as exc:
@@ -183,6 +188,21 @@ class Service:
                               thread=backend.thread)
         return types.ReadResourceResult(contents=[types.TextResourceContents(
             uri=uri, mime_type=resources.MIME, text=text)])
+
+
+def _attempt(backend: Backend, spec: tools.ToolSpec,
+             arguments: Any) -> tuple[BaseModel | Exception, str | None]:
+    """In the backend's thread: the tool's result or what refused it, and the tool list's
+    signature after it (None if it could not be made: then it is looked at again)."""
+    outcome: BaseModel | Exception
+    try:
+        outcome = backend.call(lambda b: tools.run(spec, b, arguments))
+    except Exception as exc:
+        outcome = exc
+    try:
+        return outcome, backend.now(tools.signature)
+    except Exception:
+        return outcome, None
 
 
 def build(service: Service) -> tuple[Server[Any], InitializationOptions]:
