@@ -131,9 +131,13 @@ def test_a_refusal_through_mcp_names_the_client_in_policy_events(desk: Desk, tmp
         async with connect(desk, bot.token.secret.get_secret_value(), tmp_path / "err") as c:
             said.update(error_of(await c.call("open_position", {"instrument": "AAPL",
                                                                 "amount": 500})))
+            activity = await c.resource("etoro-nb://activity")
+            said["shown"] = [e["application"] for e in activity["policy_events"]
+                             if e["request_id"] == said["request_id"]]
 
     anyio.run(main)
     assert said["rule"] == "max_order_amount_usd"
+    assert said["shown"] == [APPLICATION]  # the activity resource names the client too
     # The same refusal by a session whose client names no application: null, as in old rows.
     plain = AgentSession(desk.agent(bot), account="demo")
     with pytest.raises(PolicyViolation):
