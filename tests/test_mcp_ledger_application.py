@@ -1,27 +1,35 @@
 """The application a request was made by (``ClientConfig.application``; the MCP server's
 ``"mcp:<client name>"``) is on every request row of the ledger, in the frames and in sealed
-segments; ledgers from before ``0007_request_application`` keep verifying."""
+segments; ledgers from before ``0007_request_application`` keep verifying. An agent
+session's own events (refusals, booked orders, its stop) name it too, in
+``frames.policy_events``' ``application``."""
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import anyio
 import polars as pl
 import pytest
 
+from etoro_nb.agent.policy import RiskPolicy
+from etoro_nb.agent.session import AgentSession
 from etoro_nb.client import EtoroClient
 from etoro_nb.client_config import ClientConfig
-from etoro_nb.errors import ConfigurationError
-from etoro_nb.frames.ledger import requests, usage
+from etoro_nb.errors import ConfigurationError, PolicyViolation
+from etoro_nb.frames.ledger import policy_events, requests, usage
 from etoro_nb.ledger import Ledger, chain_hash
 from etoro_nb.ledger.schema import GENESIS, MIGRATIONS
 from etoro_nb.mcp.server import application_name
 from etoro_nb.migrations import migrate
 from etoro_nb.sandbox import SandboxServer
-from tests.helpers import DEMO_READ
+from tests.agent_support import Desk
+from tests.helpers import DEMO_READ, DEMO_WRITE
+from tests.mcp_support import APPLICATION, connect, error_of
 
 OLD_COLUMNS = ("seq", "ts_us", "phase", "request_id", "attempt", "principal", "portfolio_id",
                "token_id", "token_fingerprint", "environment", "method", "route",
@@ -112,3 +120,42 @@ def test_the_mcp_clients_application_name() -> None:
     assert application_name(" Cursor\x1b[31m\n ") == "mcp:Cursor[31m"
     assert application_name(None) == application_name("\n") == "mcp:unnamed-client"
     assert len(application_name("x" * 500)) == len("mcp:") + 100
+
+
+def test_a_refusal_through_mcp_names_the_client_in_policy_events(desk: Desk, tmp_path: Path) -> None:
+    bot = desk.portfolio([DEMO_READ, DEMO_WRITE])
+    desk.owner.agent_portfolios.set_policy(bot.portfolio.id, RiskPolicy(max_order_amount_usd=100))
+    said: dict[str, Any] = {}
+
+    async def main() -> None:
+        async with connect(desk, bot.token.secret.get_secret_value(), tmp_path / "err") as c:
+            said.update(error_of(await c.call("open_position", {"instrument": "AAPL",
+                                                                "amount": 500})))
+            activity = await c.resource("etoro-nb://activity")
+            said["shown"] = [e["application"] for e in activity["policy_events"]
+                             if e["request_id"] == said["request_id"]]
+
+    anyio.run(main)
+    assert said["rule"] == "max_order_amount_usd"
+    assert said["shown"] == [APPLICATION]  # the activity resource names the client too
+    # The same refusal by a session whose client names no application: null, as in old rows.
+    plain = AgentSession(desk.agent(bot), account="demo")
+    with pytest.raises(PolicyViolation):
+        plain.open_order("AAPL", amount=500)
+    refusals = policy_events(desk.ledger, portfolio=bot.portfolio.id).filter(kind="policy_refused")
+    by_request = dict(zip(refusals["request_id"], refusals["application"], strict=True))
+    assert len(by_request) == 2 and by_request.pop(said["request_id"]) == APPLICATION
+    assert list(by_request.values()) == [None]
+
+
+def test_a_sessions_orders_and_stop_name_its_application(desk: Desk) -> None:
+    bot = desk.portfolio([DEMO_READ, DEMO_WRITE])
+    agent = EtoroClient(replace(desk.agent(bot).config, application="notebook:desk"))
+    desk.agents.append(agent)
+    session = AgentSession(agent, RiskPolicy(max_order_amount_usd=100), account="demo")
+    session.open_order("AAPL", amount=50)
+    session.stop("done for the day")
+    events = policy_events(desk.ledger, portfolio=bot.portfolio.id, server_refusals=False)
+    by_kind = dict(zip(events["kind"], events["application"], strict=True))
+    assert by_kind["order_booked"] == by_kind["session_stopped"] == "notebook:desk"
+    assert events.schema["application"] == pl.String

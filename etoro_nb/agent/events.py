@@ -6,7 +6,9 @@ want of consent), ``agent_paused``, ``agent_resumed``. Agent sessions (``session
 ``policy_refused`` (a local refusal: rule, limit, attempted), ``order_booked`` (the book
 after each order placed), ``book_reconciled`` (the book after each read),
 ``session_stopped`` (the reason). Each row names the agent portfolio; a session's rows
-name its token too. ``frames.policy_events`` reads them all back, one row per event.
+name its token too, and the application of the session's client when it has one
+(``detail.application``, such as an MCP client's ``"mcp:<name>"``; absent in older rows).
+``frames.policy_events`` reads them all back, one row per event.
 
 The book after each order is kept in memory and written in batches (``BookLog``): one
 ``order_booked`` row holds up to ``BOOK_BATCH`` orders (``detail.orders``, each with its own
@@ -60,10 +62,11 @@ class BookLog:
     """An agent session's ``order_booked`` rows, batched (see the module's docstring)."""
 
     def __init__(self, ledger: Ledger | None, portfolio_id: str | None,
-                 token_id: str | None) -> None:
+                 token_id: str | None, application: str | None = None) -> None:
         self.ledger = ledger
         self.portfolio_id = portfolio_id
         self.token_id = token_id
+        self.application = application
         self.orders: list[dict[str, Any]] = []
         self._first = 0.0
 
@@ -82,8 +85,11 @@ class BookLog:
             return
         batch, self.orders = self.orders, []
         when = at or datetime.fromtimestamp(batch[-1]["ts_us"] / 1e6, UTC)
+        detail: dict[str, Any] = {"orders": batch}
+        if self.application is not None:
+            detail["application"] = self.application  # one per batch: one session's orders
         record_after(self.ledger, BOOKED, when, portfolio_id=self.portfolio_id,
-                     token_id=self.token_id, detail={"orders": batch})
+                     token_id=self.token_id, detail=detail)
 
 
 def record_after(ledger: Ledger | None, kind: str, at: datetime, **fields: Any) -> None:

@@ -106,6 +106,8 @@ class SessionCore:
         self._ledger: Ledger | None = agent.ledger
         recorder = agent.recorder
         self._fingerprint = recorder.fingerprint if recorder is not None else None
+        # The client's application (an MCP client's "mcp:<name>"), named on the session's events.
+        self._application = recorder.application if recorder is not None else None
         known = (self._ledger.token_for(self._fingerprint)
                  if self._ledger is not None and self._fingerprint else None)
         self.token_id = known[0] if known else None
@@ -125,7 +127,8 @@ class SessionCore:
         self._started = False
         self._needs_read = True
         self._base_equity: float | None = None
-        self._booklog = events.BookLog(self._ledger, self.portfolio_id, self.token_id)
+        self._booklog = events.BookLog(self._ledger, self.portfolio_id, self.token_id,
+                                       self._application)
         # A session dropped without close() still writes its last batch (at exit at latest).
         weakref.finalize(self, self._booklog.flush)
         if self._watcher is not None:  # and lets go of its connection to the ledger file
@@ -587,6 +590,8 @@ class SessionCore:
                 request_id: str | None = None) -> Work[None]:
         if kind != events.STOPPED and kind != events.REFUSED:
             detail = {**detail, **self._figures(at)}
+        if self._application is not None:
+            detail = {**detail, "application": self._application}
 
         def write() -> None:
             self._booklog.flush()  # the orders before it come first in the ledger too

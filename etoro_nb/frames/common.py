@@ -84,6 +84,7 @@ POLICY_EVENTS_SCHEMA = _declare({
     "gross_exposure_usd": pl.Float64, "exposure_limit_usd": pl.Float64,
     "realized_pnl_today_usd": pl.Float64, "loss_limit_usd": pl.Float64,
     "open_positions": pl.Int64, "orders_today": pl.Int64, "detail": pl.String,
+    "application": pl.String,
 })
 """``policy_events()``: one row per event. ``source`` is ``owner`` (``policy_set``,
 ``agent_paused``, ``agent_resumed``), ``agent`` (an agent session's ``policy_refused``,
@@ -96,7 +97,10 @@ version's limits as JSON; ``loosens`` what it loosened (with ``consent``). The b
 columns are the session's figures when the event happened: gross exposure and the
 tightest exposure limit in effect (USD), net realised P&L of the UTC day (assuming the
 worst for closes since the last read) and the daily loss limit, open positions, orders in
-the day. ``phase`` is ``failed`` for a policy change refused for want of consent."""
+the day. ``phase`` is ``failed`` for a policy change refused for want of consent.
+``application`` is the application of the client that made an agent session's event or a
+server-refused request (``ClientConfig.application``, e.g. ``mcp:<client name>``), null
+when it had none or was recorded before it was kept."""
 
 
 def _schema(base: pl.Schema, overrides: Mapping[str, Any] | None) -> pl.Schema:

@@ -253,7 +253,10 @@ def policy_events(ledger: EventSource, *, portfolio: str | None = None,
     # An order of a batch is never later than its batch's row: filtering rows by ``since``
     # keeps every order at or after it (the orders before it go below).
     rows = _booked_orders(_lifecycle_rows(ledger, since=start, portfolio_id=portfolio)
-                          .filter(pl.col("kind").is_in(AGENT_KINDS)))
+                          .filter(pl.col("kind").is_in(AGENT_KINDS))
+                          # before a batch of orders is split: its application is the batch's
+                          .with_columns(application=pl.col("detail")
+                                        .str.json_path_match("$.application")))
     owner = ("policy_set", "agent_paused", "agent_resumed")
     local = rows.with_columns(
         source=pl.when(pl.col("kind").is_in(owner)).then(pl.lit("owner")).otherwise(pl.lit("agent")),
@@ -327,6 +330,6 @@ def _server_refusals(ledger: EventSource, portfolio: str | None,
         "token_id": pl.col("token_id"), "request_id": pl.col("request_id"),
         "operation": pl.col("operation_id"), "rule": pl.col("error_code"),
         "attempted": pl.col("operation_id"), "status": pl.col("status"),
-        "error_code": pl.col("error_code")}
+        "error_code": pl.col("error_code"), "application": pl.col("application")}
     return refused.select([taken.get(name, pl.lit(None, dtype)).alias(name)
                            for name, dtype in POLICY_EVENTS_SCHEMA.items()])

@@ -2,7 +2,9 @@
 client's application name), its ``AgentSession``, and a watch on the owner's changes.
 
 Every call from the event loop into this synchronous code goes through ``off_loop``, the
-one place that knows the session is synchronous (an async session could replace it there).
+one place that knows the session is synchronous (an async session could replace it there);
+a backend's calls go to a worker thread of its own (``Backend.thread``), which is cheaper
+to hand a call to than anyio's shared pool and keeps one client's calls in one thread.
 ``Backend.call`` looks at the ledger first (one indexed query on a read-only connection):
 an owner's token change (narrowed, widened, revoked, portfolio deleted) makes it learn the
 token's scopes again (``/api/v1/me``, recorded) and start a new session with them; a pause,
@@ -12,9 +14,12 @@ made where this ledger does not see it) leads to the same re-learning.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import sqlite3
 import threading
 from collections.abc import Callable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from functools import partial
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -44,10 +49,19 @@ TOKEN_KINDS = ("token_updated", "token_revoked", "portfolio_deleted")
 CONTROL_KINDS = ("policy_set", "agent_paused", "agent_resumed")
 
 
-async def off_loop(call: Callable[..., T], *args: Any) -> T:
+async def off_loop(call: Callable[..., T], *args: Any, thread: Executor | None = None) -> T:
     """Run blocking work (the agent session, the ledger) in a worker thread, so the server
-    never blocks its event loop. The one call site of the synchronous session."""
-    return await anyio.to_thread.run_sync(partial(call, *args))
+    never blocks its event loop: ``thread`` (a backend's own), else one of anyio's. As with
+    anyio's, work under way is awaited to its end before a cancellation is delivered (an
+    order is never left half-known). The one call site of the synchronous session."""
+    work = partial(call, *args)
+    if thread is None:
+        return await anyio.to_thread.run_sync(work)
+    future = asyncio.get_running_loop().run_in_executor(thread, contextvars.copy_context().run,
+                                                        work)
+    with anyio.CancelScope(shield=True):
+        result = await future
+    return result
 
 
 class OwnerWatch:
@@ -110,6 +124,8 @@ class Backend:
         self.instruments: dict[int | str, InstrumentItem] = {}
         """Instruments the tools looked up, by id and by upper-case symbol (they never change)."""
         self._lock = threading.Lock()
+        self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etoro-nb-mcp")
+        """Where the server runs this backend's calls (``off_loop(..., thread=)``)."""
         ledger = agent.ledger
         recorder = agent._core.recorder
         known = (ledger.token_for(recorder.fingerprint)
@@ -176,6 +192,12 @@ class Backend:
             self._look()
             return read(self)
 
+    def now(self, read: Callable[[Backend], T]) -> T:
+        """``read`` this backend's state as it stands (no look at the ledger: a call just
+        looked)."""
+        with self._lock:
+            return read(self)
+
     def call(self, work: Callable[[Backend], T]) -> T:
         """Run ``work`` after catching up with the owner; a refusal of the token by the
         server makes the backend learn again what the token may do, then re-raises."""
@@ -209,6 +231,7 @@ class Backend:
             if self._watch is not None:
                 self._watch.close()
             self.agent.close()
+        self.thread.shutdown(wait=False)  # idle by now: close runs after the last call
 
 
 def failure_for_403(exc: BaseException, cause: PermissionDeniedError) -> ToolFailure:

@@ -69,7 +69,8 @@ def _activity(b: Backend) -> dict[str, Any]:
     shown: list[dict[str, Any]] = []
     if events is not None:
         shown = (events.tail(RECENT).select("ts", "kind", "source", "rule", "limit", "attempted",
-                                            "reason", "status", "error_code", "request_id")
+                                            "reason", "status", "error_code", "request_id",
+                                            "application")
                  .to_dicts())
     return {"requests": [_jsonable(r) for r in shown_requests],
             "policy_events": [_jsonable(r) for r in shown]}

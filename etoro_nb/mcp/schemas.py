@@ -10,6 +10,8 @@ from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic.json_schema import GenerateJsonSchema, JsonSchemaValue
+from pydantic_core import core_schema
 
 from etoro_nb.models import Candle, PendingOrder, Position, Rate, Trade
 
@@ -149,6 +151,41 @@ class RoomResult(Result):
     leverage: int
 
 
+class _Flat(GenerateJsonSchema):
+    """An output schema as cheap to check as it can be: a nullable value is a type list
+    (``{"type": ["number", "null"]}``, not an ``anyOf`` of two schemas). MCP clients check
+    every structured result against the tool's output schema (the SDK's ``ClientSession``
+    does, with ``jsonschema``), where an ``anyOf`` costs a validator per branch."""
+
+    def nullable_schema(self, schema: core_schema.NullableSchema) -> JsonSchemaValue:
+        inner = self.generate_inner(schema["schema"])
+        if isinstance(inner.get("type"), str) and not {"$ref", "enum", "const"} & inner.keys():
+            return {**inner, "type": [inner["type"], "null"]}
+        return super().nullable_schema(schema)
+
+
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with each ``$ref`` to its ``$defs`` replaced by the definition (the result
+    models nest without cycles): a client resolves no reference per object it checks."""
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any, seen: tuple[str, ...]) -> Any:
+        if isinstance(node, list):
+            return [walk(item, seen) for item in node]
+        if not isinstance(node, dict):
+            return node
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            name = ref.removeprefix("#/$defs/")
+            if name in seen:
+                raise ValueError(f"{name} refers to itself: its schema cannot be inlined")
+            return walk({**defs[name], **{k: v for k, v in node.items() if k != "$ref"}},
+                        (*seen, name))
+        return {key: walk(value, seen) for key, value in node.items() if key != "$defs"}
+
+    return dict(walk(schema, ()))
+
+
 @cache
 def _input_schema(model: type[BaseModel]) -> str:
     return json.dumps(model.model_json_schema())
@@ -156,7 +193,8 @@ def _input_schema(model: type[BaseModel]) -> str:
 
 @cache
 def _output_schema(model: type[BaseModel]) -> str:
-    return json.dumps(model.model_json_schema(mode="serialization", by_alias=False))
+    return json.dumps(_inlined(model.model_json_schema(mode="serialization", by_alias=False,
+                                                       schema_generator=_Flat)))
 
 
 def input_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -165,6 +203,7 @@ def input_schema(model: type[BaseModel]) -> dict[str, Any]:
 
 
 def output_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The model's schema as it serialises (see ``_Flat`` and ``_inlined``), a copy."""
     return dict(json.loads(_output_schema(model)))
 
 

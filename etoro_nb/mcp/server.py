@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
 from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
+from pydantic import BaseModel
 
 from etoro_nb.agent.policy import RiskPolicy
 from etoro_nb.client import EtoroClient
@@ -66,20 +68,28 @@ class Service:
         self.backends: dict[str, Backend] = {}
         self.sessions: dict[str, dict[int, ServerSession]] = {}
         self.told: dict[str, str] = {}
+        self._connections: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+        """Each live connection's application: its name is read once, not per call."""
         self._making = anyio.Lock()
 
     async def backend(self, ctx: Any) -> tuple[str, Backend]:
+        # A ServerSession is a per-request proxy: keep one per connection, to notify once.
+        connection = getattr(ctx.session, "_connection", ctx.session)
+        known = self._connections.get(connection)
+        if known is not None:  # every call after the first
+            return known, self.backends[known]
         params = ctx.session.client_params
         app = application_name(params.client_info.name if params is not None else None)
         async with self._making:
             if app not in self.backends:
                 backend = await off_loop(self._make, app)
                 self.backends[app] = backend
-                self.told[app] = await off_loop(backend.view, tools.signature)
+                self.told[app] = await off_loop(backend.view, tools.signature,
+                                                thread=backend.thread)
                 log.info("serving the MCP client %s", app)
-        # A ServerSession is a per-request proxy: keep one per connection, to notify once.
-        connection = getattr(ctx.session, "_connection", ctx.session)
         self.sessions.setdefault(app, {})[id(connection)] = ctx.session
+        if params is not None:  # its name is known for good once it has initialised
+            self._connections[connection] = app
         return app, self.backends[app]
 
     def _make(self, app: str) -> Backend:
@@ -94,7 +104,8 @@ class Service:
     async def tell(self, app: str, backend: Backend, signature: str | None = None) -> None:
         """Send ``tools/list_changed`` to the client's sessions if its list changed
         (``signature``: the list as just seen, else it is looked at now)."""
-        now = signature if signature is not None else await off_loop(backend.view, tools.signature)
+        now = signature if signature is not None else await off_loop(
+            backend.view, tools.signature, thread=backend.thread)
         if now == self.told.get(app):
             return
         self.told[app] = now
@@ -127,8 +138,8 @@ class Service:
     # -- handlers --------------------------------------------------------------------------
     async def list_tools(self, ctx: Any, params: Any) -> types.ListToolsResult:
         app, backend = await self.backend(ctx)
-        listed, signature = await off_loop(backend.view, lambda b: (tools.available(b),
-                                                                    tools.signature(b)))
+        listed, signature = await off_loop(
+            backend.view, lambda b: (tools.available(b), tools.signature(b)), thread=backend.thread)
         self.told[app] = signature
         return types.ListToolsResult(tools=listed)
 
@@ -137,14 +148,18 @@ class Service:
             app, backend = await self.backend(ctx)
         except Exception as exc:
             return error_result(failure_of(exc))
+        signature: str | None = None
         try:
             spec = tools.BY_NAME.get(params.name)
             if spec is None:
                 raise ToolFailure(tools.unknown_tool(params.name))
             arguments = tools.parse(spec, params.arguments)
-            # One trip to the worker thread: the call, then the list as it now stands.
-            result, signature = await off_loop(backend.call, lambda b: (
-                tools.run(spec, b, arguments), tools.signature(b)))
+            # One trip to the worker thread, refused or not: the call, then the list as it
+            # now stands (a refusal may have changed it: a revoked token lists nothing).
+            result, signature = await off_loop(_attempt, backend, spec, arguments,
+                                               thread=backend.thread)
+            if isinstance(result, Exception):
+                raise result
             content = dumped(result)
             answer = types.CallToolResult(
                 content=[types.TextContent(type="text", text=json.dumps(content))],
@@ -152,7 +167,7 @@ class Service:
         except Exception as exc:
             failure = failure_of(exc, request_id=getattr(exc, "mcp_request_id", None))
             log.info("%s: %s refused: [%s] %s", app, params.name, failure.code, failure.message)
-            answer, signature = error_result(failure), None
+            answer = error_result(failure)
         try:
             await self.tell(app, backend, signature)
         except Exception as exc:
@@ -169,9 +184,25 @@ class Service:
             raise MCPError(RESOURCE_NOT_FOUND, f"no resource {uri!r}; the resources are "
                            f"{', '.join(resources.RESOURCES)}")
         _, backend = await self.backend(ctx)
-        text = await off_loop(backend.view, lambda b: resources.read(b, uri))
+        text = await off_loop(backend.view, lambda b: resources.read(b, uri),
+                              thread=backend.thread)
         return types.ReadResourceResult(contents=[types.TextResourceContents(
             uri=uri, mime_type=resources.MIME, text=text)])
+
+
+def _attempt(backend: Backend, spec: tools.ToolSpec,
+             arguments: Any) -> tuple[BaseModel | Exception, str | None]:
+    """In the backend's thread: the tool's result or what refused it, and the tool list's
+    signature after it (None if it could not be made: then it is looked at again)."""
+    outcome: BaseModel | Exception
+    try:
+        outcome = backend.call(lambda b: tools.run(spec, b, arguments))
+    except Exception as exc:
+        outcome = exc
+    try:
+        return outcome, backend.now(tools.signature)
+    except Exception:
+        return outcome, None
 
 
 def build(service: Service) -> tuple[Server[Any], InitializationOptions]:
