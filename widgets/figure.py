@@ -44,9 +44,11 @@ def whole(figure: go.Figure) -> WholeFigure:
     default template holds defaults for every trace type plotly knows, and validating
     those again made up most of the time a chart took (about 15x the rest). The figure's
     properties were checked when it was made: the widget does not check them again."""
-    spec = figure.to_dict()
-    template = spec.get("layout", {}).get("template")
+    # The figure's own properties, not a copy (``to_dict`` makes one): the widget copies them.
+    layout = dict(figure._layout)
+    template = layout.get("template")
     if isinstance(template, dict) and isinstance(template.get("data"), dict):
-        used = {trace.get("type", "scatter") for trace in spec.get("data", ())}
-        template["data"] = {kind: v for kind, v in template["data"].items() if kind in used}
-    return WholeFigure(spec, validated=True)
+        used = {trace.get("type", "scatter") for trace in figure._data}
+        layout["template"] = {**template, "data": {kind: v for kind, v in template["data"].items()
+                                                   if kind in used}}
+    return WholeFigure({"data": figure._data, "layout": layout}, validated=True)

@@ -193,20 +193,26 @@ def scope_usage(frame: pl.DataFrame) -> go.Figure:
     title = "Scope usage per token"
     if frame.is_empty():
         return _empty(title, "No scope grants or usage in this window")
-    rows = frame.partition_by("token_id", maintain_order=True)
-    scopes = rows[0]["scope"].to_list()
-    cells = ("state", "used", "refused", "verdict", "granted")
+    # One pass over the cells, grouped by token in order of appearance (a partition per
+    # token cost a polars call each).
+    tokens: dict[str, list[tuple[Any, ...]]] = {}
+    for cell in frame.select("token_id", "token", "scope", "scope_label", "text",
+                             pl.col("state").to_physical().alias("z"), "state", "used",
+                             "refused", "verdict", "granted").iter_rows():
+        tokens.setdefault(cell[0], []).append(cell)
+    rows = list(tokens.values())
+    scopes = [cell[2] for cell in rows[0]]
     k = len(SCOPE_STATES)
     colourscale: list[list[object]] = []
     for i, state in enumerate(SCOPE_STATES):
         colour = style.SCOPE_COLOURS[state]
         colourscale += [[i / k, colour], [(i + 1) / k, colour]]
     heatmap = {
-        "type": "heatmap", "z": [row["state"].to_physical().to_list() for row in rows],
-        "x": scopes, "y": [row["token"][0] for row in rows],
-        "customdata": [[[*cell[:4], "yes" if cell[4] else "no"]
-                        for cell in row.select(cells).iter_rows()] for row in rows],
-        "text": [row["text"].to_list() for row in rows], "texttemplate": "%{text}",
+        "type": "heatmap", "z": [[cell[5] for cell in row] for row in rows],
+        "x": scopes, "y": [row[0][1] for row in rows],
+        "customdata": [[[*cell[6:10], "yes" if cell[10] else "no"] for cell in row]
+                       for row in rows],
+        "text": [[cell[4] for cell in row] for row in rows], "texttemplate": "%{text}",
         "colorscale": colourscale, "zmin": -0.5, "zmax": k - 0.5, "xgap": 2, "ygap": 2,
         "colorbar": {"title": {"text": "scope"}, "tickvals": list(range(k)),
                      "ticktext": list(SCOPE_STATES)},
@@ -216,7 +222,7 @@ def scope_usage(frame: pl.DataFrame) -> go.Figure:
     return _figure([heatmap], {
         "title": {"text": title}, "height": 220 + 36 * len(rows),
         "xaxis": {"title": {"text": "scope"}, "tickvals": scopes,
-                  "ticktext": rows[0]["scope_label"].to_list()},
+                  "ticktext": [cell[3] for cell in rows[0]]},
         "yaxis": {"title": {"text": "token"}, "autorange": "reversed"}})
 
 
