@@ -115,14 +115,21 @@ def activity(frame: pl.DataFrame, *, freq: str, window: tuple[datetime, datetime
     title = f"Requests per portfolio ({freq} buckets)"
     if frame.is_empty():
         return _empty(title, "No usage recorded in this window")
-    titles = frame.select("panel", "panel_title").unique(maintain_order=True)["panel_title"].to_list()
+    # The frame's few rows as Python lists, grouped here: a polars call per part and
+    # column cost more than the figure's whole making.
+    columns = frame.to_dict(as_series=False)
+    titles = [title for _, title in dict.fromkeys(zip(columns["panel"], columns["panel_title"],
+                                                      strict=True))]
     n = len(titles)
     colours = style.portfolio_colours(frame["portfolio"].unique().sort().to_list())
     layout = _rows_layout(titles, min(0.08, 0.3 / n) if n > 1 else 0.08)
+    parts: dict[tuple[Any, ...], list[int]] = {}
+    for i, key in enumerate(zip(columns["panel"], columns["mark"], columns["series"], strict=True)):
+        parts.setdefault(key, []).append(i)
     traces: list[dict[str, Any]] = []
     shown: set[str] = set()
-    for (panel, mark, series), part in frame.partition_by("panel", "mark", "series",
-                                                         maintain_order=True, as_dict=True).items():
+    for (panel, mark, series), rows in parts.items():
+        part = {name: [values[i] for i in rows] for name, values in columns.items()}
         legend = series not in shown
         if mark == "requests":
             trace = _requests(part, legend, colours[str(series)])
@@ -148,40 +155,40 @@ def activity(frame: pl.DataFrame, *, freq: str, window: tuple[datetime, datetime
     return fig
 
 
-def _requests(part: pl.DataFrame, legend: bool, colour: str) -> dict[str, Any]:
+def _requests(part: dict[str, list[Any]], legend: bool, colour: str) -> dict[str, Any]:
     name, where = part["series"][0], part["panel_title"][0]
     return {
-        "type": "bar", "x": part["bucket_mid"].to_list(), "y": part["count"].to_list(),
-        "width": part["width_ms"].to_list(),
+        "type": "bar", "x": part["bucket_mid"], "y": part["count"],
+        "width": part["width_ms"],
         "name": name, "legendgroup": name, "showlegend": legend, "marker": {"color": colour},
-        "customdata": [list(row) for row in part.select("span", "failed", "detail",
-                                                        "operations").iter_rows()],
+        "customdata": [list(row) for row in zip(part["span"], part["failed"], part["detail"],
+                                                 part["operations"], strict=True)],
         "hovertemplate": ("%{customdata[0]}<br>requests: %{y}"
                           "<br>refused / errors: %{customdata[1]}<br>%{customdata[3]}"
                           f"<br>by: %{{customdata[2]}}<extra>{where}</extra>")}
 
 
-def _errors(part: pl.DataFrame, legend: bool) -> dict[str, Any]:
+def _errors(part: dict[str, list[Any]], legend: bool) -> dict[str, Any]:
     name, where = "refused / errors", part["panel_title"][0]
     return {
-        "type": "scatter", "x": part["bucket_mid"].to_list(), "y": part["count"].to_list(),
-        "mode": "markers+text", "text": [str(v) for v in part["count"].to_list()],
+        "type": "scatter", "x": part["bucket_mid"], "y": part["count"],
+        "mode": "markers+text", "text": [str(v) for v in part["count"]],
         "textposition": "top center", "textfont": {"color": style.ERROR_COLOUR},
         "name": name, "legendgroup": name, "showlegend": legend,
         "marker": {"color": style.ERROR_COLOUR, "symbol": "x", "size": 11},
-        "customdata": [list(row) for row in part.select("span", "detail").iter_rows()],
+        "customdata": [list(row) for row in zip(part["span"], part["detail"], strict=True)],
         "hovertemplate": ("<b>refused / errors: %{y}</b><br>%{customdata[0]}"
                           f"<br>%{{customdata[1]}}<extra>{where}</extra>")}
 
 
-def _trades(part: pl.DataFrame, legend: bool) -> dict[str, Any]:
+def _trades(part: dict[str, list[Any]], legend: bool) -> dict[str, Any]:
     where = part["panel_title"][0]
     return {
-        "type": "scatter", "x": part["bucket_mid"].to_list(), "y": part["count"].to_list(),
+        "type": "scatter", "x": part["bucket_mid"], "y": part["count"],
         "mode": "markers", "name": "trades", "legendgroup": "trades", "showlegend": legend,
         "marker": {"color": style.TRADE_COLOUR, "symbol": "diamond", "size": 10,
                    "line": {"color": "white", "width": 1}},
-        "customdata": [list(row) for row in part.select("span", "detail").iter_rows()],
+        "customdata": [list(row) for row in zip(part["span"], part["detail"], strict=True)],
         "hovertemplate": ("<b>trades: %{y}</b><br>%{customdata[0]}"
                           f"<br>%{{customdata[1]}}<extra>{where}</extra>")}
 
