@@ -69,3 +69,21 @@ def test_activity_rows_can_be_edited_by_row() -> None:
 def figures_activity() -> go.Figure:
     chart, _, _, _ = CHARTS["activity"]
     return chart(usage_frame(), freq="1h", portfolio_names={P1: "alpha01", P2: "beta0001"})
+
+
+@pytest.mark.parametrize("name", BUILT_FROM_DICTS)
+def test_a_chart_takes_the_template_as_it_stands(name: str) -> None:
+    """An analyst's edit of the registered template shows in the next chart, as it did when
+    every figure looked the template up by name."""
+    import plotly.io as pio
+
+    from etoro_nb.charts import style
+
+    template = pio.templates[style.TEMPLATE]
+    before = template.layout.paper_bgcolor
+    template.layout.paper_bgcolor = "#fafafa"
+    try:
+        assert _chart(name).layout.template.layout.paper_bgcolor == "#fafafa"
+    finally:
+        template.layout.paper_bgcolor = before
+    assert _chart(name).layout.template.layout.paper_bgcolor == before

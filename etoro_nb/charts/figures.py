@@ -44,26 +44,16 @@ def _figure(data: list[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
     """A figure of traces and a layout written in this module, in the project's template.
 
     plotly validates every property it is given, and the template's again on each figure:
-    that took most of a chart's time (about 15x the rest). What these builders write is
-    checked by their tests instead, so the figure is made without it, then validates every
-    later edit as usual. Its JSON is what the validated figure's was."""
-    fig = go.Figure({"data": data, "layout": {**layout, "template": _template_json()}},
-                    _validate=False)
+    that took most of a chart's time (about 10x the rest). What these builders write is
+    checked by their tests instead (plotly validating it changes nothing), so the figure is
+    made without it, then validates every later edit as usual. Its JSON is what the
+    validated figure's was."""
+    template = register_template().to_plotly_json()  # as it stands now: a user may edit it
+    fig = go.Figure({"data": data, "layout": {**layout, "template": template}}, _validate=False)
     fig._validate = fig.layout._validate = True
     for trace in fig.data:
         trace._validate = True
     return fig
-
-
-def _template_json() -> dict[str, Any]:
-    """The registered template as a figure holds it (the figure copies it)."""
-    global _TEMPLATE_JSON
-    if _TEMPLATE_JSON is None:
-        _TEMPLATE_JSON = register_template().to_plotly_json()
-    return _TEMPLATE_JSON
-
-
-_TEMPLATE_JSON: dict[str, Any] | None = None
 
 
 def _empty(title: str, message: str) -> go.Figure:
@@ -74,7 +64,7 @@ def _empty(title: str, message: str) -> go.Figure:
                          "x": 0.5, "y": 0.5, "showarrow": False, "font": {"size": 16}}]})
 
 
-def stacked_rows(n: int, spacing: float) -> list[tuple[float, float]]:
+def _stacked_rows(n: int, spacing: float) -> list[tuple[float, float]]:
     """The y domains of ``n`` rows from the top, with ``spacing`` between them: exactly
     what ``make_subplots(rows=n, cols=1, vertical_spacing=spacing)`` gives (its arithmetic,
     float for float), without building its figure."""
@@ -93,7 +83,7 @@ def _rows_layout(titles: list[str], spacing: float) -> dict[str, Any]:
     other, every x axis matching the bottom one (whose tick labels alone are shown)."""
     n = len(titles)
     layout: dict[str, Any] = {"annotations": []}
-    for r, (start, end) in enumerate(stacked_rows(n, spacing), start=1):
+    for r, (start, end) in enumerate(_stacked_rows(n, spacing), start=1):
         suffix = "" if r == 1 else str(r)
         xaxis: dict[str, Any] = {"anchor": f"y{suffix}", "domain": [0.0, 1.0]}
         if r < n:
