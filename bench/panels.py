@@ -13,7 +13,7 @@ shown (included). Times are the best of several runs, the builds and their data 
 taken in turn so that both see the same machine. Run with --profile VIEW to see where a
 view's time goes (cProfile, top 25 by cumulative time).
 
-    .venv/bin/python bench/panels.py [--portfolios 100 --tokens 5] [--profile ActivityPanel]
+    .venv/bin/python bench/panels.py [--portfolios 100 --tokens 5] [--runs 7] [--profile ActivityPanel]
 """
 
 from __future__ import annotations
@@ -159,6 +159,7 @@ def main() -> None:
     parser.add_argument("--portfolios", type=int, default=100)
     parser.add_argument("--tokens", type=int, default=5)
     parser.add_argument("--profile", choices=sorted(VIEWS), default=None)
+    parser.add_argument("--runs", type=int, default=7, help="runs per figure (the best is kept)")
     args = parser.parse_args()
     server = start(SandboxConfig(read_limit=10**9, write_limit=10**9,
                                  owner_real_balance=1e9))
@@ -180,7 +181,7 @@ def main() -> None:
         print(f"{'view':>17} {'build s':>8} {'refresh s':>10} {'data s':>8} "
               f"{'build/data':>11} {'refresh/data':>13}  target {TARGET}x")
         for name in VIEWS:
-            build, refresh, data = measure(client, name)
+            build, refresh, data = measure(client, name, runs=args.runs)
             flag = "" if build / data <= TARGET else "  over target"
             print(f"{name:>17} {build:8.3f} {refresh:10.3f} {data:8.3f} {build / data:10.2f}x "
                   f"{refresh / data:12.2f}x{flag}")
