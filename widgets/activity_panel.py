@@ -20,7 +20,7 @@ from etoro_nb.client import EtoroClient
 from etoro_nb.errors import EtoroError
 from widgets import tables
 from widgets._common import Feedback, environment_badge, panel_repr
-from widgets.figure import whole
+from widgets.figure import WholeFigure, whole
 from widgets.grid import DataGrid
 from widgets.state import CockpitState
 from widgets.view import View
@@ -49,9 +49,10 @@ class ActivityPanel(View):
                                       layout=w.Layout(visibility="hidden"))
         self.requests = DataGrid("request_id", css_class="etoro-nb-requests",
                                  empty="No requests in this window.")
-        # Stand-ins until the first draw (never shown: a chart with no traces is not drawn).
-        self.activity, self.scope_usage, self.lifetimes = (
-            go.FigureWidget(layout={"template": {}}) for _ in range(3))
+        # One stand-in for the three until the first draw (never shown: a chart with no
+        # traces is not drawn).
+        self.activity = self.scope_usage = self.lifetimes = WholeFigure({"layout": {"template": {}}},
+                                                                        validated=True)
         self.charts = w.VBox([])
         self.feedback = Feedback()
         self.refresh_button.on_click(lambda _: self.refresh())

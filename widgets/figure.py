@@ -21,8 +21,14 @@ class WholeFigure(go.FigureWidget):
 
     _complete = False
 
-    def __init__(self, spec: dict[str, Any]) -> None:
-        super().__init__(spec)
+    def __init__(self, spec: dict[str, Any], *, validated: bool = False) -> None:
+        """``validated``: ``spec`` is a figure's own (``Figure.to_dict()``), checked when that
+        figure was made, so it is not checked again (that took most of the time); later
+        edits are checked as usual."""
+        super().__init__(spec, _validate=not validated)
+        self._validate = self.layout._validate = True
+        for trace in self.data:
+            trace._validate = True
         self._complete = True
         self.open()
 
@@ -36,10 +42,13 @@ def whole(figure: go.Figure) -> WholeFigure:
 
     Its template keeps the trace defaults of the trace types the figure has only: the
     default template holds defaults for every trace type plotly knows, and validating
-    those again made up most of the time a chart took (about 15x the rest)."""
-    spec = figure.to_dict()
-    template = spec.get("layout", {}).get("template")
+    those again made up most of the time a chart took (about 15x the rest). The figure's
+    properties were checked when it was made: the widget does not check them again."""
+    # The figure's own properties, not a copy (``to_dict`` makes one): the widget copies them.
+    layout = dict(figure._layout)
+    template = layout.get("template")
     if isinstance(template, dict) and isinstance(template.get("data"), dict):
-        used = {trace.get("type", "scatter") for trace in spec.get("data", ())}
-        template["data"] = {kind: v for kind, v in template["data"].items() if kind in used}
-    return WholeFigure(spec)
+        used = {trace.get("type", "scatter") for trace in figure._data}
+        layout["template"] = {**template, "data": {kind: v for kind, v in template["data"].items()
+                                                   if kind in used}}
+    return WholeFigure({"data": figure._data, "layout": layout}, validated=True)

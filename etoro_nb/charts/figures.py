@@ -9,10 +9,12 @@ once, when this module loads.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 import plotly.graph_objects as go  # type: ignore[import-untyped]
 import plotly.io as pio  # type: ignore[import-untyped]
 import polars as pl
+from plotly._subplots import SubplotRef  # type: ignore[import-untyped]
 from plotly.subplots import make_subplots  # type: ignore[import-untyped]
 
 from etoro_nb.charts import style
@@ -38,14 +40,62 @@ def register_template() -> go.layout.Template:
 register_template()
 
 
-def _empty(title: str, message: str) -> go.Figure:
-    fig = go.Figure()
-    fig.update_layout(
-        title={"text": title}, template=TEMPLATE, height=320,
-        xaxis={"visible": False}, yaxis={"visible": False},
-        annotations=[{"text": message, "name": "empty", "xref": "paper", "yref": "paper",
-                      "x": 0.5, "y": 0.5, "showarrow": False, "font": {"size": 16}}])
+def _figure(data: list[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
+    """A figure of traces and a layout written in this module, in the project's template.
+
+    plotly validates every property it is given, and the template's again on each figure:
+    that took most of a chart's time (about 10x the rest). What these builders write is
+    checked by their tests instead (plotly validating it changes nothing), so the figure is
+    made without it, then validates every later edit as usual. Its JSON is what the
+    validated figure's was."""
+    template = register_template().to_plotly_json()  # as it stands now: a user may edit it
+    fig = go.Figure({"data": data, "layout": {**layout, "template": template}}, _validate=False)
+    fig._validate = fig.layout._validate = True
+    for trace in fig.data:
+        trace._validate = True
     return fig
+
+
+def _empty(title: str, message: str) -> go.Figure:
+    return _figure([], {
+        "title": {"text": title}, "height": 320,
+        "xaxis": {"visible": False}, "yaxis": {"visible": False},
+        "annotations": [{"text": message, "name": "empty", "xref": "paper", "yref": "paper",
+                         "x": 0.5, "y": 0.5, "showarrow": False, "font": {"size": 16}}]})
+
+
+def _stacked_rows(n: int, spacing: float) -> list[tuple[float, float]]:
+    """The y domains of ``n`` rows from the top, with ``spacing`` between them: exactly
+    what ``make_subplots(rows=n, cols=1, vertical_spacing=spacing)`` gives (its arithmetic,
+    float for float), without building its figure."""
+    heights = [(1.0 - spacing * (n - 1)) / n] * n
+    domains = []
+    for r in range(n):
+        base = sum(heights[:n - 1 - r]) + (n - 1 - r) * spacing
+        start, end = base + 0.0, base + heights[-1 - r] - 0.0
+        domains.append((0.0 if -0.01 < start < 0.0 else start, 1.0 if 1.0 < end < 1.01 else end))
+    return domains
+
+
+def _rows_layout(titles: list[str], spacing: float) -> dict[str, Any]:
+    """Axes and row titles of ``make_subplots(rows=len(titles), cols=1, shared_xaxes=True,
+    subplot_titles=titles, vertical_spacing=spacing)``: each row's axes anchored to each
+    other, every x axis matching the bottom one (whose tick labels alone are shown)."""
+    n = len(titles)
+    layout: dict[str, Any] = {"annotations": []}
+    for r, (start, end) in enumerate(_stacked_rows(n, spacing), start=1):
+        suffix = "" if r == 1 else str(r)
+        xaxis: dict[str, Any] = {"anchor": f"y{suffix}", "domain": [0.0, 1.0]}
+        if r < n:
+            xaxis |= {"matches": f"x{n}", "showticklabels": False}
+        layout[f"xaxis{suffix}"] = xaxis
+        layout[f"yaxis{suffix}"] = {"anchor": f"x{suffix}", "domain": [start, end]}
+        if titles[r - 1]:
+            layout["annotations"].append({
+                "font": {"size": 16}, "showarrow": False, "text": titles[r - 1], "x": 0.5,
+                "xanchor": "center", "xref": "paper", "y": end, "yanchor": "bottom",
+                "yref": "paper"})
+    return layout
 
 
 # -- activity -----------------------------------------------------------------------------
@@ -55,68 +105,82 @@ def activity(frame: pl.DataFrame, *, freq: str, window: tuple[datetime, datetime
     title = f"Requests per portfolio ({freq} buckets)"
     if frame.is_empty():
         return _empty(title, "No usage recorded in this window")
-    titles = frame.select("panel", "panel_title").unique(maintain_order=True)["panel_title"].to_list()
+    # The frame's few rows as Python lists, grouped here: a polars call per part and
+    # column cost more than the figure's whole making.
+    columns = frame.to_dict(as_series=False)
+    titles = [title for _, title in dict.fromkeys(zip(columns["panel"], columns["panel_title"],
+                                                      strict=True))]
     n = len(titles)
     colours = style.portfolio_colours(frame["portfolio"].unique().sort().to_list())
-    fig = make_subplots(rows=n, cols=1, shared_xaxes=True, subplot_titles=titles,
-                        vertical_spacing=min(0.08, 0.3 / n) if n > 1 else 0.08)
+    layout = _rows_layout(titles, min(0.08, 0.3 / n) if n > 1 else 0.08)
+    parts: dict[tuple[Any, ...], list[int]] = {}
+    for i, key in enumerate(zip(columns["panel"], columns["mark"], columns["series"], strict=True)):
+        parts.setdefault(key, []).append(i)
+    traces: list[dict[str, Any]] = []
     shown: set[str] = set()
-    for (panel, mark, series), part in frame.partition_by("panel", "mark", "series",
-                                                         maintain_order=True, as_dict=True).items():
+    for (panel, mark, series), rows in parts.items():
+        part = {name: [values[i] for i in rows] for name, values in columns.items()}
         legend = series not in shown
         if mark == "requests":
             trace = _requests(part, legend, colours[str(series)])
         else:
             trace = (_errors if mark == "refused / errors" else _trades)(part, legend)
-        fig.add_trace(trace, row=panel, col=1)
+        suffix = "" if panel == 1 else str(panel)
+        traces.append({**trace, "xaxis": f"x{suffix}", "yaxis": f"y{suffix}"})
         shown.add(str(series))
     ticks = activity_ticks(*window)
     for row in range(1, n + 1):
-        fig.update_yaxes(title_text="requests", rangemode="tozero", row=row, col=1)
-    fig.update_xaxes(type="date", range=list(window), tickvals=ticks["at"].to_list(),
-                     ticktext=ticks["label"].to_list())
-    fig.update_xaxes(title_text="time (UTC)", row=n, col=1)
+        layout[f"yaxis{'' if row == 1 else row}"] |= {"title": {"text": "requests"},
+                                                       "rangemode": "tozero"}
+        layout[f"xaxis{'' if row == 1 else row}"] |= {
+            "type": "date", "range": list(window), "tickvals": ticks["at"].to_list(),
+            "ticktext": ticks["label"].to_list()}
+    layout[f"xaxis{'' if n == 1 else n}"]["title"] = {"text": "time (UTC)"}
     height = 160 + 220 * n
-    fig.update_layout(title={"text": title}, barmode="stack", template=TEMPLATE, height=height,
-                      legend=style.legend_below(height))
+    fig = _figure(traces, {**layout, "title": {"text": title}, "barmode": "stack",
+                           "height": height, "legend": style.legend_below(height)})
+    # What make_subplots leaves for later edits by row (``fig.update_yaxes(row=2, col=1)``).
+    fig._grid_ref = [[(SubplotRef("xy", (f"xaxis{s}", f"yaxis{s}"), {"xaxis": f"x{s}", "yaxis": f"y{s}"}),)]
+                     for s in ("" if r == 1 else str(r) for r in range(1, n + 1))]
     return fig
 
 
-def _requests(part: pl.DataFrame, legend: bool, colour: str) -> go.Bar:
+def _requests(part: dict[str, list[Any]], legend: bool, colour: str) -> dict[str, Any]:
     name, where = part["series"][0], part["panel_title"][0]
-    return go.Bar(
-        x=part["bucket_mid"].to_list(), y=part["count"].to_list(), width=part["width_ms"].to_list(),
-        name=name, legendgroup=name, showlegend=legend, marker={"color": colour},
-        customdata=[list(row) for row in part.select("span", "failed", "detail",
-                                                     "operations").iter_rows()],
-        hovertemplate=("%{customdata[0]}<br>requests: %{y}"
-                       "<br>refused / errors: %{customdata[1]}<br>%{customdata[3]}"
-                       f"<br>by: %{{customdata[2]}}<extra>{where}</extra>"))
+    return {
+        "type": "bar", "x": part["bucket_mid"], "y": part["count"],
+        "width": part["width_ms"],
+        "name": name, "legendgroup": name, "showlegend": legend, "marker": {"color": colour},
+        "customdata": [list(row) for row in zip(part["span"], part["failed"], part["detail"],
+                                                 part["operations"], strict=True)],
+        "hovertemplate": ("%{customdata[0]}<br>requests: %{y}"
+                          "<br>refused / errors: %{customdata[1]}<br>%{customdata[3]}"
+                          f"<br>by: %{{customdata[2]}}<extra>{where}</extra>")}
 
 
-def _errors(part: pl.DataFrame, legend: bool) -> go.Scatter:
+def _errors(part: dict[str, list[Any]], legend: bool) -> dict[str, Any]:
     name, where = "refused / errors", part["panel_title"][0]
-    return go.Scatter(
-        x=part["bucket_mid"].to_list(), y=part["count"].to_list(),
-        mode="markers+text", text=[str(v) for v in part["count"].to_list()],
-        textposition="top center", textfont={"color": style.ERROR_COLOUR},
-        name=name, legendgroup=name, showlegend=legend,
-        marker={"color": style.ERROR_COLOUR, "symbol": "x", "size": 11},
-        customdata=[list(row) for row in part.select("span", "detail").iter_rows()],
-        hovertemplate=("<b>refused / errors: %{y}</b><br>%{customdata[0]}"
-                       f"<br>%{{customdata[1]}}<extra>{where}</extra>"))
+    return {
+        "type": "scatter", "x": part["bucket_mid"], "y": part["count"],
+        "mode": "markers+text", "text": [str(v) for v in part["count"]],
+        "textposition": "top center", "textfont": {"color": style.ERROR_COLOUR},
+        "name": name, "legendgroup": name, "showlegend": legend,
+        "marker": {"color": style.ERROR_COLOUR, "symbol": "x", "size": 11},
+        "customdata": [list(row) for row in zip(part["span"], part["detail"], strict=True)],
+        "hovertemplate": ("<b>refused / errors: %{y}</b><br>%{customdata[0]}"
+                          f"<br>%{{customdata[1]}}<extra>{where}</extra>")}
 
 
-def _trades(part: pl.DataFrame, legend: bool) -> go.Scatter:
+def _trades(part: dict[str, list[Any]], legend: bool) -> dict[str, Any]:
     where = part["panel_title"][0]
-    return go.Scatter(
-        x=part["bucket_mid"].to_list(), y=part["count"].to_list(), mode="markers",
-        name="trades", legendgroup="trades", showlegend=legend,
-        marker={"color": style.TRADE_COLOUR, "symbol": "diamond", "size": 10,
-                "line": {"color": "white", "width": 1}},
-        customdata=[list(row) for row in part.select("span", "detail").iter_rows()],
-        hovertemplate=("<b>trades: %{y}</b><br>%{customdata[0]}"
-                       f"<br>%{{customdata[1]}}<extra>{where}</extra>"))
+    return {
+        "type": "scatter", "x": part["bucket_mid"], "y": part["count"],
+        "mode": "markers", "name": "trades", "legendgroup": "trades", "showlegend": legend,
+        "marker": {"color": style.TRADE_COLOUR, "symbol": "diamond", "size": 10,
+                   "line": {"color": "white", "width": 1}},
+        "customdata": [list(row) for row in zip(part["span"], part["detail"], strict=True)],
+        "hovertemplate": ("<b>trades: %{y}</b><br>%{customdata[0]}"
+                          f"<br>%{{customdata[1]}}<extra>{where}</extra>")}
 
 
 # -- scope usage --------------------------------------------------------------------------
@@ -126,30 +190,37 @@ def scope_usage(frame: pl.DataFrame) -> go.Figure:
     title = "Scope usage per token"
     if frame.is_empty():
         return _empty(title, "No scope grants or usage in this window")
-    rows = frame.partition_by("token_id", maintain_order=True)
-    scopes = rows[0]["scope"].to_list()
-    cells = ("state", "used", "refused", "verdict", "granted")
+    # One pass over the cells, grouped by token in order of appearance (a partition per
+    # token cost a polars call each).
+    tokens: dict[str, list[tuple[Any, ...]]] = {}
+    for cell in frame.select("token_id", "token", "scope", "scope_label", "text",
+                             pl.col("state").to_physical().alias("z"), "state", "used",
+                             "refused", "verdict", "granted").iter_rows():
+        tokens.setdefault(cell[0], []).append(cell)
+    rows = list(tokens.values())
+    scopes = [cell[2] for cell in rows[0]]
     k = len(SCOPE_STATES)
     colourscale: list[list[object]] = []
     for i, state in enumerate(SCOPE_STATES):
         colour = style.SCOPE_COLOURS[state]
         colourscale += [[i / k, colour], [(i + 1) / k, colour]]
-    fig = go.Figure(go.Heatmap(
-        z=[row["state"].to_physical().to_list() for row in rows], x=scopes,
-        y=[row["token"][0] for row in rows],
-        customdata=[[[*cell[:4], "yes" if cell[4] else "no"] for cell in row.select(cells).iter_rows()]
-                    for row in rows],
-        text=[row["text"].to_list() for row in rows], texttemplate="%{text}",
-        colorscale=colourscale, zmin=-0.5, zmax=k - 0.5, xgap=2, ygap=2,
-        colorbar={"title": {"text": "scope"}, "tickvals": list(range(k)),
-                  "ticktext": list(SCOPE_STATES)},
-        hovertemplate=("<b>%{y}</b><br>%{x}<br>%{customdata[0]}<br>granted: %{customdata[4]}"
-                       "<br>used: %{customdata[1]}<br>refused: %{customdata[2]}"
-                       "<br>verdict: %{customdata[3]}<extra></extra>")))
-    fig.update_xaxes(title_text="scope", tickvals=scopes, ticktext=rows[0]["scope_label"].to_list())
-    fig.update_yaxes(title_text="token", autorange="reversed")
-    fig.update_layout(title={"text": title}, template=TEMPLATE, height=220 + 36 * len(rows))
-    return fig
+    heatmap = {
+        "type": "heatmap", "z": [[cell[5] for cell in row] for row in rows],
+        "x": scopes, "y": [row[0][1] for row in rows],
+        "customdata": [[[*cell[6:10], "yes" if cell[10] else "no"] for cell in row]
+                       for row in rows],
+        "text": [[cell[4] for cell in row] for row in rows], "texttemplate": "%{text}",
+        "colorscale": colourscale, "zmin": -0.5, "zmax": k - 0.5, "xgap": 2, "ygap": 2,
+        "colorbar": {"title": {"text": "scope"}, "tickvals": list(range(k)),
+                     "ticktext": list(SCOPE_STATES)},
+        "hovertemplate": ("<b>%{y}</b><br>%{x}<br>%{customdata[0]}<br>granted: %{customdata[4]}"
+                          "<br>used: %{customdata[1]}<br>refused: %{customdata[2]}"
+                          "<br>verdict: %{customdata[3]}<extra></extra>")}
+    return _figure([heatmap], {
+        "title": {"text": title}, "height": 220 + 36 * len(rows),
+        "xaxis": {"title": {"text": "scope"}, "tickvals": scopes,
+                  "ticktext": [cell[3] for cell in rows[0]]},
+        "yaxis": {"title": {"text": "token"}, "autorange": "reversed"}})
 
 
 # -- token lifetimes ----------------------------------------------------------------------
@@ -167,47 +238,53 @@ def token_lifetimes(frame: pl.DataFrame, *, now: datetime, expiring_within: time
     if frame.is_empty():
         return _empty(title, "No tokens to show")
     dated = frame.filter(pl.col("start").is_not_null())
-    fig = go.Figure()
-    for status, colour in style.STATUS_COLOURS.items():
-        group = dated.filter(pl.col("status") == status)
-        if group.is_empty():
-            continue
-        expiring = status == "expiring"
-        fig.add_trace(go.Bar(
-            orientation="h", name=status, legendgroup=status, y=group["token"].to_list(),
-            base=group["start"].to_list(), x=group["duration_ms"].to_list(),
-            marker={"color": colour, "line": {"color": "#000000" if expiring else colour,
-                                              "width": 2 if expiring else 0}},
-            customdata=[[status, portfolio, application, scopes, style.when(start), ends,
-                         style.when(end)]
-                        for portfolio, application, scopes, start, ends, end in group.select(
-                            "portfolio", "application", "scopes", "start", "ends", "end").iter_rows()],
-            hovertemplate=_LIFETIME_HOVER))
+    groups = dated.partition_by("status", as_dict=True)
+    traces = [_lifetime_bars(groups[(status,)], status, colour)
+              for status, colour in style.STATUS_COLOURS.items() if (status,) in groups]
     open_ended = dated.filter(pl.col("ends") == "never expires")
     if not open_ended.is_empty():
-        fig.add_trace(go.Scatter(
-            x=[now] * open_ended.height, y=open_ended["token"].to_list(), mode="markers",
-            name="never expires", marker={"symbol": "triangle-right", "size": 12,
-                                          "color": style.STATUS_COLOURS["active"]},
-            customdata=[style.when(start) for start in open_ended["start"].to_list()],
-            hovertemplate="<b>%{y}</b><br>never expires<br>created: %{customdata}<extra></extra>"))
-    fig.add_shape(type="rect", name="expiring window", xref="x", yref="paper",
-                  x0=now, x1=now + expiring_within, y0=0, y1=1, layer="below",
-                  fillcolor=style.STATUS_COLOURS["expiring"], opacity=0.08, line={"width": 0})
-    fig.add_shape(type="line", name="now", xref="x", yref="paper", x0=now, x1=now, y0=0,
-                  y1=1, line={"color": "#333333", "width": 2, "dash": "dot"})
-    fig.add_annotation(name="now", x=now, xref="x", y=1, yref="paper", text="now",
-                       showarrow=False, yanchor="bottom")
+        traces.append({
+            "type": "scatter", "x": [now] * open_ended.height, "y": open_ended["token"].to_list(),
+            "mode": "markers", "name": "never expires",
+            "marker": {"symbol": "triangle-right", "size": 12,
+                       "color": style.STATUS_COLOURS["active"]},
+            "customdata": [style.when(start) for start in open_ended["start"].to_list()],
+            "hovertemplate": "<b>%{y}</b><br>never expires<br>created: %{customdata}<extra></extra>"})
+    annotations: list[dict[str, Any]] = [{"name": "now", "x": now, "xref": "x", "y": 1, "yref": "paper",
+                                          "text": "now", "showarrow": False, "yanchor": "bottom"}]
     if undated := frame.height - dated.height:
-        fig.add_annotation(name="undated", xref="paper", yref="paper", x=0, y=-0.18,
-                           showarrow=False, xanchor="left",
-                           text=f"{undated} token(s) without a creation time not shown")
-    fig.update_xaxes(type="date", title_text="time (UTC)")
-    fig.update_yaxes(title_text="token", autorange="reversed", type="category")
+        annotations.append({"name": "undated", "xref": "paper", "yref": "paper", "x": 0, "y": -0.18,
+                            "showarrow": False, "xanchor": "left",
+                            "text": f"{undated} token(s) without a creation time not shown"})
     height = 220 + 32 * dated.height
-    fig.update_layout(title={"text": title}, template=TEMPLATE, barmode="overlay", height=height,
-                      legend={**style.legend_below(height), "title": {"text": "status"}})
-    return fig
+    return _figure(traces, {
+        "shapes": [{"type": "rect", "name": "expiring window", "xref": "x", "yref": "paper",
+                    "x0": now, "x1": now + expiring_within, "y0": 0, "y1": 1, "layer": "below",
+                    "fillcolor": style.STATUS_COLOURS["expiring"], "opacity": 0.08,
+                    "line": {"width": 0}},
+                   {"type": "line", "name": "now", "xref": "x", "yref": "paper", "x0": now,
+                    "x1": now, "y0": 0, "y1": 1, "line": {"color": "#333333", "width": 2,
+                                                          "dash": "dot"}}],
+        "annotations": annotations,
+        "xaxis": {"type": "date", "title": {"text": "time (UTC)"}},
+        "yaxis": {"title": {"text": "token"}, "autorange": "reversed", "type": "category"},
+        "title": {"text": title}, "barmode": "overlay", "height": height,
+        "legend": {**style.legend_below(height), "title": {"text": "status"}}})
+
+
+def _lifetime_bars(group: pl.DataFrame, status: str, colour: str) -> dict[str, Any]:
+    expiring = status == "expiring"
+    return {
+        "type": "bar", "orientation": "h", "name": status, "legendgroup": status,
+        "y": group["token"].to_list(), "base": group["start"].to_list(),
+        "x": group["duration_ms"].to_list(),
+        "marker": {"color": colour, "line": {"color": "#000000" if expiring else colour,
+                                             "width": 2 if expiring else 0}},
+        "customdata": [[status, portfolio, application, scopes, style.when(start), ends,
+                        style.when(end)]
+                       for portfolio, application, scopes, start, ends, end in group.select(
+                           "portfolio", "application", "scopes", "start", "ends", "end").iter_rows()],
+        "hovertemplate": _LIFETIME_HOVER}
 
 
 # -- portfolio value ----------------------------------------------------------------------
