@@ -49,10 +49,7 @@ class ActivityPanel(View):
                                       layout=w.Layout(visibility="hidden"))
         self.requests = DataGrid("request_id", css_class="etoro-nb-requests",
                                  empty="No requests in this window.")
-        # One stand-in for the three until the first draw (never shown: a chart with no
-        # traces is not drawn).
-        self.activity = self.scope_usage = self.lifetimes = WholeFigure({"layout": {"template": {}}},
-                                                                        validated=True)
+        self._figures: tuple[WholeFigure, WholeFigure, WholeFigure] | None = None  # first draw
         self.charts = w.VBox([])
         self.feedback = Feedback()
         self.refresh_button.on_click(lambda _: self.refresh())
@@ -153,13 +150,35 @@ class ActivityPanel(View):
                    charts.scope_usage(least),
                    charts.token_lifetimes(tokens, now=data.at or self.client.now()))
         self.progress.value = 3
-        self.activity, self.scope_usage, self.lifetimes = (whole(f) for f in figures)
+        made = tuple(whole(f) for f in figures)
+        self._figures = made[0], made[1], made[2]
         shown = [widget if widget.data else _nothing(widget)
                  for widget in (self.activity, self.scope_usage, self.lifetimes)]
         old, self.charts.children = self.charts.children, tuple(shown)
         for widget in old:
             widget.close()
         self.progress.value = 4
+
+    @property
+    def activity(self) -> WholeFigure:
+        """The activity chart last drawn."""
+        return self._figure(0)
+
+    @property
+    def scope_usage(self) -> WholeFigure:
+        """The scope-usage chart last drawn."""
+        return self._figure(1)
+
+    @property
+    def lifetimes(self) -> WholeFigure:
+        """The token-lifetime chart last drawn."""
+        return self._figure(2)
+
+    def _figure(self, index: int) -> WholeFigure:
+        if self._figures is None:  # not drawn yet: one empty stand-in for the three, made
+            blank = WholeFigure({"layout": {"template": {}}}, validated=True)  # when asked for
+            self._figures = blank, blank, blank
+        return self._figures[index]
 
     def _most_active(self, usage: pl.DataFrame,
                      tokens: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
