@@ -56,6 +56,7 @@ class ActivityPanel(View):
         for control in (self.portfolio, self.token, self.start_day, self.end):
             control.observe(lambda _: self._filtered(), "value")
         self._quiet = False
+        self._filters_for: tuple[int, str | None] | None = None
         self.hidden = hidden  # in a tab not shown yet: drawn when shown (show_again)
         self._stale_drawing = False
         super().__init__(client, state, [
@@ -76,7 +77,10 @@ class ActivityPanel(View):
         return at(self.start_day.value), None if end is None else end + timedelta(days=1)
 
     def _set_filters(self) -> None:
-        """Portfolio and token choices from the shared state, keeping the current ones."""
+        """Portfolio and token choices from the shared state, keeping the current ones (not
+        made again for the revision and portfolio they were made for: hundreds of tokens)."""
+        if self._filters_for == (self.state.revision, self.portfolio.value):
+            return
         self._quiet = True
         try:
             names = self.state.data.names()
@@ -91,6 +95,7 @@ class ActivityPanel(View):
                                        for t in tokens.sort("token_name").iter_rows(named=True))]
             self.token.options = options
             self.token.value = chosen if chosen in {v for _, v in options} else ALL
+            self._filters_for = (self.state.revision, self.portfolio.value)
         finally:
             self._quiet = False
 
