@@ -277,3 +277,9 @@ def test_confirmation_and_secret_parts_are_made_on_first_use(owner_client: Etoro
     panel.secret.dismiss.click()
     assert panel.secret.secret.value == "" and panel.secret.layout.display == "none"
     assert panel.confirm.layout.display == "none" and not panel.confirm.pending
+
+
+def test_a_cockpit_without_a_ledger_is_refused_at_build(
+        server: SandboxServer, make_client: Callable[..., EtoroClient]) -> None:
+    with pytest.raises(ValueError, match="ledger"):  # not later, when a tab is first shown
+        Cockpit(make_client(server), schedule=FakeTimer())

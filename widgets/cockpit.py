@@ -29,6 +29,9 @@ class Cockpit(w.VBox):
     any tab shows at once in the others. The root has the DOM class ``enb-cockpit``."""
 
     def __init__(self, client: EtoroClient, *, schedule: Schedule = thread_timer) -> None:
+        if client.ledger is None:  # said at once, not when the Policies or Activity tab is shown
+            raise ValueError("Cockpit reads policies and activity from the client's ledger: "
+                             "connect() with one")
         self.client = client
         self.state = CockpitState.of(client)
         self.state.ensure()
