@@ -22,6 +22,7 @@ from tests.helpers import DEMO_READ, DEMO_WRITE
 from widgets import Cockpit, CockpitState, DelegationPanel, PortfolioPanel
 from widgets._common import error_text
 from widgets.auto_refresh import AutoRefresh
+from widgets.cockpit import TABS
 from widgets.state import READS_PER_REFRESH
 
 
@@ -241,3 +242,44 @@ def test_one_error_format_says_no_word_twice() -> None:
     plain = APIError(status=400, error_code="ValidationFailed", error_message="name is taken",
                      request_id="r-2", operation="create")
     assert error_text(plain) == "400 ValidationFailed: name is taken (request id r-2)"
+
+
+def test_a_tab_panel_is_made_when_first_shown_and_then_follows_the_state(
+        owner_client: EtoroClient) -> None:
+    owner_client.agent_portfolios.create("alpha001", 500, scopes=[DEMO_READ])
+    beta = owner_client.agent_portfolios.create("beta0001", 500, scopes=[DEMO_READ])
+    cockpit = Cockpit(owner_client, schedule=FakeTimer())
+    assert [cockpit.made(t) for t in TABS] == [True, False, False, False, False]
+    assert all(not holder.children for holder in cockpit.tabs.children[1:])  # nothing built
+    cockpit.portfolios.table.click_row(beta.portfolio.id)  # not the first: selected before the tabs exist
+    cockpit.tabs.selected_index = TABS.index("Activity")  # shown: made, drawn, in its tab
+    assert cockpit.made("Activity") and not cockpit.made("Delegation")
+    assert cockpit.tabs.children[TABS.index("Activity")].children == (cockpit.activity,)
+    assert cockpit.activity.portfolio.value == beta.portfolio.id  # the earlier selection
+    assert len(cockpit.activity.charts.children) == 3  # drawn at once, not left for a later show
+    cockpit.tabs.selected_index = TABS.index("Delegation")
+    assert cockpit.delegation.portfolio.value == beta.portfolio.id
+    assert cockpit.tabs.children[TABS.index("Delegation")].children == (cockpit.delegation,)
+
+
+def test_confirmation_and_secret_parts_are_made_on_first_use(owner_client: EtoroClient) -> None:
+    panel = PortfolioPanel(owner_client)
+    assert panel.confirm.children == () and panel.secret.children == ()  # built empty
+    panel.begin()  # an action clears them without making them
+    assert panel.confirm.children == () and panel.secret.children == ()
+    panel.name.value = "gamma001"
+    panel.scopes[DEMO_WRITE].value = True
+    panel.create_button.click()
+    assert panel.confirm.pending and panel.confirm.layout.display == ""
+    assert panel.confirm.children and "Please confirm" in panel.confirm.message.value
+    panel.confirm.confirm.click()
+    assert panel.secret.layout.display == "" and panel.secret.secret.value
+    panel.secret.dismiss.click()
+    assert panel.secret.secret.value == "" and panel.secret.layout.display == "none"
+    assert panel.confirm.layout.display == "none" and not panel.confirm.pending
+
+
+def test_a_cockpit_without_a_ledger_is_refused_at_build(
+        server: SandboxServer, make_client: Callable[..., EtoroClient]) -> None:
+    with pytest.raises(ValueError, match="ledger"):  # not later, when a tab is first shown
+        Cockpit(make_client(server), schedule=FakeTimer())

@@ -130,17 +130,36 @@ def consent_text(scopes: Iterable[str], *, environment: str,
 
 
 class ConfirmBox(w.VBox):
-    """A confirmation step: a message and Confirm / Cancel. Hidden until asked."""
+    """A confirmation step: a message and Confirm / Cancel. Hidden until asked; its parts
+    are made when first asked for (most panels are built and never confirm anything)."""
 
     def __init__(self) -> None:
-        self.message = w.HTML()
-        self.confirm = w.Button(description="Confirm", button_style="warning")
-        self.cancel = w.Button(description="Cancel")
         self._action: Callable[[], None] | None = None
-        self.confirm.on_click(lambda _: self._run())
-        self.cancel.on_click(lambda _: self.close_step())
-        super().__init__([self.message, w.HBox([self.confirm, self.cancel])])
-        self.layout.display = "none"
+        self._built: tuple[w.HTML, w.Button, w.Button] | None = None
+        super().__init__([], layout=w.Layout(display="none"))
+
+    def _made(self) -> tuple[w.HTML, w.Button, w.Button]:
+        if self._built is None:
+            message = w.HTML()
+            confirm = w.Button(description="Confirm", button_style="warning")
+            cancel = w.Button(description="Cancel")
+            confirm.on_click(lambda _: self._run())
+            cancel.on_click(lambda _: self.close_step())
+            self._built = (message, confirm, cancel)
+            self.children = [message, w.HBox([confirm, cancel])]
+        return self._built
+
+    @property
+    def message(self) -> w.HTML:
+        return self._made()[0]
+
+    @property
+    def confirm(self) -> w.Button:
+        return self._made()[1]
+
+    @property
+    def cancel(self) -> w.Button:
+        return self._made()[2]
 
     def ask(self, message: str, action: Callable[[], None]) -> None:
         self.message.value = ('<div class="etoro-nb-consent"><b>Please confirm.</b> '
@@ -168,26 +187,47 @@ class ConfirmBox(w.VBox):
 
     def close_step(self) -> None:
         self._action = None
-        self.message.value = ""
+        if self._built is not None:
+            self._built[0].value = ""
         self.layout.display = "none"
 
 
 class SecretReveal(w.VBox):
     """Shows a minted token's secret once, to copy; Dismiss wipes it from the widget state.
-    The field fits its cell (long secrets scroll inside it)."""
+    The field fits its cell (long secrets scroll inside it). Its parts are made when first
+    shown (or asked for)."""
 
     def __init__(self) -> None:
-        self.warning = w.HTML()
-        self.secret = w.Text(layout=w.Layout(width="auto", flex="1 1 auto", min_width="0"))
-        self.secret.add_class("etoro-nb-secret-value")
-        self.copy = CopyButton(label="Copy")
-        self.dismiss = w.Button(description="I have copied it: dismiss",
-                                layout=w.Layout(width="auto"))
-        self.dismiss.on_click(lambda _: self.clear())
-        super().__init__([self.warning, w.HBox([self.secret, self.copy],
-                                               layout=w.Layout(width="100%")), self.dismiss],
-                         layout=w.Layout(width="100%", max_width="100%"))
-        self.layout.display = "none"
+        self._built: tuple[w.HTML, w.Text, CopyButton, w.Button] | None = None
+        super().__init__([], layout=w.Layout(width="100%", max_width="100%", display="none"))
+
+    def _made(self) -> tuple[w.HTML, w.Text, CopyButton, w.Button]:
+        if self._built is None:
+            warning = w.HTML()
+            secret = w.Text(layout=w.Layout(width="auto", flex="1 1 auto", min_width="0"))
+            secret.add_class("etoro-nb-secret-value")
+            copy = CopyButton(label="Copy")
+            dismiss = w.Button(description="I have copied it: dismiss", layout=w.Layout(width="auto"))
+            dismiss.on_click(lambda _: self.clear())
+            self._built = (warning, secret, copy, dismiss)
+            self.children = [warning, w.HBox([secret, copy], layout=w.Layout(width="100%")), dismiss]
+        return self._built
+
+    @property
+    def warning(self) -> w.HTML:
+        return self._made()[0]
+
+    @property
+    def secret(self) -> w.Text:
+        return self._made()[1]
+
+    @property
+    def copy(self) -> CopyButton:
+        return self._made()[2]
+
+    @property
+    def dismiss(self) -> w.Button:
+        return self._made()[3]
 
     def show(self, token: MintedToken) -> None:
         self.warning.value = (
@@ -199,9 +239,11 @@ class SecretReveal(w.VBox):
         self.layout.display = ""
 
     def clear(self) -> None:
-        self.secret.value = ""
-        self.copy.clear()
-        self.warning.value = ""
+        if self._built is not None:  # never shown: nothing to wipe
+            warning, secret, copy, _ = self._built
+            secret.value = ""
+            copy.clear()
+            warning.value = ""
         self.layout.display = "none"
 
 

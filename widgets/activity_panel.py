@@ -49,16 +49,14 @@ class ActivityPanel(View):
                                       layout=w.Layout(visibility="hidden"))
         self.requests = DataGrid("request_id", css_class="etoro-nb-requests",
                                  empty="No requests in this window.")
-        # One stand-in for the three until the first draw (never shown: a chart with no
-        # traces is not drawn).
-        self.activity = self.scope_usage = self.lifetimes = WholeFigure({"layout": {"template": {}}},
-                                                                        validated=True)
+        self._figures: tuple[WholeFigure, WholeFigure, WholeFigure] | None = None  # first draw
         self.charts = w.VBox([])
         self.feedback = Feedback()
         self.refresh_button.on_click(lambda _: self.refresh())
         for control in (self.portfolio, self.token, self.start_day, self.end):
             control.observe(lambda _: self._filtered(), "value")
         self._quiet = False
+        self._filters_for: tuple[int, str | None] | None = None
         self.hidden = hidden  # in a tab not shown yet: drawn when shown (show_again)
         self._stale_drawing = False
         super().__init__(client, state, [
@@ -79,7 +77,10 @@ class ActivityPanel(View):
         return at(self.start_day.value), None if end is None else end + timedelta(days=1)
 
     def _set_filters(self) -> None:
-        """Portfolio and token choices from the shared state, keeping the current ones."""
+        """Portfolio and token choices from the shared state, keeping the current ones (not
+        made again for the revision and portfolio they were made for: hundreds of tokens)."""
+        if self._filters_for == (self.state.revision, self.portfolio.value):
+            return
         self._quiet = True
         try:
             names = self.state.data.names()
@@ -94,6 +95,7 @@ class ActivityPanel(View):
                                        for t in tokens.sort("token_name").iter_rows(named=True))]
             self.token.options = options
             self.token.value = chosen if chosen in {v for _, v in options} else ALL
+            self._filters_for = (self.state.revision, self.portfolio.value)
         finally:
             self._quiet = False
 
@@ -153,13 +155,35 @@ class ActivityPanel(View):
                    charts.scope_usage(least),
                    charts.token_lifetimes(tokens, now=data.at or self.client.now()))
         self.progress.value = 3
-        self.activity, self.scope_usage, self.lifetimes = (whole(f) for f in figures)
+        made = tuple(whole(f) for f in figures)
+        self._figures = made[0], made[1], made[2]
         shown = [widget if widget.data else _nothing(widget)
                  for widget in (self.activity, self.scope_usage, self.lifetimes)]
         old, self.charts.children = self.charts.children, tuple(shown)
         for widget in old:
             widget.close()
         self.progress.value = 4
+
+    @property
+    def activity(self) -> WholeFigure:
+        """The activity chart last drawn."""
+        return self._figure(0)
+
+    @property
+    def scope_usage(self) -> WholeFigure:
+        """The scope-usage chart last drawn."""
+        return self._figure(1)
+
+    @property
+    def lifetimes(self) -> WholeFigure:
+        """The token-lifetime chart last drawn."""
+        return self._figure(2)
+
+    def _figure(self, index: int) -> WholeFigure:
+        if self._figures is None:  # not drawn yet: one empty stand-in for the three, made
+            blank = WholeFigure({"layout": {"template": {}}}, validated=True)  # when asked for
+            self._figures = blank, blank, blank
+        return self._figures[index]
 
     def _most_active(self, usage: pl.DataFrame,
                      tokens: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:

@@ -4,6 +4,8 @@ one shared state, with one refresh and an optional quota-aware auto-refresh."""
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
+from typing import Any
 
 import ipywidgets as w
 
@@ -27,16 +29,22 @@ class Cockpit(w.VBox):
     any tab shows at once in the others. The root has the DOM class ``enb-cockpit``."""
 
     def __init__(self, client: EtoroClient, *, schedule: Schedule = thread_timer) -> None:
+        if client.ledger is None:  # said at once, not when the Policies or Activity tab is shown
+            raise ValueError("Cockpit reads policies and activity from the client's ledger: "
+                             "connect() with one")
         self.client = client
         self.state = CockpitState.of(client)
         self.state.ensure()
         self.portfolios = PortfolioPanel(client, state=self.state)
-        self.delegation = DelegationPanel(client, state=self.state)
-        self.policies = PoliciesPanel(client, state=self.state)
-        self.activity = ActivityPanel(client, state=self.state, hidden=True)
-        self.playground = PlaygroundPanel(client, state=self.state)
-        self.tabs = w.Tab(children=[self.portfolios, self.delegation, self.policies,
-                                    self.activity, self.playground], titles=TABS)
+        # The other tabs' panels are made when first shown (or asked for): a tab nobody
+        # opens costs nothing, and the cockpit comes up in about the time of its data.
+        self._makers: dict[str, Callable[[], w.Widget]] = {
+            "Delegation": lambda: DelegationPanel(client, state=self.state),
+            "Policies": lambda: PoliciesPanel(client, state=self.state),
+            "Activity": self._make_activity,
+            "Playground": lambda: PlaygroundPanel(client, state=self.state)}
+        self._made: dict[str, w.Widget] = {"Portfolios": self.portfolios}
+        self.tabs = w.Tab(children=[self.portfolios, *(w.VBox() for _ in TABS[1:])], titles=TABS)
         self.refresh_button = w.Button(description="Refresh all", icon="refresh",
                                        button_style="info")
         self.auto = AutoRefresh(self.state, client.config.quota or Quota(), schedule=schedule)
@@ -73,11 +81,47 @@ class Cockpit(w.VBox):
             auto.stop()
         super().close()
 
+    @property
+    def delegation(self) -> DelegationPanel:
+        return self._panel("Delegation")  # type: ignore[no-any-return]
+
+    @property
+    def policies(self) -> PoliciesPanel:
+        return self._panel("Policies")  # type: ignore[no-any-return]
+
+    @property
+    def activity(self) -> ActivityPanel:
+        return self._panel("Activity")  # type: ignore[no-any-return]
+
+    @property
+    def playground(self) -> PlaygroundPanel:
+        return self._panel("Playground")  # type: ignore[no-any-return]
+
+    def made(self, tab: str) -> bool:
+        """Whether the tab's panel exists yet (it is made when first shown or asked for)."""
+        return tab in self._made
+
+    def _panel(self, tab: str) -> Any:
+        """The tab's panel, made now if it was not (in its place in the tab)."""
+        if tab not in self._made:
+            panel = self._made[tab] = self._makers[tab]()
+            self.tabs.children[TABS.index(tab)].children = (panel,)
+        return self._made[tab]
+
+    def _make_activity(self) -> ActivityPanel:
+        """Made hidden, following the selection made before it existed; drawn when shown."""
+        panel = ActivityPanel(self.client, state=self.state, hidden=True)
+        panel.follow_selection()
+        return panel
+
     def _tab_shown(self, index: int | None) -> None:
-        """The Activity tab draws its charts when it is shown, not while hidden."""
+        """A tab's panel is made when first shown; the Activity tab draws its charts when
+        it is shown, not while hidden."""
+        if index is not None and index > 0:
+            self._panel(TABS[index])
         if index == TABS.index("Activity"):
             self.activity.show_again()
-        else:
+        elif self.made("Activity"):
             self.activity.hidden = True
 
     def _status(self) -> None:
