@@ -14,7 +14,6 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -23,14 +22,14 @@ from hypothesis import strategies as st
 
 from etoro_nb.agent import AgentSession, RiskPolicy
 from etoro_nb.client import EtoroClient
-from etoro_nb.errors import APIError, BadRequestError, PolicyViolation
+from etoro_nb.errors import APIError, PolicyViolation
 from etoro_nb.ledger import Ledger
 from etoro_nb.models import CreatedPortfolio
 from etoro_nb.sandbox import Faults
 from etoro_nb.sandbox.app import _key_of
 from tests.agent_support import Desk, open_desk
 from tests.helpers import ALL_SCOPES, REAL_READ
-from tests.test_agent_session import _CLOSE, _LATER, _OPEN, _POLICY, _justified, _within
+from tests.test_agent_session import _CLOSE, _LATER, _OPEN, _POLICY, close_some, open_checked
 
 AAPL = 1001
 UNKNOWN_INSTRUMENT = 999_999
@@ -253,29 +252,10 @@ def test_no_accepted_order_crosses_the_owners_policy_in_force(
     cid = desk.cid(bot)
     clock = desk.server.sandbox.clock
     for action, a, b, c in actions:
-        now = clock.now()
-        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
         if action == "open":
-            count, exposure = desk.exposure(cid)
-            lost = -desk.realized(cid, day)
-            today = desk.orders_received(cid, day)
-            hour = desk.orders_received(cid, now - timedelta(hours=1) + timedelta(milliseconds=1))
-            try:
-                session.open_order(a, amount=b, leverage=c)
-            except PolicyViolation as refused:
-                _justified(refused, policy, count, exposure, lost, today, hour, b * c)
-                continue
-            except BadRequestError:  # the server's refusal (funds): nothing placed
-                continue
-            after_count, after_exposure = desk.exposure(cid)
-            _within(policy, after_count, after_exposure, lost, today + 1, hour + 1, b, c)
+            open_checked(desk, session, cid, policy, a, b, c)
         elif action == "close":
-            held = [h for h in session.holdings() if h.position_id is not None]
-            if held:
-                target = held[a % len(held)]
-                assert target.units is not None and target.position_id is not None
-                units = None if b is None else round(target.units * b, 6)
-                session.close_position(target.position_id, int(target.instrument), units=units)
+            close_some(session, a, b)
         elif action == "tighten":
             policy = _tighter(policy)
             desk.owner.agent_portfolios.set_policy(bot.portfolio.id, policy)

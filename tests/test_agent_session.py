@@ -229,30 +229,10 @@ def test_no_accepted_order_leaves_the_book_beyond_a_boundary(
     cid = desk.cid(bot)
     clock = desk.server.sandbox.clock
     for action, a, b, c in actions:
-        now = clock.now()
-        day = now.replace(hour=0, minute=0, second=0, microsecond=0)
         if action == "open":
-            count, exposure = desk.exposure(cid)
-            lost = -desk.realized(cid, day)
-            today = desk.orders_received(cid, day)
-            hour = desk.orders_received(cid, now - timedelta(hours=1) + timedelta(milliseconds=1))
-            try:
-                session.open_order(a, amount=b, leverage=c)
-            except PolicyViolation as refused:
-                _justified(refused, policy, count, exposure, lost, today, hour, b * c)
-                continue
-            except enb.errors.BadRequestError:  # the server's refusal (funds): nothing placed
-                continue
-            after_count, after_exposure = desk.exposure(cid)
-            assert after_exposure == round(exposure + b * c, 2)
-            _within(policy, after_count, after_exposure, lost, today + 1, hour + 1, b, c)
+            open_checked(desk, session, cid, policy, a, b, c)
         elif action == "close":
-            held = [h for h in session.holdings() if h.position_id is not None]
-            if held:
-                target = held[a % len(held)]
-                assert target.units is not None and target.position_id is not None
-                units = None if b is None else round(target.units * b, 6)
-                session.close_position(target.position_id, int(target.instrument), units=units)
+            close_some(session, a, b)
         elif action == "read":
             session.portfolio()
         else:
@@ -262,6 +242,38 @@ def test_no_accepted_order_leaves_the_book_beyond_a_boundary(
     session.reconcile()
     book = sorted((h.position_id, h.amount_usd, h.units, h.leverage) for h in session.holdings())
     assert book == desk.positions(cid)
+
+
+def open_checked(desk: Desk, session: AgentSession, cid: str, policy: RiskPolicy,
+                 instrument: Any, amount: float, leverage: int) -> None:
+    """Open through ``session``: a local refusal must be justified by the sandbox's figures
+    just before it, and an accepted order must leave the sandbox inside every limit."""
+    now = desk.server.sandbox.clock.now()
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    count, exposure = desk.exposure(cid)
+    lost = -desk.realized(cid, day)
+    today = desk.orders_received(cid, day)
+    hour = desk.orders_received(cid, now - timedelta(hours=1) + timedelta(milliseconds=1))
+    try:
+        session.open_order(instrument, amount=amount, leverage=leverage)
+    except PolicyViolation as refused:
+        _justified(refused, policy, count, exposure, lost, today, hour, amount * leverage)
+        return
+    except enb.errors.BadRequestError:  # the server's refusal (funds): nothing placed
+        return
+    after_count, after_exposure = desk.exposure(cid)
+    assert after_exposure == round(exposure + amount * leverage, 2)
+    _within(policy, after_count, after_exposure, lost, today + 1, hour + 1, amount, leverage)
+
+
+def close_some(session: AgentSession, pick: int, share: float | None) -> None:
+    """Close the ``pick``-th held position (modulo), all of it or ``share`` of its units."""
+    held = [h for h in session.holdings() if h.position_id is not None]
+    if held:
+        target = held[pick % len(held)]
+        assert target.units is not None and target.position_id is not None
+        units = None if share is None else round(target.units * share, 6)
+        session.close_position(target.position_id, int(target.instrument), units=units)
 
 
 def _within(policy: RiskPolicy, count: int, exposure: float, lost: float, today: int,

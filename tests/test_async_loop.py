@@ -11,8 +11,9 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -100,6 +101,24 @@ async def _lags(stop: asyncio.Event, lags: list[float]) -> None:
         lags.append(time.perf_counter() - due - (waited() - before))
 
 
+def run_frozen(scenario: Coroutine[Any, Any, None]) -> None:
+    """``asyncio.run(scenario)`` with the objects alive before it frozen: the test runner
+    holds millions (its plugins, earlier tests), and one full garbage collection over them
+    stalls any loop for 100 ms or more, ledger or not. Frozen, they are left out of the
+    collections made during the scenario."""
+    gc.collect()
+    gc.freeze()
+    try:
+        asyncio.run(scenario)
+    finally:
+        gc.unfreeze()
+
+
+def assert_never_stalled(lags: list[float]) -> None:
+    assert len(lags) > 100  # the ticker ran throughout
+    assert max(lags) < STALL, f"the loop stalled {max(lags) * 1e3:.1f} ms"
+
+
 def test_200_recorded_requests_never_stall_the_event_loop(served: str, contended: Ledger) -> None:
     lags: list[float] = []
 
@@ -116,17 +135,8 @@ def test_200_recorded_requests_never_stall_the_event_loop(served: str, contended
             stop.set()
             await ticker
 
-    # The test runner holds millions of objects (its plugins, earlier tests): one full
-    # garbage collection over them stalls any loop for 100 ms or more, ledger or not. Frozen,
-    # they are left out of collections made during the scenario.
-    gc.collect()
-    gc.freeze()
-    try:
-        asyncio.run(scenario())
-    finally:
-        gc.unfreeze()
-    assert len(lags) > 100  # the ticker ran throughout
-    assert max(lags) < STALL, f"the loop stalled {max(lags) * 1e3:.1f} ms"
+    run_frozen(scenario())
+    assert_never_stalled(lags)
     recorded = frames.requests(contended)
     assert recorded.height == REQUESTS + 1  # every request recorded, intent and outcome
     assert recorded["status"].to_list() == [200] * (REQUESTS + 1)
