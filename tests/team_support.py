@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from etoro_nb.dataset import Dataset, export
 from etoro_nb.ledger import Ledger
 from etoro_nb.ledger.synth import synthesize
 from etoro_nb.scopes import NAMES
@@ -76,3 +77,10 @@ def team(folder: Path) -> dict[str, Path]:
         made[name] = path
     made["carol"] = changes_ledger(folder / "carol.sqlite")
     return made
+
+
+def team_dataset(folder: Path) -> Dataset:
+    """The ``team`` ledgers, each exported under its owner's name into ``folder/dataset``."""
+    for name, path in team(folder).items():
+        export(path, folder / "dataset", owner=name)
+    return Dataset(folder / "dataset")

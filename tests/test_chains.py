@@ -12,18 +12,15 @@ import pytest
 
 from etoro_nb import charts, frames
 from etoro_nb.charts import delegation
-from etoro_nb.dataset import Dataset, export
+from etoro_nb.dataset import Dataset
 from etoro_nb.frames.chains import CHAINS_SCHEMA, chains_frame
 from etoro_nb.ledger import Ledger
-from tests.team_support import NOW, T0, changes_ledger, team
+from tests.team_support import NOW, T0, changes_ledger, team_dataset
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    folder = tmp_path_factory.mktemp("team")
-    for name, path in team(folder).items():
-        export(path, folder / "dataset", owner=name)
-    return Dataset(folder / "dataset")
+    return team_dataset(tmp_path_factory.mktemp("team"))
 
 
 def _row(chains: pl.DataFrame, token: str, application: str = "unknown") -> dict[str, object]:

@@ -14,8 +14,8 @@ import pytest
 from polars.testing import assert_frame_equal
 
 from etoro_nb import frames
-from etoro_nb.dataset import Dataset, export
-from tests.team_support import NOW, T0, team
+from etoro_nb.dataset import Dataset
+from tests.team_support import NOW, T0, team_dataset
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -38,10 +38,7 @@ def spark() -> Iterator[SparkSession]:
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> Dataset:
-    folder = tmp_path_factory.mktemp("team")
-    for name, path in team(folder).items():
-        export(path, folder / "dataset", owner=name)
-    return Dataset(folder / "dataset")
+    return team_dataset(tmp_path_factory.mktemp("team"))
 
 
 def _same(spark_frame: DataFrame, polars_frame: pl.DataFrame) -> None:
