@@ -58,6 +58,9 @@ def test_portfolio_panel_creates_with_consent_then_deletes(owner_client: EtoroCl
         "demo").portfolio().credit == 10_000
     # A notebook's text output of the panel, shown while the secret is up, holds no secret.
     assert repr(panel) == "<PortfolioPanel · SANDBOX · simulated money · 1 agent portfolio(s)>"
+    # Nor does any part of it a cell might end in: the reveal, its field, the box around it.
+    for part in (panel.secret, panel.secret.secret, *panel.secret.children, panel.children):
+        assert secret not in repr(part)
     panel.secret.dismiss.click()
     assert secret not in _state(panel)
     # The consent was recorded with the lifecycle event.

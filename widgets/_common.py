@@ -192,6 +192,14 @@ class ConfirmBox(w.VBox):
         self.layout.display = "none"
 
 
+class _SecretText(w.Text):
+    """The secret's field: ipywidgets' repr prints a widget's values, so a cell ending in
+    this field (or in anything holding it) would store the secret in the notebook."""
+
+    def __repr__(self) -> str:
+        return f"<secret field: {'empty' if not self.value else 'holds a secret'}>"
+
+
 class SecretReveal(w.VBox):
     """Shows a minted token's secret once, to copy; Dismiss wipes it from the widget state.
     The field fits its cell (long secrets scroll inside it). Its parts are made when first
@@ -204,7 +212,7 @@ class SecretReveal(w.VBox):
     def _made(self) -> tuple[w.HTML, w.Text, CopyButton, w.Button]:
         if self._built is None:
             warning = w.HTML()
-            secret = w.Text(layout=w.Layout(width="auto", flex="1 1 auto", min_width="0"))
+            secret = _SecretText(layout=w.Layout(width="auto", flex="1 1 auto", min_width="0"))
             secret.add_class("etoro-nb-secret-value")
             copy = CopyButton(label="Copy")
             dismiss = w.Button(description="I have copied it: dismiss", layout=w.Layout(width="auto"))
@@ -212,6 +220,9 @@ class SecretReveal(w.VBox):
             self._built = (warning, secret, copy, dismiss)
             self.children = [warning, w.HBox([secret, copy], layout=w.Layout(width="100%")), dismiss]
         return self._built
+
+    def __repr__(self) -> str:
+        return f"<SecretReveal: {'shown' if self.layout.display == '' else 'empty'}>"
 
     @property
     def warning(self) -> w.HTML:
