@@ -258,6 +258,18 @@ def test_a_password_in_the_url_is_shown_nowhere(postgres: PostgresServer, databa
     assert not [text for text in shown if secret in text]
 
 
+@pytest.mark.parametrize("url", [
+    "postgresql://writer:hunter%2-secret@127.0.0.1:1/ledger",  # libpq quotes what it can't parse
+    "postgresql://writer@127.0.0.1:1/ledger?sslpassword=hunter%2-secret",
+])
+def test_a_password_libpq_cannot_parse_is_not_quoted_back(url: str) -> None:
+    from etoro_nb.ledger.pg_connect import connect
+
+    with pytest.raises(LedgerError) as caught:
+        connect(url)
+    assert "hunter" not in str(caught.value) and "***" in str(caught.value)
+
+
 def test_an_async_client_records_into_a_postgres_ledger(url: str, server: SandboxServer) -> None:
     import asyncio
 

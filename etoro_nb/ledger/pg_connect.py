@@ -10,7 +10,7 @@ checkpoints) its password is replaced by ``***``.
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 from etoro_nb.errors import LedgerError
 
@@ -34,8 +34,9 @@ def redact(url: str) -> str:
         auth, host = netloc.rsplit("@", 1)
         user = auth.split(":", 1)[0]
         netloc = f"{user}{':***' if ':' in auth else ''}@{host}"
-    query = "&".join(f"{q.split('=', 1)[0]}=***" if q.split("=", 1)[0].lower() == "password"
-                     else q for q in parts.query.split("&") if q)
+    query = "&".join(f"{q.split('=', 1)[0]}=***"  # password, sslpassword
+                     if q.split("=", 1)[0].lower().endswith("password") else q
+                     for q in parts.query.split("&") if q)
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
@@ -52,5 +53,18 @@ def connect(url: str, *, application: str = "etoro-nb ledger") -> psycopg.Connec
                                application_name=application)
     except psycopg.Error as exc:
         reason = " ".join(str(exc).split()) or type(exc).__name__  # libpq's lines, as one
+        # libpq quotes what it could not parse, which may be the password itself.
+        for secret in _secrets(url):
+            reason = reason.replace(secret, "***")
         raise LedgerError(f"cannot reach the PostgreSQL ledger at {redact(url)}: {reason}") \
             from None
+
+
+def _secrets(url: str) -> set[str]:
+    """The password in ``url`` and in its query, as written and percent-decoded."""
+    parts = urlsplit(url)
+    auth = parts.netloc.rsplit("@", 1)[0] if "@" in parts.netloc else ""
+    found = {auth.split(":", 1)[1]} if ":" in auth else set()
+    found |= {q.split("=", 1)[1] for q in parts.query.split("&")
+              if "=" in q and q.split("=", 1)[0].lower().endswith("password")}
+    return {s for value in found for s in (value, unquote(value)) if s}
