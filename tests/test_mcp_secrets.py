@@ -11,8 +11,11 @@ import sys
 from pathlib import Path
 
 import anyio
+import pytest
 
 from etoro_nb.agent.policy import RiskPolicy
+from etoro_nb.errors import ConfigurationError
+from etoro_nb.sandbox.server import SandboxServer
 from tests.agent_support import Desk
 from tests.helpers import DEMO_READ, DEMO_WRITE
 from tests.mcp_support import TOKEN_ENV, connect, server_args
@@ -66,3 +69,26 @@ def test_a_refused_token_at_start_names_the_variable_not_the_value(desk: Desk) -
     assert f"the server refused the token in {TOKEN_ENV} (401" in run.stderr
     assert canary not in run.stderr + run.stdout
     assert run.stdout == ""  # stdout is the protocol's: nothing else is ever written there
+
+
+@pytest.mark.parametrize("given", ["etnb_Ab-Cd" + "x" * 60, "etnb_" + "A" * 64])
+def test_a_token_given_as_the_variables_name_is_not_echoed(given: str) -> None:
+    from etoro_nb.mcp.launch import read_token
+
+    with pytest.raises(ConfigurationError, match="not the token") as caught:
+        read_token(given, {})
+    assert given not in str(caught.value)
+
+
+def test_a_postgres_ledger_url_is_refused_not_made_a_file(tmp_path: Path, server: SandboxServer,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    from etoro_nb.mcp.launch import launch
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(TOKEN_ENV, "etnb_unused")
+    url = "postgresql://writer:pw-never-shown@127.0.0.1:1/ledger"
+    with pytest.raises(ConfigurationError, match="PostgreSQL") as caught:
+        launch(token_env=TOKEN_ENV, account="demo", policy_file=None, ledger=url,
+               base_url=server.base_url, sandbox=False, sandbox_db=None, portfolio=None)
+    assert "pw-never-shown" not in str(caught.value)
+    assert list(tmp_path.iterdir()) == []  # no file named after the URL

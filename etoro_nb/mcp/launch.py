@@ -16,7 +16,7 @@ import logging
 import os
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +24,10 @@ from pydantic import SecretStr
 
 from etoro_nb.agent.policy import RiskPolicy
 from etoro_nb.client_config import ClientConfig
-from etoro_nb.config import ledger_path, real_trading_allowed
+from etoro_nb.config import ENV_LEDGER, ledger_path, real_trading_allowed
 from etoro_nb.errors import AuthenticationError, ConfigurationError, EtoroError
 from etoro_nb.ledger import Ledger
+from etoro_nb.ledger.pg_connect import is_postgres
 from etoro_nb.mcp.backend import Account
 from etoro_nb.mcp.server import Settings
 from etoro_nb.ratelimit import Quota, RateLimiter
@@ -38,6 +39,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("etoro_nb.mcp")
 ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+MAX_ENV_NAME = 64  # shorter than any token, so a pasted token is never taken for a name
 API_KEY_ENV = "ETORO_API_KEY"
 MINTED_INVESTMENT_USD = 200.0
 
@@ -49,11 +51,8 @@ class Launch:
     settings: Settings
     ledger: Ledger
     sandbox: SandboxServer | None = None
-    closers: list[Any] = field(default_factory=list)
 
     def close(self) -> None:
-        for closer in reversed(self.closers):
-            closer()
         self.ledger.close()
         if self.sandbox is not None:
             self.sandbox.stop()
@@ -61,9 +60,11 @@ class Launch:
 
 def read_token(name: str, env: dict[str, str] | None = None) -> SecretStr | None:
     """The token in the environment variable ``name`` (None when unset or empty)."""
-    if not ENV_NAME.match(name):
+    if not ENV_NAME.match(name) or len(name) > MAX_ENV_NAME:
+        # Not echoed: what was given in place of a name may be the token itself.
         raise ConfigurationError(f"--token-env takes the NAME of an environment variable "
-                                 f"(letters, digits, _), got {name!r}")
+                                 f"(letters, digits, _; at most {MAX_ENV_NAME} characters), not "
+                                 "the token: what was given is not shown")
     value = (os.environ if env is None else env).get(name, "").strip()
     return SecretStr(value) if value else None
 
@@ -136,6 +137,11 @@ def _connect(token: SecretStr | None, token_env: str, account: Account,
     url = server.base_url if server is not None else str(base_url).rstrip("/")
     environment = "sandbox" if server is not None else _detect(url)
     api_key = _api_key(server, environment)
+    if is_postgres(str(ledger_arg or os.environ.get(ENV_LEDGER, ""))):
+        # Its owner watch reads a SQLite file; taken as a path, the URL would become a file
+        # named after it, password included.
+        raise ConfigurationError("mcp serve records into a SQLite ledger file; a shared "
+                                 "PostgreSQL ledger is not supported here yet")
     ledger = Ledger(ledger_path(ledger_arg, environment))
     try:
         base = ClientConfig(base_url=url, api_key=api_key, user_key=SecretStr("pending"),
