@@ -15,7 +15,7 @@ from etoro_nb.charts import delegation
 from etoro_nb.dataset import Dataset
 from etoro_nb.frames.chains import CHAINS_SCHEMA, chains_frame
 from etoro_nb.ledger import Ledger
-from tests.team_support import NOW, T0, changes_ledger, team_dataset
+from tests.team_support import NOW, READ, T0, changes_ledger, team_dataset
 
 
 @pytest.fixture(scope="module")
@@ -122,3 +122,32 @@ def test_delegation_map_keeps_its_single_owner_form() -> None:
 def test_chains_refuse_a_frame_that_is_not_chains() -> None:
     with pytest.raises(ValueError, match="chains lacks"):
         delegation.chain_nodes(pl.DataFrame({"owner": ["a"]}))
+
+
+def test_tokens_follow_every_change(dataset: Dataset) -> None:
+    """The hand-made changes come out as replay reads them (so Spark's comparison with them
+    covers each rule, not only the synthetic ledgers' mints and revocations)."""
+    tokens = frames.tokens_from_ledger(dataset, now=NOW).filter(
+        pl.col("token_id").is_in(["t1", "t2", "t3", "t4", "t5"]))
+    rows = {r["token_id"]: r for r in tokens.iter_rows(named=True)}
+    assert set(rows) == {"t1", "t2", "t3", "t4"}  # t5's mint never finished
+    assert rows["t1"]["scopes"] == [READ]  # minted read+write, narrowed to read
+    assert rows["t1"]["expires_at"] == T0 + timedelta(hours=2, days=1)
+    assert rows["t2"]["expires_at"] == T0 + timedelta(hours=4)  # recorded expiry, earlier
+    assert rows["t2"]["ips_whitelist"] == []
+    assert rows["t3"]["status"] == "revoked" and rows["t4"]["status"] == "revoked"
+    assert rows["t4"]["token_name"] == "late-name" and rows["t4"]["scopes"] == []
+    assert rows["t1"]["portfolio_name"] == "carol01"
+
+
+def test_the_team_map_draws_in_a_fresh_interpreter() -> None:
+    """``charts.delegation.figure`` alone (no other chart drawn first) finds the project's
+    plotly template, which exists only once registered."""
+    import subprocess
+    import sys
+
+    code = ("import polars as pl; from etoro_nb.charts import delegation; "
+            "print(delegation.figure(pl.DataFrame(), pl.DataFrame()).layout.title.text)")
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "Delegation across the team" in run.stdout

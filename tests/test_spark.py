@@ -92,22 +92,6 @@ def test_tokens_and_grants(spark: SparkSession, dataset: Dataset, at: dict[str, 
           frames.grants_from_ledger(dataset, **at))  # type: ignore[arg-type]
 
 
-def test_tokens_follow_every_change(spark: SparkSession, dataset: Dataset) -> None:
-    """The hand-made changes come out as replay reads them (so the comparison above covers
-    each rule, not only the synthetic ledgers' mints and revocations)."""
-    tokens = frames.tokens_from_ledger(dataset, now=NOW).filter(
-        pl.col("token_id").is_in(["t1", "t2", "t3", "t4", "t5"]))
-    rows = {r["token_id"]: r for r in tokens.iter_rows(named=True)}
-    assert set(rows) == {"t1", "t2", "t3", "t4"}  # t5's mint never finished
-    assert rows["t1"]["scopes"] == [tokens_read := rows["t1"]["scopes"][0]] and tokens_read
-    assert rows["t1"]["expires_at"] == T0 + timedelta(hours=2, days=1)
-    assert rows["t2"]["expires_at"] == T0 + timedelta(hours=4)  # recorded expiry, earlier
-    assert rows["t2"]["ips_whitelist"] == []
-    assert rows["t3"]["status"] == "revoked" and rows["t4"]["status"] == "revoked"
-    assert rows["t4"]["token_name"] == "late-name" and rows["t4"]["scopes"] == []
-    assert rows["t1"]["portfolio_name"] == "carol01"
-
-
 @pytest.mark.parametrize("window", [{}, WEEK], ids=["all", "week"])
 def test_least_privilege(spark: SparkSession, dataset: Dataset, window: dict[str, object]) -> None:
     from etoro_nb import spark as audit

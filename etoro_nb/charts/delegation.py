@@ -147,6 +147,10 @@ def figure(nodes: pl.DataFrame, links: pl.DataFrame) -> go.Figure:
     """A Sankey of ``chain_nodes`` and ``chain_links``."""
     import plotly.graph_objects as go
 
+    from etoro_nb.charts.figures import register_template
+
+    register_template()  # the project's template, by name below, exists only once registered
+
     title = "Delegation across the team: owners → portfolios → tokens → applications → outcomes"
     if nodes.is_empty():
         fig = go.Figure()

@@ -27,8 +27,6 @@ USAGE_COLUMNS = USAGE.names
 LIFECYCLE_COLUMNS = LIFECYCLE.names
 SEGMENT_COLUMNS = SEGMENTS.names
 CHAINED = {name: table.names for name, table in TABLES.items()}
-"""Columns added to a chained table after rows were hashed without them (last in its
-column tuple). A row hashes them only when set, so the older rows still verify."""
 SEALABLE = ("usage_events", "lifecycle_events")
 REAL_COLUMNS = frozenset().union(*(table.real for table in TABLES.values()))
 GENESIS = "0" * 64
