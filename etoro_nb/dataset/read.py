@@ -11,7 +11,7 @@ other. The rest of the filter, and the columns a query uses, reach the Parquet r
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,20 +19,11 @@ import polars as pl
 
 from etoro_nb.dataset import layout
 from etoro_nb.errors import LedgerError
+from etoro_nb.ledger.scan import micros
 from etoro_nb.ledger.schema import CHAINED
 
 if TYPE_CHECKING:
     from etoro_nb.dataset.verify import DatasetVerification
-
-
-def _micros(name: str, value: datetime | date) -> int:
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
-    elif isinstance(value, date):
-        aware = datetime(value.year, value.month, value.day, tzinfo=UTC)
-    else:
-        raise TypeError(f"{name} must be a datetime or a date, not {type(value).__name__}")
-    return int(aware.timestamp() * 1_000_000)
 
 
 class Dataset:
@@ -77,8 +68,8 @@ class Dataset:
         ledger order."""
         if table not in layout.TABLES:
             raise ValueError(f"table must be one of {', '.join(layout.TABLES)}, not {table!r}")
-        first = None if since is None else layout.day_of(_micros("since", since))
-        last = None if until is None else layout.day_of(_micros("until", until) - 1)
+        first = None if since is None else layout.day_of(micros("since", since))
+        last = None if until is None else layout.day_of(micros("until", until) - 1)
         return [self.path / p.path for m in self.manifests() for p in m.parts(table)
                 if (first is None or p.day >= first) and (last is None or p.day <= last)]
 
@@ -98,9 +89,9 @@ class Dataset:
             return pl.LazyFrame(schema={c: schema[c] for c in columns})
         exprs = [pl.col(c) == v for c, v in equal.items() if v is not None]
         if since is not None:
-            exprs.append(pl.col("ts_us") >= _micros("since", since))
+            exprs.append(pl.col("ts_us") >= micros("since", since))
         if until is not None:
-            exprs.append(pl.col("ts_us") < _micros("until", until))
+            exprs.append(pl.col("ts_us") < micros("until", until))
         # A file written before a column was added lacks it (null); one written by a newer
         # version may have more columns than this version knows (left out).
         lazy = pl.scan_parquet(files, schema=schema, hive_partitioning=False,

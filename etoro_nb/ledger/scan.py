@@ -86,11 +86,11 @@ def scan_conditions(table: str, since: datetime | date | None, until: datetime |
     conditions: list[Condition] = []
     for name, op, bound in (("since", ">=", since), ("until", "<", until)):
         if bound is not None:
-            conditions.append(("ts_us", op, _micros(name, bound)))
+            conditions.append(("ts_us", op, micros(name, bound)))
     return conditions + [(c, "=", v) for c, v in equal.items() if v is not None]
 
 
-def _micros(name: str, value: datetime | date) -> int:
+def micros(name: str, value: datetime | date) -> int:
     """Microseconds since the epoch, computed as the recorder stamps rows (so a bound equal
     to a row's time matches it)."""
     if isinstance(value, datetime):

@@ -17,7 +17,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from etoro_nb.dataset import Dataset, layout
-from etoro_nb.frames.common import USAGE_SCHEMA, _utc
+from etoro_nb.frames.common import USAGE_SCHEMA
+from etoro_nb.ledger.scan import micros
 from etoro_nb.ledger.schema import CHAINED
 
 _SPARK_TYPES = {"Int64": T.LongType(), "String": T.StringType(), "Float64": T.DoubleType()}
@@ -63,9 +64,8 @@ def scan(spark: SparkSession, dataset: Dataset | str | Path, table: str, *,
              else spark.createDataFrame([], struct)).select(*columns)
     conditions = [F.col(c) == v for c, v in equal.items() if v is not None]
     for bound, op in ((since, "ge"), (until, "lt")):
-        at = _utc(bound)
-        if at is not None:
-            us = int(at.timestamp() * 1_000_000)
+        if bound is not None:
+            us = micros("since" if op == "ge" else "until", bound)
             conditions.append(F.col("ts_us") >= us if op == "ge" else F.col("ts_us") < us)
     for condition in conditions:
         frame = frame.filter(condition)
