@@ -30,16 +30,12 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from etoro_nb.dataset import layout
-from etoro_nb.ledger.chain import chain_hash
-from etoro_nb.ledger.schema import CHAINED, GENESIS
+from etoro_nb.ledger.schema import CHAINED
 from etoro_nb.ledger.tables import TABLES
+from etoro_nb.ledger.verify import _Broken, _Chain
 
 if TYPE_CHECKING:
     from etoro_nb.ledger.checkpoint import Checkpoint
-
-
-class _Broken(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -68,36 +64,11 @@ class DatasetVerification:
                 "are those ledgers' rows)")
 
 
-class _Walk:
-    """One chain walked row by row: sequence, link and hash of each row."""
-
-    def __init__(self, table: str, ledger_id: str, wanted: set[int] | None = None) -> None:
-        self.table, self.ledger_id, self.spec = table, ledger_id, TABLES[table]
-        self.prev, self.expect, self.rows = GENESIS, 1, 0
-        self.wanted, self.seen = wanted or set(), dict[int, str]()
-
-    def check(self, rows: Sequence[Sequence[Any]], where: str) -> None:
-        for row in rows:
-            values, prev_hash, row_hash = list(row[:-2]), row[-2], row[-1]
-            seq = values[0]
-            named = f"{self.table} row {seq} of ledger {self.ledger_id} {where}"
-            if seq != self.expect:
-                raise _Broken(f"{self.table} row {self.expect} of ledger {self.ledger_id} is "
-                              f"missing {where} (the next row found is {seq})")
-            if prev_hash != self.prev:
-                raise _Broken(f"{named}: its link to row {seq - 1} is broken")
-            if chain_hash(self.prev, self.spec.hashed_values(values)) != row_hash:
-                raise _Broken(f"{named} was altered: its hash does not match its contents")
-            if seq in self.wanted:
-                self.seen[seq] = row_hash
-            self.prev, self.expect, self.rows = row_hash, self.expect + 1, self.rows + 1
-
-
 @dataclass
 class _Tally:
     files: int = 0
     rows: int = 0
-    walks: dict[tuple[str, str], _Walk] = field(default_factory=dict)
+    walks: dict[tuple[str, str], _Chain] = field(default_factory=dict)
 
 
 def verify(root: str | Path, checkpoints: Sequence[Checkpoint] | None = None, *,
@@ -165,12 +136,12 @@ def _check_ledger(root: Path, manifest: layout.Manifest, tally: _Tally,
     for checkpoint in checkpoints:
         for table, head in checkpoint.heads.items():
             wanted.setdefault(table, set()).add(head.seq)
-    walks = {t: _Walk(t, ledger, wanted[t]) for t in wanted}
+    walks = {t: _Chain(t, wanted[t]) for t in wanted}
     tally.walks.update({(ledger, t): w for t, w in walks.items()})
     segments = walks["segments"]
     names = CHAINED["segments"]
     segments.check([[s[c] for c in (*names, "prev_hash", "row_hash")] for s in manifest.segments],
-                   f"in manifest {ledger}.json")
+                   f"in manifest {ledger}.json")  # names its ledger
     for seg in manifest.segments:
         table = seg["table_name"]
         if table not in walks:
@@ -190,7 +161,7 @@ def _check_ledger(root: Path, manifest: layout.Manifest, tally: _Tally,
         _check_batch(root, ledger, batch, walks, tally)
 
 
-def _check_batch(root: Path, ledger: str, batch: dict[str, Any], walks: dict[str, _Walk],
+def _check_batch(root: Path, ledger: str, batch: dict[str, Any], walks: dict[str, _Chain],
                  tally: _Tally) -> None:
     """An export batch of a PostgreSQL ledger: it continues its table's chain where the
     batch before it ended (its first row links to that one's last hash), and its files
@@ -210,7 +181,7 @@ def _check_batch(root: Path, ledger: str, batch: dict[str, Any], walks: dict[str
         raise _Broken(f"the files of {which} do not hold its rows as chained")
 
 
-def _check_part(root: Path, ledger: str, part: layout.Part, walk: _Walk) -> None:
+def _check_part(root: Path, ledger: str, part: layout.Part, walk: _Chain) -> None:
     path = root / part.path
     if not path.is_file():
         raise _Broken(f"{part.path} is missing (listed in manifest {ledger}.json)")
@@ -225,7 +196,7 @@ def _check_part(root: Path, ledger: str, part: layout.Part, walk: _Walk) -> None
                         .dt.date().unique())["ts_us"].to_list()
     if others or days != [part.day]:
         raise _Broken(f"{part.path} holds rows of another ledger or day than its name says")
-    walk.check(frame.select(stored[1:]).rows(), f"in {part.path}")
+    walk.check(frame.select(stored[1:]).rows(), f"in {part.path} of ledger {ledger}")
 
 
 def _conformed(frame: pl.DataFrame, part: layout.Part) -> pl.DataFrame:
