@@ -55,7 +55,6 @@ class ActivityPanel(View):
         self.refresh_button.on_click(lambda _: self.refresh())
         for control in (self.portfolio, self.token, self.start_day, self.end):
             control.observe(lambda _: self._filtered(), "value")
-        self._quiet = False
         self._filters_for: tuple[int, str | None] | None = None
         self.hidden = hidden  # in a tab not shown yet: drawn when shown (show_again)
         self._stale_drawing = False
@@ -81,8 +80,7 @@ class ActivityPanel(View):
         made again for the revision and portfolio they were made for: hundreds of tokens)."""
         if self._filters_for == (self.state.revision, self.portfolio.value):
             return
-        self._quiet = True
-        try:
+        with self.quiet():
             names = self.state.data.names()
             current = self.portfolio.value
             self.portfolio.options = [("all", ALL), *sorted((n, i) for i, n in names.items())]
@@ -96,8 +94,6 @@ class ActivityPanel(View):
             self.token.options = options
             self.token.value = chosen if chosen in {v for _, v in options} else ALL
             self._filters_for = (self.state.revision, self.portfolio.value)
-        finally:
-            self._quiet = False
 
     def show_again(self) -> None:
         """The view is visible again: draw what changed while it was hidden."""
@@ -112,7 +108,7 @@ class ActivityPanel(View):
             self.render()
 
     def _filtered(self) -> None:
-        if not self._quiet and not self.syncing:
+        if not self.syncing:
             self.render()
 
     def render(self) -> None:

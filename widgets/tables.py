@@ -12,11 +12,12 @@ import polars as pl
 
 from etoro_nb import scopes as scope_names
 from etoro_nb.agent.controls import Controls
+from etoro_nb.charts import style
 from widgets._common import badge
 from widgets.state import Snapshot
 
-STATUS_COLOURS = {"active": "#1b7f3b", "expiring": "#b26a00", "expired": "#666666",
-                  "revoked": "#666666", "paused": "#b00020", "running": "#1b7f3b",
+# A token's status has one colour in the grids and the charts (``style.STATUS_COLOURS``).
+STATUS_COLOURS = {**style.STATUS_COLOURS, "paused": "#b00020", "running": "#1b7f3b",
                   "no policy": "#888888", "ok": "#1b7f3b", "refused": "#b00020",
                   "failed": "#b00020"}
 ID_CHARS = 8

@@ -127,7 +127,7 @@ class Backend:
         self.thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="etoro-nb-mcp")
         """Where the server runs this backend's calls (``off_loop(..., thread=)``)."""
         ledger = agent.ledger
-        recorder = agent._core.recorder
+        recorder = agent.recorder
         known = (ledger.token_for(recorder.fingerprint)
                  if ledger is not None and recorder is not None and recorder.fingerprint else None)
         self.token_id = known[0] if known else None
