@@ -49,7 +49,7 @@ def _etoro_nb_widget_figures():
         for child in getattr(w, "children", None) or ():
             found += walk(child, seen)
         for out in getattr(w, "outputs", None) or ():
-            view = out.get("data", {}).get("application/vnd.jupyter.widget-view+json")
+            view = out.get("data", {}).get("@WIDGET_MIME@")
             if view and view.get("model_id") in live:
                 found += walk(live[view["model_id"]], seen)
         return found
@@ -60,7 +60,7 @@ def _etoro_nb_widget_figures():
     display({"@FIGURES_MIME@": {"figures": figures, "inside": inside}}, raw=True)
 _etoro_nb_widget_figures()
 del _etoro_nb_widget_figures
-""".replace("@FIGURES_MIME@", FIGURES_MIME)
+""".replace("@FIGURES_MIME@", FIGURES_MIME).replace("@WIDGET_MIME@", WIDGET_MIME)
 
 
 def parse_value(text: str) -> Any:
