@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+import pytest
 
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRE_ENV = "ETORO_NB_REQUIRE_BROWSER"
@@ -24,10 +25,10 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 
 
-def write_panels_notebook(path: Path, *, base_url: str, api_key: str, user_key: str,
-                          ledger: Path) -> Path:
-    """A notebook whose cells connect to the sandbox, then show PortfolioPanel and
-    DelegationPanel, each in its own cell (so the delegation cell can be re-run)."""
+def _write_notebook(path: Path, title: str, names: str, shown: Sequence[str], *, base_url: str,
+                    api_key: str, user_key: str, ledger: Path) -> Path:
+    """A notebook titled ``title`` whose first cell imports ``names`` from ``widgets`` and
+    connects to the sandbox, then one cell per ``shown`` source."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -35,43 +36,46 @@ def write_panels_notebook(path: Path, *, base_url: str, api_key: str, user_key: 
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}
     nb.cells = [
-        new_markdown_cell("# etoro-nb panels, browser test"),
+        new_markdown_cell(f"# {title}"),
         new_code_cell(
             "import etoro_nb\n"
-            "from widgets import DelegationPanel, PortfolioPanel\n"
+            f"from widgets import {names}\n"
             f"client = etoro_nb.connect({api_key!r}, {user_key!r}, base_url={base_url!r},\n"
             f"                          ledger={str(ledger)!r})\n"
             "print(client.environment)"),
-        new_code_cell("portfolio_panel = PortfolioPanel(client)\nportfolio_panel"),
-        new_code_cell("delegation_panel = DelegationPanel(client)\ndelegation_panel"),
+        *(new_code_cell(source) for source in shown),
     ]
     nbformat.validate(nb)
     nbformat.write(nb, path)
     return path
+
+
+def write_panels_notebook(path: Path, *, base_url: str, api_key: str, user_key: str,
+                          ledger: Path) -> Path:
+    """A notebook whose cells connect to the sandbox, then show PortfolioPanel and
+    DelegationPanel, each in its own cell (so the delegation cell can be re-run)."""
+    return _write_notebook(path, "etoro-nb panels, browser test", "DelegationPanel, PortfolioPanel",
+                           ["portfolio_panel = PortfolioPanel(client)\nportfolio_panel",
+                            "delegation_panel = DelegationPanel(client)\ndelegation_panel"],
+                           base_url=base_url, api_key=api_key, user_key=user_key, ledger=ledger)
 
 
 def write_cockpit_notebook(path: Path, *, base_url: str, api_key: str, user_key: str,
                            ledger: Path) -> Path:
     """A notebook that connects to the sandbox and shows ``Cockpit(client)``."""
-    import nbformat
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+    return _write_notebook(path, "etoro-nb cockpit, browser test", "Cockpit",
+                           ["cockpit = Cockpit(client)\ncockpit"],
+                           base_url=base_url, api_key=api_key, user_key=user_key, ledger=ledger)
 
-    nb = new_notebook()
-    nb.metadata["kernelspec"] = dict(KERNELSPEC)
-    nb.metadata["language_info"] = {"name": "python"}
-    nb.cells = [
-        new_markdown_cell("# etoro-nb cockpit, browser test"),
-        new_code_cell(
-            "import etoro_nb\n"
-            "from widgets import Cockpit\n"
-            f"client = etoro_nb.connect({api_key!r}, {user_key!r}, base_url={base_url!r},\n"
-            f"                          ledger={str(ledger)!r})\n"
-            "print(client.environment)"),
-        new_code_cell("cockpit = Cockpit(client)\ncockpit"),
-    ]
-    nbformat.validate(nb)
-    nbformat.write(nb, path)
-    return path
+
+def browser_marks(timeout: int) -> list[pytest.MarkDecorator]:
+    """A browser test's marks: ``browser``, its timeout, and a skip (with what is missing)
+    unless ``ETORO_NB_REQUIRE_BROWSER`` makes a missing browser a failure."""
+    missing = browser_requirements()
+    return [pytest.mark.browser, pytest.mark.timeout(timeout),
+            pytest.mark.skipif(missing is not None and not os.environ.get(REQUIRE_ENV),
+                               reason=f"browser test needs: {missing} (set {REQUIRE_ENV}=1 to "
+                                      "make this a failure instead of a skip)")]
 
 
 def free_port() -> int:

@@ -102,3 +102,13 @@ def desk(make_server: Callable[..., SandboxServer], make_client: Callable[..., E
     yield desk
     for agent in desk.agents:
         agent.close()
+
+
+@pytest.fixture
+def browser_sandbox() -> Iterator[SandboxServer]:
+    """A sandbox for the browser to drive, its quota out of the way."""
+    server = start(SandboxConfig(read_limit=10**6, write_limit=10**6))
+    try:
+        yield server
+    finally:
+        server.stop()

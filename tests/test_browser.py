@@ -7,21 +7,18 @@ missing, unless ETORO_NB_REQUIRE_BROWSER is set (as in CI), where it must run.""
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
-import pytest
-
 import etoro_nb
-from etoro_nb.sandbox import SandboxConfig, SandboxServer
+from etoro_nb.sandbox import SandboxServer
 from etoro_nb.scopes import short
 from tests.browser_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     REQUIRE_ENV,
+    browser_marks,
     browser_requirements,
     jupyterlab,
     write_panels_notebook,
@@ -31,24 +28,7 @@ from tests.helpers import DEMO_READ, DEMO_WRITE
 SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 WAIT_MS = 60_000  # first render includes JupyterLab's load and the kernel's start
 
-_missing = browser_requirements()
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(240),
-    pytest.mark.skipif(_missing is not None and not os.environ.get(REQUIRE_ENV),
-                       reason=f"browser test needs: {_missing} (set {REQUIRE_ENV}=1 to make "
-                              "this a failure instead of a skip)"),
-]
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    server = etoro_nb.sandbox.start(SandboxConfig(read_limit=10**6, write_limit=10**6))
-    try:
-        yield server
-    finally:
-        server.stop()
+pytestmark = browser_marks(240)
 
 
 def _no_broken_widgets(text: str) -> None:
@@ -57,12 +37,13 @@ def _no_broken_widgets(text: str) -> None:
     assert "Traceback" not in text
 
 
-def test_panels_in_jupyterlab_with_chromium(sandbox: SandboxServer, tmp_path: Path) -> None:
-    assert _missing is None, f"{REQUIRE_ENV} is set but the browser test needs: {_missing}"
+def test_panels_in_jupyterlab_with_chromium(browser_sandbox: SandboxServer, tmp_path: Path) -> None:
+    missing = browser_requirements()
+    assert missing is None, f"{REQUIRE_ENV} is set but the browser test needs: {missing}"
     from playwright.sync_api import expect, sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    creds = sandbox.credentials
+    creds = browser_sandbox.credentials
     root = tmp_path / "nb"
     root.mkdir()
     write_panels_notebook(root / "panels.ipynb", base_url=creds.base_url,

@@ -9,10 +9,8 @@ is set (as in CI)."""
 
 from __future__ import annotations
 
-import os
 import re
 import time
-from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 from typing import Any
@@ -20,11 +18,12 @@ from typing import Any
 import pytest
 
 import etoro_nb
-from etoro_nb.sandbox import SandboxConfig, SandboxServer
+from etoro_nb.sandbox import SandboxServer
 from tests.browser_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     REQUIRE_ENV,
+    browser_marks,
     browser_requirements,
     jupyterlab,
     write_cockpit_notebook,
@@ -34,24 +33,7 @@ SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 WAIT_MS = 60_000  # first render includes JupyterLab's load and the kernel's start
 MESSAGES = ".etoro-nb-ok, .etoro-nb-error, .etoro-nb-consent, .etoro-nb-secret"
 
-_missing = browser_requirements()
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.timeout(300),
-    pytest.mark.skipif(_missing is not None and not os.environ.get(REQUIRE_ENV),
-                       reason=f"browser test needs: {_missing} (set {REQUIRE_ENV}=1 to make "
-                              "this a failure instead of a skip)"),
-]
-
-
-@pytest.fixture
-def sandbox() -> Iterator[SandboxServer]:
-    server = etoro_nb.sandbox.start(SandboxConfig(read_limit=10**6, write_limit=10**6))
-    try:
-        yield server
-    finally:
-        server.stop()
+pytestmark = browser_marks(300)
 
 
 class Analyst:
@@ -113,12 +95,13 @@ class Analyst:
         self.page.screenshot(path=SCREENSHOTS / f"cockpit-{self.step:02d}-{shot}.png")
 
 
-def test_cockpit_as_an_analyst_uses_it(sandbox: SandboxServer, tmp_path: Path) -> None:
-    assert _missing is None, f"{REQUIRE_ENV} is set but the browser test needs: {_missing}"
+def test_cockpit_as_an_analyst_uses_it(browser_sandbox: SandboxServer, tmp_path: Path) -> None:
+    missing = browser_requirements()
+    assert missing is None, f"{REQUIRE_ENV} is set but the browser test needs: {missing}"
     from playwright.sync_api import sync_playwright
 
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    creds = sandbox.credentials
+    creds = browser_sandbox.credentials
     root = tmp_path / "nb"
     root.mkdir()
     write_cockpit_notebook(root / "cockpit.ipynb", base_url=creds.base_url,
