@@ -49,6 +49,7 @@ test: setup
 # Benchmarks: each compares against a baseline in the same run and prints its ratio. Their
 # extra dependencies are installed once, as setup's are.
 bench: $(INSTALLED_BENCH)
+bench: setup
 	$(BIN)/python bench/client_overhead.py
 	$(BIN)/python bench/quota_efficiency.py
 	$(BIN)/python bench/ledger_recording.py
