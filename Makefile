@@ -6,9 +6,13 @@ BIN := $(VENV)/bin
 PORT ?= 8765
 LAB_PORT ?= 8888
 LAB_ARGS ?=
-# Installing is remembered in a stamp inside the venv: it is redone only when pyproject.toml
-# changes (or the venv is made anew), so a second `make lab` starts at once.
-INSTALLED := $(VENV)/.installed-test
+# Installing is remembered in a stamp inside the venv, one per set of extras: each is redone
+# only when pyproject.toml changes (or the venv is made anew), so a second `make lab` starts at
+# once. `setup` (what `make lab`, `reports` and `sandbox` need) is the package with JupyterLab
+# and the MCP SDK template 08 drives; `make test` and `make bench` add their tools on top, so an
+# analyst never downloads the suite's (pyspark alone is ~300 MB).
+INSTALLED := $(VENV)/.installed-lab
+INSTALLED_TEST := $(VENV)/.installed-test
 INSTALLED_BENCH := $(VENV)/.installed-bench
 
 .PHONY: setup lab reports sandbox test bench
@@ -18,10 +22,15 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[lab,mcp]'
+	touch $@
+
+# After setup's install (order-only: two pips never share the venv at once, even with -j).
+$(INSTALLED_TEST): pyproject.toml | $(INSTALLED)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-$(INSTALLED_BENCH): pyproject.toml | $(INSTALLED)
+$(INSTALLED_BENCH): pyproject.toml | $(INSTALLED_TEST)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'
 	touch $@
 
@@ -41,13 +50,15 @@ sandbox: setup
 	$(BIN)/etoro-nb sandbox serve --port $(PORT) --seed 42
 
 # Lint and strict type checks first: a cheap failure beats a slow one.
+test: $(INSTALLED_TEST)
 test: setup
 	$(BIN)/ruff check etoro_nb widgets tests bench
 	$(BIN)/mypy
 	$(BIN)/python -m pytest
 
 # Benchmarks: each compares against a baseline in the same run and prints its ratio. Their
-# extra dependencies are installed once, as setup's are.
+# extra dependencies (and the suite's: some run Spark, PostgreSQL or the MCP server) are
+# installed once, as setup's are.
 bench: $(INSTALLED_BENCH)
 bench: setup
 	$(BIN)/python bench/client_overhead.py

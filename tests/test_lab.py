@@ -4,6 +4,7 @@ beside it, both stopped together; and the Makefile's own behaviour (no needless 
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import signal
@@ -12,8 +13,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import suppress
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -123,26 +125,41 @@ def test_lab_client_uses_the_lab_sandbox_only_inside_the_lab(monkeypatch: pytest
 
 # -- the Makefile ----------------------------------------------------------------------------
 FAKE_PYTHON = """#!/bin/sh
-# Stands in for python: logs each call; `-m venv DIR` makes DIR/bin/python (this script).
-echo "$*" >> "$FAKE_LOG"
+# Stands in for python and the venv's commands: logs each call with its name; `-m venv DIR`
+# makes DIR/bin/{python,ruff,mypy,etoro-nb} (copies of this script).
+echo "$(basename "$0") $*" >> "$FAKE_LOG"
 if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then
-  mkdir -p "$3/bin" && cp "$0" "$3/bin/python"
+  mkdir -p "$3/bin" && for c in python ruff mypy etoro-nb; do cp "$0" "$3/bin/$c"; done
 fi
 """
 
 
-def _make(project: Path, *args: str, log: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["make", "--no-print-directory", "-C", str(project), *args,
+def _make(project: Path, *args: str, log: Path) -> list[str]:
+    """Run make in ``project`` with the stand-in python; the calls it made (the log is
+    emptied), or with ``-n`` the commands it would run."""
+    done = subprocess.run(["make", "--no-print-directory", "-C", str(project), *args,
                            f"PYTHON={project / 'fake-python'}"],
                           capture_output=True, text=True, timeout=60,
                           env={**os.environ, "FAKE_LOG": str(log)})
+    assert done.returncode == 0, done.stderr
+    if "-n" in args:
+        return done.stdout.splitlines()
+    calls = log.read_text().splitlines() if log.exists() else []
+    log.unlink(missing_ok=True)
+    return calls
+
+
+def _installs(calls: list[str]) -> list[str]:
+    """The extras each `pip install -e` in ``calls`` installs, in order."""
+    return [found[1] for call in calls if (found := re.search(r"pip install .*-e '?\.\[([^]]*)\]", call))]
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="needs make")
-def test_make_setup_installs_once_until_pyproject_changes(tmp_path: Path) -> None:
-    """A copy of the Makefile with a stand-in python: the first `make setup` makes the venv and
-    installs; the next does nothing (`make -n setup` has nothing to run); editing pyproject.toml
-    installs again, without remaking the venv."""
+def test_make_installs_each_set_once_until_pyproject_changes(tmp_path: Path) -> None:
+    """A copy of the Makefile with a stand-in python: `make lab` makes the venv and installs
+    what the lab needs, not the suite's tools (pyspark, mypy, playwright); `make test` then adds
+    only the test extra; run again, neither installs anything; editing pyproject.toml installs
+    again, each target its own set, without remaking the venv."""
     project, log = tmp_path / "project", tmp_path / "calls.log"
     project.mkdir()
     shutil.copy(ROOT / "Makefile", project / "Makefile")
@@ -151,26 +168,34 @@ def test_make_setup_installs_once_until_pyproject_changes(tmp_path: Path) -> Non
     fake.write_text(FAKE_PYTHON)
     fake.chmod(0o755)
 
-    first = _make(project, "setup", log=log)
-    assert first.returncode == 0, first.stderr
-    calls = log.read_text().splitlines()
-    assert calls[0].startswith("-m venv") and any("pip install" in c and ".[test]" in c for c in calls)
-    log.unlink()
-    again = _make(project, "-n", "setup", log=log)
-    assert again.returncode == 0 and "pip" not in again.stdout and "venv" not in again.stdout
-    assert _make(project, "setup", log=log).returncode == 0 and not log.exists()
+    first = _make(project, "lab", log=log)
+    assert first[0].startswith("fake-python -m venv"), first
+    assert _installs(first) == ["lab,mcp"], first
+    assert first[-1].startswith("etoro-nb lab notebooks"), first
+    for target in ("lab", "reports", "sandbox"):  # one set serves them all
+        planned = _make(project, "-n", target, log=log)
+        assert not any("pip" in c or "-m venv" in c for c in planned), planned
+    assert _installs(_make(project, "lab", log=log)) == []
 
-    stamp = project / ".venv" / ".installed-test"
+    tested = _make(project, "test", log=log)
+    assert _installs(tested) == ["test"] and not any("-m venv" in c for c in tested), tested
+    assert [c.split()[0] for c in tested[-3:]] == ["ruff", "mypy", "python"], tested
+    assert _installs(_make(project, "test", log=log)) == []
+    assert _installs(_make(project, "lab", log=log)) == []
+    assert _installs(_make(project, "-n", "bench", log=log)) == ["bench"]
+
+    stamp = project / ".venv" / ".installed-lab"
     os.utime(project / "pyproject.toml", (stamp.stat().st_mtime + 10,) * 2)
-    changed = _make(project, "-n", "setup", log=log)
-    assert "pip install" in changed.stdout and "-m venv" not in changed.stdout
+    assert _installs(_make(project, "-n", "lab", log=log)) == ["lab,mcp"]
+    changed = _make(project, "-n", "test", log=log)
+    assert _installs(changed) == ["lab,mcp", "test"] and not any("-m venv" in c for c in changed)
 
 
 # -- `make lab` as the README says, in a real browser ------------------------------------------
-def _lab_env(home: Path, token: str) -> dict[str, str]:
-    """The user's environment, with Jupyter's folders, HOME and TMPDIR under ``home`` (so the
-    test leaves nothing in the user's settings and can see what the lab leaves behind), the
-    token known, and a "browser" that writes down what JupyterLab asks it to open (Chromium
+def _lab_env(home: Path, token: str, base: Mapping[str, str]) -> dict[str, str]:
+    """The user's environment ``base``, with Jupyter's folders, HOME and TMPDIR under ``home``
+    (so the test leaves nothing in the user's settings and can see what the lab leaves behind),
+    the token known, and a "browser" that writes down what JupyterLab asks it to open (Chromium
     is driven below)."""
     dirs = {name: home / name for name in ("config", "data", "runtime", "settings", "workspaces",
                                            "ipython", "tmp")}
@@ -180,7 +205,7 @@ def _lab_env(home: Path, token: str) -> dict[str, str]:
     browser = home / "browser.sh"
     browser.write_text(f'#!/bin/sh\necho "$1" >> {home / "opened"}\n')
     browser.chmod(0o755)
-    return {**{k: v for k, v in os.environ.items() if not k.startswith(("ETORO_", "JUPYTER"))},
+    return {**{k: v for k, v in base.items() if not k.startswith(("ETORO_", "JUPYTER"))},
             "HOME": str(home), "TMPDIR": str(dirs["tmp"]), "BROWSER": f"{browser} %s",
             "JUPYTER_TOKEN": token, "JUPYTER_CONFIG_DIR": str(dirs["config"]),
             "JUPYTER_DATA_DIR": str(dirs["data"]), "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
@@ -256,65 +281,127 @@ def _run_all_and_see_the_cockpit(url: str, shot: str) -> str:
             browser.close()
 
 
-def _ordinary_user() -> str | None:
-    """A user other than root who can run this checkout's venv, or None."""
-    if os.geteuid() != 0 or shutil.which("runuser") is None:
-        return None
-    done = subprocess.run(["runuser", "-u", "nobody", "--", str(ROOT / ".venv/bin/python"), "-c",
-                          "import etoro_nb, jupyterlab"], capture_output=True, timeout=120)
-    return "nobody" if done.returncode == 0 else None
+# The ordinary user's own environment: a plain PATH (so `python3` is the system's, e.g. Debian's
+# /usr/bin/python3, not the suite's or root's pyenv); of the suite's, only the machine's network
+# and package-index settings, which reach every user's pip alike.
+ORDINARY_PATH = "/usr/local/bin:/usr/bin:/bin"
+NETWORK_ENV = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY",
+               "SSL_CERT_FILE", "SSL_CERT_DIR", "PIP_CERT", "REQUESTS_CA_BUNDLE", "PIP_INDEX_URL",
+               "PIP_EXTRA_INDEX_URL", "PIP_DEFAULT_TIMEOUT")
+SYSTEM_PYTHON_CHECK = "import sys, ensurepip, venv; sys.exit(sys.version_info < (3, 11))"
+
+
+@dataclass
+class LabUser:
+    """Who runs `make lab`, where: ``name`` ("suite" or "ordinary"), the command ``prefix``
+    that runs as that user, a ``home`` folder they own, the checkout ``project`` they run it in,
+    and their environment ``base`` (before the lab's settings)."""
+
+    name: str
+    prefix: list[str]
+    home: Path
+    project: Path
+    base: dict[str, str]
+
+
+def _copy_tracked_files(dest: Path) -> None:
+    """This checkout's tracked files, as its working tree holds them (uncommitted edits included:
+    the Makefile under test is this one), copied to ``dest``: what a fresh clone holds, with no
+    venv, stamps or caches."""
+    try:
+        listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True,
+                                check=True, timeout=60).stdout.decode()
+    except (OSError, subprocess.CalledProcessError) as exc:
+        pytest.skip(f"the ordinary user's clone is copied from git's list of files: {exc}")
+    for name in filter(None, listed.split("\0")):
+        source = ROOT / name
+        if source.is_file():  # tracked but deleted in the working tree: not in the clone
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, dest / name)
+
+
+def _ordinary_user(work: Path) -> LabUser:
+    """An ordinary user with a fresh clone in ``work/project`` and a home in ``work/home``: as
+    root, `nobody` through runuser (``work`` becomes theirs); otherwise the suite's own user,
+    who is one. Skips when that cannot be; fails instead, under ETORO_NB_REQUIRE_BROWSER, when
+    the only thing missing is a system Python with venv."""
+    base = {"PATH": ORDINARY_PATH, "LANG": "C.UTF-8",
+            **{k: os.environ[k] for k in NETWORK_ENV if k in os.environ}}
+    home, project = work / "home", work / "project"
+    home.mkdir()
+    project.mkdir()
+    _copy_tracked_files(project)
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        runuser = shutil.which("runuser")
+        if runuser is None:
+            pytest.skip("running as root, with no runuser to become an ordinary user")
+        try:
+            user = pwd.getpwnam("nobody")
+        except KeyError:
+            pytest.skip("running as root, with no `nobody` account to be the ordinary user")
+        for path in (work, *work.rglob("*")):
+            os.chown(path, user.pw_uid, user.pw_gid)
+        # runuser resets HOME to the account's (`nobody` has none): the user's own comes after.
+        prefix = [runuser, "-u", user.pw_name, "--", "env", f"HOME={home}"]
+    found = subprocess.run([*prefix, "python3", "-c", SYSTEM_PYTHON_CHECK], env={**base, "HOME": str(home)},
+                           capture_output=True, text=True, timeout=120)
+    if found.returncode != 0:
+        reason = (f"no python3 3.11+ with venv and ensurepip on the ordinary user's PATH "
+                  f"({ORDINARY_PATH}; on Debian: apt-get install python3-venv): "
+                  f"{found.stderr.strip()[-300:]}")
+        if os.environ.get(REQUIRE_ENV):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return LabUser("ordinary", prefix, home, project, base)
 
 
 @pytest.fixture(params=["suite", "ordinary"])
-def lab_user(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, list[str], Path]]:
-    """Who runs `make lab` (the suite's user, or an ordinary one through runuser), the
-    command prefix that makes it so, and a home folder that user owns."""
+def lab_user(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[LabUser]:
+    """Who runs `make lab`: the suite's user in this checkout (its venv installed), or an
+    ordinary user in a fresh clone of their own, where `make lab` makes the venv and installs
+    from the package index, as the README promises a new user."""
     if request.param == "suite":
         home = tmp_path / "home"
         home.mkdir()
-        yield "suite", [], home
+        yield LabUser("suite", [], home, ROOT, dict(os.environ))
         return
-    other = _ordinary_user()
-    if other is None:
-        pytest.skip("no ordinary user can run this venv here (not root, or its Python lives "
-                    "where only root can read, e.g. under /root)")
-    home = Path(tempfile.mkdtemp(prefix="etoro-nb-lab-home-"))  # tmp_path is root's alone
+    work = Path(tempfile.mkdtemp(prefix="etoro-nb-lab-user-"))  # tmp_path is root's alone
     try:
-        shutil.chown(home, other)
-        yield "ordinary", ["runuser", "-u", other, "--"], home
+        yield _ordinary_user(work)
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 @pytest.mark.browser
-@pytest.mark.timeout(600)
-def test_make_lab_opens_the_cockpit_on_its_sandbox(lab_user: tuple[str, list[str], Path],
-                                                   tmp_path: Path) -> None:
+@pytest.mark.timeout(900)
+def test_make_lab_opens_the_cockpit_on_its_sandbox(lab_user: LabUser, tmp_path: Path) -> None:
     """The README's `make lab` (with the ports it documents), as the suite's user (root in CI)
-    and as an ordinary user: JupyterLab opens on 00-cockpit, the cockpit renders in Chromium,
-    connected to the sandbox `make lab` serves; stopped, it leaves no checkpoints or temporary
-    files behind."""
+    in this checkout and as an ordinary user in a fresh clone (the venv made and installed
+    there): JupyterLab opens on 00-cockpit, the cockpit renders in Chromium, connected to the
+    sandbox `make lab` serves; stopped, it leaves no checkpoints or temporary files behind."""
     missing = browser_requirements() or (None if shutil.which("make") else "make")
     if missing and not os.environ.get(REQUIRE_ENV):
         pytest.skip(f"needs: {missing}")
-    user, prefix, home = lab_user
-    notebooks = ROOT / "notebooks"
+    notebooks = lab_user.project / "notebooks"
     before = set(notebooks.rglob("*"))
     sandbox_port, lab_port, token = free_port(), free_port(), os.urandom(16).hex()
-    env = _lab_env(home, token)
-    if prefix:
+    home = lab_user.home
+    env = _lab_env(home, token, lab_user.base)
+    if lab_user.prefix:  # what the test wrote there is the user's
         for path in home.rglob("*"):
-            shutil.chown(path, prefix[2])
+            shutil.chown(path, home.owner(), home.group())
     log = tmp_path / "make-lab.log"
     with log.open("wb") as out:
-        proc = subprocess.Popen([*prefix, "make", "lab", f"PORT={sandbox_port}",
-                                 f"LAB_PORT={lab_port}"], cwd=ROOT, env=env, stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+        proc = subprocess.Popen([*lab_user.prefix, "make", "lab", f"PORT={sandbox_port}",
+                                 f"LAB_PORT={lab_port}"], cwd=lab_user.project, env=env,
+                                stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
-        url = _opened_url(home, log, proc, timeout=300)
+        # A fresh clone installs first: minutes on a slow network or a busy machine.
+        url = _opened_url(home, log, proc, timeout=300 if lab_user.name == "suite" else 720)
         assert re.search(rf":{lab_port}/lab/tree/{COCKPIT}\?token={token}$", url), url
         assert f"ETORO_BASE_URL=http://127.0.0.1:{sandbox_port}" in log.read_text()
-        connected = _run_all_and_see_the_cockpit(url, f"lab-cockpit-{user}.png")
+        connected = _run_all_and_see_the_cockpit(url, f"lab-cockpit-{lab_user.name}.png")
         assert f"http://127.0.0.1:{sandbox_port}" in connected, connected
     finally:
         _stop_group(proc)
