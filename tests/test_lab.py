@@ -343,7 +343,7 @@ def _ordinary_user(work: Path) -> LabUser:
         for path in (work, *work.rglob("*")):
             os.chown(path, user.pw_uid, user.pw_gid)
         # runuser resets HOME to the account's (`nobody` has none): the user's own comes after.
-        prefix = [runuser, "-u", user.pw_name, "--", "env", f"HOME={home}"]
+        prefix = [runuser, "-u", user.pw_name, "--", "/usr/bin/env", f"HOME={home}"]
     found = subprocess.run([*prefix, "python3", "-c", SYSTEM_PYTHON_CHECK], env={**base, "HOME": str(home)},
                            capture_output=True, text=True, timeout=120)
     if found.returncode != 0:
