@@ -7,10 +7,11 @@ its ``connect()`` finds: the sandbox by default, live when ``ETORO_API_KEY`` /
 as evidence; widget state is not stored in it (it could hold a secret a panel showed), but
 outputs and figures are.
 
-Charts drawn inside widgets (plotly ``FigureWidget``s, alone or in a panel's boxes and tabs)
-would be lost with the widget state, so the run ends with one more cell, removed from the
-result, that reads each displayed widget's charts as they stand at the end of the run; every
-widget output is then followed by its charts as static plotly figures.
+Charts drawn inside widgets (the panels' charts, plotly outputs of Output widgets, and plotly
+``FigureWidget``s, alone or in a panel's boxes and tabs) would be lost with the widget
+state, so the run ends with one more cell, removed from the result, that reads each
+displayed widget's charts as they stand at the end of the run; every widget output is then
+followed by its charts as static plotly figures.
 """
 
 from __future__ import annotations
@@ -25,31 +26,36 @@ WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
 FIGURES_MIME = "application/vnd.etoro-nb.widget-figures+json"
 COLLECTOR_TAG = "etoro-nb-report-widget-figures"
 
-# Runs in the template's kernel, last. It imports nothing the notebook did not (no widgets or
-# plotly, nothing to collect) and displays, for each widget holding plotly figures, the ids of
-# the figure widgets inside it (through box children and Output widgets) and each figure.
+# Runs in the template's kernel, last. It imports nothing the notebook did not (no widgets,
+# nothing to collect; plotly only to read a FigureWidget, which loaded it) and displays, for
+# each widget holding charts, the ids of the charts inside it (through box children and
+# Output widgets) and each chart's figure.
 COLLECTOR = """\
 def _etoro_nb_widget_figures():
     import json, sys
     from IPython.display import display
     widgets = sys.modules.get("ipywidgets.widgets.widget")  # its _instances: every live widget
-    plotly_widget = sys.modules.get("plotly.basewidget")
-    if widgets is None or plotly_widget is None:
+    plotly_widget = sys.modules.get("plotly.basewidget")  # FigureWidgets, if any were made
+    if widgets is None:
         return
-    import plotly.io as pio
     live, figures, inside = dict(widgets._instances), {}, {}
     def walk(w, seen):
         if w.model_id in seen:
             return []
         seen.add(w.model_id)
-        if isinstance(w, plotly_widget.BaseFigureWidget):
+        if plotly_widget is not None and isinstance(w, plotly_widget.BaseFigureWidget):
+            import plotly.io as pio
             figures.setdefault(w.model_id, json.loads(pio.to_json(w, validate=False)))
             return [w.model_id]
         found = []
         for child in getattr(w, "children", None) or ():
             found += walk(child, seen)
-        for out in getattr(w, "outputs", None) or ():
-            view = out.get("data", {}).get("@WIDGET_MIME@")
+        for i, out in enumerate(getattr(w, "outputs", None) or ()):
+            data = out.get("data", {})
+            if "@PLOTLY_MIME@" in data:  # a chart drawn from its JSON (widgets.figure.Chart)
+                figures.setdefault(f"{w.model_id}/{i}", data["@PLOTLY_MIME@"])
+                found.append(f"{w.model_id}/{i}")
+            view = data.get("@WIDGET_MIME@")
             if view and view.get("model_id") in live:
                 found += walk(live[view["model_id"]], seen)
         return found
@@ -60,7 +66,8 @@ def _etoro_nb_widget_figures():
     display({"@FIGURES_MIME@": {"figures": figures, "inside": inside}}, raw=True)
 _etoro_nb_widget_figures()
 del _etoro_nb_widget_figures
-""".replace("@FIGURES_MIME@", FIGURES_MIME).replace("@WIDGET_MIME@", WIDGET_MIME)
+""".replace("@FIGURES_MIME@", FIGURES_MIME).replace("@WIDGET_MIME@", WIDGET_MIME).replace(
+    "@PLOTLY_MIME@", PLOTLY_MIME)
 
 
 def parse_value(text: str) -> Any:

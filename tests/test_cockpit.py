@@ -86,7 +86,8 @@ def test_an_action_in_one_view_shows_at_once_in_the_others(owner_client: EtoroCl
     assert cockpit.activity.requests.row_keys == []
     cockpit.tabs.selected_index = 3
     assert "createAgentPortfolioUserTokenV2" in cockpit.activity.requests.column("Operation")
-    assert all(f._widget_data for f in (cockpit.activity.activity, cockpit.activity.lifetimes))
+    assert all(f.traces and f.outputs for f in (cockpit.activity.activity,
+                                                 cockpit.activity.lifetimes))
     # Panels shown in separate cells share the state of their client: a DelegationPanel
     # built before a portfolio existed shows it once another view creates it.
     late = DelegationPanel(owner_client)

@@ -1,6 +1,7 @@
 """How the panel's charts are built (for speed, from dicts, without plotly's validation):
 what they hold must be what plotly would have made of it, their layout what
-``make_subplots`` gives, and edits made afterwards are validated as usual."""
+``make_subplots`` gives, edits made afterwards are validated as usual, and the JSON a chart
+widget draws is the figure's."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import pytest
 from plotly.subplots import make_subplots
 
 from etoro_nb.charts import figures
+from etoro_nb.report import PLOTLY_MIME
 from tests.test_charts import CHARTS, P1, P2, usage_frame
-from widgets.figure import whole
+from widgets.figure import Chart
 
 BUILT_FROM_DICTS = ["activity", "scope_usage", "token_lifetimes"]
 
@@ -51,11 +53,6 @@ def test_later_edits_are_validated(name: str) -> None:
     for edit in edits:
         with pytest.raises(ValueError):
             edit()
-    widget = whole(fig)
-    with pytest.raises(ValueError):
-        widget.update_layout(height="tall")
-    with pytest.raises(ValueError):
-        widget.data[0].update(opacity=7)
 
 
 def test_activity_rows_can_be_edited_by_row() -> None:
@@ -87,3 +84,29 @@ def test_a_chart_takes_the_template_as_it_stands(name: str) -> None:
     finally:
         template.layout.paper_bgcolor = before
     assert _chart(name).layout.template.layout.paper_bgcolor == before
+
+
+@pytest.mark.parametrize("empty", [False, True])
+@pytest.mark.parametrize("name", BUILT_FROM_DICTS)
+def test_a_chart_widget_draws_the_figure(name: str, empty: bool) -> None:
+    """The JSON a chart widget gives the browser is the figure's, in the template as it
+    stands, with the template's trace defaults for the figure's own trace types only."""
+    import json
+
+    from plotly.io.json import to_json_plotly
+
+    from etoro_nb.charts import specs
+
+    _, inputs, options, _ = CHARTS[name]
+    spec = getattr(specs, name)(*(f.clear() if empty else f for f in inputs()), **options)
+    chart = Chart(spec)
+    (output,) = chart.outputs
+    drawn = json.loads(to_json_plotly(output["data"][PLOTLY_MIME]))  # dates as ISO text
+    expected = json.loads(spec.figure().to_json())
+    used = {trace.get("type", "scatter") for trace in expected["data"]}
+    assert set(drawn["layout"]["template"]["data"]) == used & set(
+        expected["layout"]["template"]["data"])
+    expected["layout"]["template"]["data"] = drawn["layout"]["template"]["data"]
+    assert drawn == expected
+    assert chart.figure().to_dict() == spec.figure().to_dict()
+    assert output["data"]["text/plain"] == f"<chart: {chart.title}>" and chart.title

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -12,10 +13,12 @@ import pytest
 from etoro_nb import frames
 from etoro_nb.client import EtoroClient
 from etoro_nb.ledger import Ledger
+from etoro_nb.report import PLOTLY_MIME
 from etoro_nb.sandbox import SandboxServer
 from tests.helpers import DEMO_READ, DEMO_WRITE, REAL_READ, REAL_WRITE
 from widgets import ActivityPanel, DelegationPanel, PlaygroundPanel, PortfolioPanel
 from widgets._common import walk
+from widgets.figure import Chart
 
 
 @pytest.fixture
@@ -216,10 +219,10 @@ def test_activity_panel_filters_and_redraws_whole_charts(
     panel = ActivityPanel(owner_client)
     assert "SANDBOX" in panel.badge.value
     figures = (panel.activity, panel.scope_usage, panel.lifetimes)
-    assert all(len(f.data) > 0 for f in figures)
+    assert all(len(f.traces) > 0 for f in figures)
     # A browser view draws the state the widget was created with: it holds every trace
     # (a FigureWidget filled after creation came up empty when its view was still loading).
-    assert all(f._widget_data and len(f._widget_data) == len(f.data) for f in figures)
+    assert all(len(_drawn(f)["data"]) == len(f.traces) for f in figures)
     assert list(panel.charts.children) == list(figures)
     assert {"createDemoOrder", "getPortfolioDemo"} <= _charted_operations(panel)
     assert "createDemoOrder" in panel.requests.column("Operation")
@@ -234,7 +237,7 @@ def test_activity_panel_filters_and_redraws_whole_charts(
     owner_client.as_agent(beta.token).trading("demo").portfolio()
     panel.refresh_button.click()
     assert "getPortfolioDemo" in _charted_operations(panel)
-    assert "beta0001" in {t.name for t in panel.activity.data}  # its own bars now
+    assert "beta0001" in {t["name"] for t in _drawn(panel.activity)["data"]}  # its own bars now
     assert "beta0001" in panel.requests.column("Portfolio")
 
 
@@ -243,29 +246,36 @@ def test_charts_reach_the_browser_whole(owner_client: EtoroClient,
     """The first state a chart widget sends to the browser (at comm open) holds its traces:
     a view that draws it must not come up as empty axes."""
     import ipywidgets
-    import plotly.graph_objects as go
 
     opened: list[int] = []
     real_open = ipywidgets.Widget.open
 
     def recording_open(self: ipywidgets.Widget) -> None:
-        if isinstance(self, go.FigureWidget) and self.comm is None:
-            opened.append(len(self.get_state()["_widget_data"]))
+        if isinstance(self, Chart) and self.comm is None:
+            (output,) = self.get_state()["outputs"]
+            opened.append(len(output["data"][PLOTLY_MIME]["data"]))
         real_open(self)
 
     monkeypatch.setattr(ipywidgets.Widget, "open", recording_open)
     made = owner_client.agent_portfolios.create("alpha01", 1000, scopes=[DEMO_READ])
     owner_client.as_agent(made.token).trading("demo").portfolio()
     panel = ActivityPanel(owner_client)
-    drawn = [len(f.data) for f in (panel.activity, panel.scope_usage, panel.lifetimes)]
+    drawn = [len(f.traces) for f in (panel.activity, panel.scope_usage, panel.lifetimes)]
     assert all(drawn) and opened[-3:] == drawn
 
 
 def _charted_operations(panel: ActivityPanel) -> set[str]:
     """The operations the activity chart's bars count (their hover's operations, x-counts
     left out)."""
-    return {op.split(" x")[0] for t in panel.activity.data if t.type == "bar"
-            for row in t.customdata for op in str(row[3]).split(", ")}
+    return {op.split(" x")[0] for t in _drawn(panel.activity)["data"] if t["type"] == "bar"
+            for row in t["customdata"] for op in str(row[3]).split(", ")}
+
+
+def _drawn(chart: Chart) -> dict[str, Any]:
+    """The figure a chart widget gives the browser (its one output's plotly JSON)."""
+    (output,) = chart.outputs
+    figure: dict[str, Any] = output["data"][PLOTLY_MIME]
+    return figure
 
 
 def test_activity_panel_charts_the_most_active_portfolios_when_there_are_many(
@@ -278,7 +288,7 @@ def test_activity_panel_charts_the_most_active_portfolios_when_there_are_many(
         for _ in range(i + 1):  # portfolio i makes i + 1 calls
             agent.trading("demo").portfolio()
     panel = ActivityPanel(owner_client)
-    titles = [a.text for a in panel.activity.layout.annotations]
+    titles = [a["text"] for a in _drawn(panel.activity)["layout"]["annotations"]]
     shown = {n for n in (c.portfolio.name for c in made) if any(n in t for t in titles)}
     assert shown == {f"many{i:04d}" for i in range(2, 8)}  # the six busiest
     assert "6 most active of 8" in panel.feedback.value

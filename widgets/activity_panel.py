@@ -1,10 +1,8 @@
 """ActivityPanel: filters, the latest requests in a grid, and the activity, scope-usage and
 token-lifetime charts of the client's ledger.
 
-Each redraw puts new chart widgets in place (``widgets.figure.WholeFigure``), whose first
-state in the browser is the finished figure: the charts used to be FigureWidgets filled
-after they were created, and a browser view drawing the state it was created with showed
-empty axes, about one render in four."""
+Each redraw puts new chart widgets in place (``widgets.figure.Chart``), whose first state
+in the browser is the finished figure."""
 
 from __future__ import annotations
 
@@ -12,15 +10,16 @@ import html
 from datetime import UTC, date, datetime, timedelta
 
 import ipywidgets as w
-import plotly.graph_objects as go  # type: ignore[import-untyped]
 import polars as pl
 
-from etoro_nb import charts, frames
+from etoro_nb import frames
+from etoro_nb.charts import specs
+from etoro_nb.charts.figures import Spec
 from etoro_nb.client import EtoroClient
 from etoro_nb.errors import EtoroError
 from widgets import tables
 from widgets._common import Feedback, environment_badge, panel_repr
-from widgets.figure import WholeFigure, whole
+from widgets.figure import Chart
 from widgets.grid import DataGrid
 from widgets.state import CockpitState
 from widgets.view import View
@@ -49,7 +48,7 @@ class ActivityPanel(View):
                                       layout=w.Layout(visibility="hidden"))
         self.requests = DataGrid("request_id", css_class="etoro-nb-requests",
                                  empty="No requests in this window.")
-        self._figures: tuple[WholeFigure, WholeFigure, WholeFigure] | None = None  # first draw
+        self._figures: tuple[Chart, Chart, Chart] | None = None  # made by the first draw
         self.charts = w.VBox([])
         self.feedback = Feedback()
         self.refresh_button.on_click(lambda _: self.refresh())
@@ -146,38 +145,36 @@ class ActivityPanel(View):
             grants = grants.filter(pl.col("token_id") == token)
         least = frames.least_privilege(grants, usage)
         self.progress.value = 2
-        figures = (charts.activity(usage, freq=self.freq,
-                                   portfolio_names=data.names()),
-                   charts.scope_usage(least),
-                   charts.token_lifetimes(tokens, now=data.at or self.client.now()))
+        drawn = (specs.activity(usage, freq=self.freq, portfolio_names=data.names()),
+                 specs.scope_usage(least),
+                 specs.token_lifetimes(tokens, now=data.at or self.client.now()))
         self.progress.value = 3
-        made = tuple(whole(f) for f in figures)
+        made = tuple(Chart(spec) for spec in drawn)
         self._figures = made[0], made[1], made[2]
-        shown = [widget if widget.data else _nothing(widget)
-                 for widget in (self.activity, self.scope_usage, self.lifetimes)]
+        shown = [chart if chart.traces else _nothing(chart.spec) for chart in made]
         old, self.charts.children = self.charts.children, tuple(shown)
         for widget in old:
             widget.close()
         self.progress.value = 4
 
     @property
-    def activity(self) -> WholeFigure:
+    def activity(self) -> Chart:
         """The activity chart last drawn."""
         return self._figure(0)
 
     @property
-    def scope_usage(self) -> WholeFigure:
+    def scope_usage(self) -> Chart:
         """The scope-usage chart last drawn."""
         return self._figure(1)
 
     @property
-    def lifetimes(self) -> WholeFigure:
+    def lifetimes(self) -> Chart:
         """The token-lifetime chart last drawn."""
         return self._figure(2)
 
-    def _figure(self, index: int) -> WholeFigure:
+    def _figure(self, index: int) -> Chart:
         if self._figures is None:  # not drawn yet: one empty stand-in for the three, made
-            blank = WholeFigure({"layout": {"template": {}}}, validated=True)  # when asked for
+            blank = Chart(Spec([], {}))  # when asked for
             self._figures = blank, blank, blank
         return self._figures[index]
 
@@ -197,8 +194,8 @@ class ActivityPanel(View):
                 tokens.filter(pl.col("portfolio_id").is_in(keep)))
 
 
-def _nothing(figure: go.FigureWidget) -> w.HTML:
+def _nothing(spec: Spec) -> w.HTML:
     """What stands for a chart with nothing to draw: its title and a word, not empty axes."""
-    title = figure.layout.title.text or "Chart"
+    title = spec.title or "Chart"
     return w.HTML(f'<div class="enb-no-chart" style="color:#555;padding:4px 0"><b>'
                   f'{html.escape(title)}</b>: nothing in this window.</div>')

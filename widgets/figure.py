@@ -1,54 +1,42 @@
-"""Charts as FigureWidgets that a browser always draws whole.
+"""Charts as Output widgets that JupyterLab's plotly renderer draws from the figure's JSON.
 
-plotly's ``FigureWidget`` opens its comm (sending its first state to the browser) at the
-start of its constructor, before its traces and layout are set; they follow in a second
-message. A browser view that renders from the first state draws empty default axes, and
-it did, about one render in four, when the page was busy (the ActivityPanel's charts, and
-the browser test caught it again after its charts were drawn on a tab switch).
-``WholeFigure`` opens its comm only once its constructor is done, so the first state the
-browser gets holds every trace; it is never changed afterwards (a redraw makes a new one).
-"""
+A chart widget is made complete: its one output (the figure, template included) is set
+before its comm opens, so the first state the browser gets holds every trace, and it is
+never changed afterwards (a redraw makes a new one). Charts used to be ``FigureWidget``s,
+which open their comm before their traces are set: a browser view drawing that first state
+showed empty axes, about one render in four. Drawing from JSON also skips plotly's figure
+objects, which took longer to make than the chart's data (``figures.Spec``)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import ipywidgets as w
 import plotly.graph_objects as go  # type: ignore[import-untyped]
 
-
-class WholeFigure(go.FigureWidget):
-    """A FigureWidget whose first state in the browser is the finished figure."""
-
-    _complete = False
-
-    def __init__(self, spec: dict[str, Any], *, validated: bool = False) -> None:
-        """``validated``: ``spec`` is a figure's own (``Figure.to_dict()``), checked when that
-        figure was made, so it is not checked again (that took most of the time); later
-        edits are checked as usual."""
-        super().__init__(spec, _validate=not validated)
-        self._validate = self.layout._validate = True
-        for trace in self.data:
-            trace._validate = True
-        self._complete = True
-        self.open()
-
-    def open(self) -> None:
-        if self._complete:  # Widget.__init__ asks earlier: the state is not complete yet
-            super().open()
+from etoro_nb.charts.figures import Spec
+from etoro_nb.report import PLOTLY_MIME
 
 
-def whole(figure: go.Figure) -> WholeFigure:
-    """The figure as a ``WholeFigure``.
+class Chart(w.Output):
+    """One plotly chart of a ``figures.Spec``; ``figure()`` gives it as a ``go.Figure``, to
+    edit or save."""
 
-    Its template keeps the trace defaults of the trace types the figure has only: the
-    default template holds defaults for every trace type plotly knows, and validating
-    those again made up most of the time a chart took (about 15x the rest). The figure's
-    properties were checked when it was made: the widget does not check them again."""
-    # The figure's own properties, not a copy (``to_dict`` makes one): the widget copies them.
-    layout = dict(figure._layout)
-    template = layout.get("template")
-    if isinstance(template, dict) and isinstance(template.get("data"), dict):
-        used = {trace.get("type", "scatter") for trace in figure._data}
-        layout["template"] = {**template, "data": {kind: v for kind, v in template["data"].items()
-                                                   if kind in used}}
-    return WholeFigure({"data": figure._data, "layout": layout}, validated=True)
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        drawn = {"output_type": "display_data", "metadata": {},
+                 "data": {PLOTLY_MIME: spec.drawn(), "text/plain": f"<chart: {spec.title}>"}}
+        super().__init__(outputs=(drawn,), layout=w.Layout(width="100%"))
+        self.add_class("enb-chart")
+
+    @property
+    def title(self) -> str:
+        return self.spec.title
+
+    @property
+    def traces(self) -> list[dict[str, Any]]:
+        """The chart's traces, as plotly's JSON (``name``, ``x``, ``y``, ...)."""
+        return self.spec.data
+
+    def figure(self) -> go.Figure:
+        return self.spec.figure()

@@ -81,13 +81,10 @@ def activity(usage: pl.DataFrame, *, freq: str | None = None,
     >>> activity(enb.frames.usage(client.ledger), portfolio_names=names,
     ...          window=(since, until))                             # doctest: +SKIP
     """
-    from etoro_nb.charts import figures
+    from etoro_nb.charts import specs
 
-    span = shaping.activity_window(usage, window)
-    chosen = shaping.bucket_freq(*span, freq)
-    frame = shaping.activity_frame(usage, freq=chosen, portfolio_names=portfolio_names,
-                                   window=span)
-    return figures.activity(frame, freq=chosen, window=span)
+    return specs.activity(usage, freq=freq, portfolio_names=portfolio_names,
+                          window=window).figure()
 
 
 def scope_usage(least_privilege: pl.DataFrame) -> go.Figure:
@@ -105,9 +102,9 @@ def scope_usage(least_privilege: pl.DataFrame) -> go.Figure:
     ...                                 enb.frames.usage(client.ledger))  # doctest: +SKIP
     >>> scope_usage(lp)                                                    # doctest: +SKIP
     """
-    from etoro_nb.charts import figures
+    from etoro_nb.charts import specs
 
-    return figures.scope_usage(shaping.scope_usage_frame(least_privilege))
+    return specs.scope_usage(least_privilege).figure()
 
 
 def token_lifetimes(tokens: pl.DataFrame, *, now: datetime,
@@ -128,10 +125,9 @@ def token_lifetimes(tokens: pl.DataFrame, *, now: datetime,
     >>> token_lifetimes(enb.frames.tokens(client), now=client.now(),
     ...                 expiring_within=timedelta(days=3))             # doctest: +SKIP
     """
-    from etoro_nb.charts import figures
+    from etoro_nb.charts import specs
 
-    frame = shaping.token_lifetimes_frame(tokens, now=now, expiring_within=expiring_within)
-    return figures.token_lifetimes(frame, now=now, expiring_within=expiring_within)
+    return specs.token_lifetimes(tokens, now=now, expiring_within=expiring_within).figure()
 
 
 def portfolio_value(history: pl.DataFrame) -> go.Figure:

@@ -1,13 +1,16 @@
 """The figure builders: each maps the columns of a ``shaping`` frame to plotly marks and
 styles, and computes nothing else. Imported only when a chart is drawn (it loads plotly).
 
-A frame without rows gives a titled figure whose annotation says so, with no data traces.
-Every figure uses the project's template (``style.TEMPLATE``), registered with plotly here,
-once, when this module loads.
+The builders of the cockpit's charts (``activity``, ``scope_usage``, ``token_lifetimes``)
+return a ``Spec``, the figure's JSON, which a widget draws as it is; the others return a
+``go.Figure``. A frame without rows gives a titled figure whose annotation says so, with no
+data traces. Every figure uses the project's template (``style.TEMPLATE``), registered with
+plotly here, once, when this module loads.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -40,28 +43,67 @@ def register_template() -> go.layout.Template:
 register_template()
 
 
-def _figure(data: list[dict[str, Any]], layout: dict[str, Any]) -> go.Figure:
-    """A figure of traces and a layout written in this module, in the project's template.
+@dataclass(frozen=True)
+class Spec:
+    """A figure as the builders of the cockpit's charts write it: plotly's JSON of its
+    traces and layout, without the template. ``figure()`` makes the ``go.Figure`` (what
+    ``charts.activity``, ``scope_usage`` and ``token_lifetimes`` return); ``drawn()`` is what
+    a browser draws, template included, which the cockpit's chart widgets show as it is
+    (``widgets.figure.Chart``): making a ``go.Figure`` took longer than the chart's data.
+    ``rows``: the stacked subplot rows the layout holds (0: none), which a figure made of it
+    can be edited by (``fig.update_yaxes(row=2, col=1)``)."""
 
-    plotly validates every property it is given, and the template's again on each figure:
-    that took most of a chart's time (about 10x the rest). What these builders write is
-    checked by their tests instead (plotly validating it changes nothing), so the figure is
-    made without it, then validates every later edit as usual. Its JSON is what the
-    validated figure's was."""
-    template = register_template().to_plotly_json()  # as it stands now: a user may edit it
-    fig = go.Figure({"data": data, "layout": {**layout, "template": template}}, _validate=False)
-    fig._validate = fig.layout._validate = True
-    for trace in fig.data:
-        trace._validate = True
-    return fig
+    data: list[dict[str, Any]]
+    layout: dict[str, Any]
+    rows: int = 0
+
+    @property
+    def title(self) -> str:
+        title = self.layout.get("title", {}).get("text")
+        return title if isinstance(title, str) else ""
+
+    def figure(self) -> go.Figure:
+        """The figure in the project's template as it stands now (a user may edit it).
+
+        plotly validates every property it is given, and the template's again on each
+        figure: that took most of a chart's time (about 10x the rest). What the builders
+        write is checked by their tests instead (plotly validating it changes nothing), so
+        the figure is made without it, then validates every later edit as usual. Its JSON is
+        what the validated figure's was."""
+        template = register_template().to_plotly_json()
+        fig = go.Figure({"data": self.data, "layout": {**self.layout, "template": template}},
+                        _validate=False)
+        fig._validate = fig.layout._validate = True
+        for trace in fig.data:
+            trace._validate = True
+        if self.rows:  # what make_subplots leaves for later edits by row
+            fig._grid_ref = [[(SubplotRef("xy", (f"xaxis{s}", f"yaxis{s}"),
+                                          {"xaxis": f"x{s}", "yaxis": f"y{s}"}),)]
+                             for s in ("" if r == 1 else str(r) for r in range(1, self.rows + 1))]
+        return fig
+
+    def drawn(self) -> dict[str, Any]:
+        """The figure as a browser draws it: the spec in the project's template, with the
+        trace defaults of its own trace types only (a drawn chart is not given new traces, and
+        the defaults of every trace type plotly knows would be most of what is sent). Values
+        are plotly's JSON's, but for dates, which stay ``datetime``s: a widget's comm writes
+        them as ISO text when it sends them, as it does a ``FigureWidget``'s."""
+        template = register_template().to_plotly_json()
+        used = {trace.get("type", "scatter") for trace in self.data}
+        template["data"] = {kind: v for kind, v in template.get("data", {}).items() if kind in used}
+        return {"data": self.data, "layout": {**self.layout, "template": template}}
 
 
-def _empty(title: str, message: str) -> go.Figure:
-    return _figure([], {
+def _empty_spec(title: str, message: str) -> Spec:
+    return Spec([], {
         "title": {"text": title}, "height": 320,
         "xaxis": {"visible": False}, "yaxis": {"visible": False},
         "annotations": [{"text": message, "name": "empty", "xref": "paper", "yref": "paper",
                          "x": 0.5, "y": 0.5, "showarrow": False, "font": {"size": 16}}]})
+
+
+def _empty(title: str, message: str) -> go.Figure:
+    return _empty_spec(title, message).figure()
 
 
 def _stacked_rows(n: int, spacing: float) -> list[tuple[float, float]]:
@@ -99,12 +141,12 @@ def _rows_layout(titles: list[str], spacing: float) -> dict[str, Any]:
 
 
 # -- activity -----------------------------------------------------------------------------
-def activity(frame: pl.DataFrame, *, freq: str, window: tuple[datetime, datetime]) -> go.Figure:
+def activity(frame: pl.DataFrame, *, freq: str, window: tuple[datetime, datetime]) -> Spec:
     """Request bars in each portfolio's colour, and refusal and trade markers, a row per panel,
     from ``shaping.activity_frame``; ticks from ``shaping.activity_ticks`` over ``window``."""
     title = f"Requests per portfolio ({freq} buckets)"
     if frame.is_empty():
-        return _empty(title, "No usage recorded in this window")
+        return _empty_spec(title, "No usage recorded in this window")
     # The frame's few rows as Python lists, grouped here: a polars call per part and
     # column cost more than the figure's whole making.
     columns = frame.to_dict(as_series=False)
@@ -137,12 +179,8 @@ def activity(frame: pl.DataFrame, *, freq: str, window: tuple[datetime, datetime
             "ticktext": ticks["label"].to_list()}
     layout[f"xaxis{'' if n == 1 else n}"]["title"] = {"text": "time (UTC)"}
     height = 160 + 220 * n
-    fig = _figure(traces, {**layout, "title": {"text": title}, "barmode": "stack",
-                           "height": height, "legend": style.legend_below(height)})
-    # What make_subplots leaves for later edits by row (``fig.update_yaxes(row=2, col=1)``).
-    fig._grid_ref = [[(SubplotRef("xy", (f"xaxis{s}", f"yaxis{s}"), {"xaxis": f"x{s}", "yaxis": f"y{s}"}),)]
-                     for s in ("" if r == 1 else str(r) for r in range(1, n + 1))]
-    return fig
+    return Spec(traces, {**layout, "title": {"text": title}, "barmode": "stack",
+                         "height": height, "legend": style.legend_below(height)}, rows=n)
 
 
 def _requests(part: dict[str, list[Any]], legend: bool, colour: str) -> dict[str, Any]:
@@ -184,12 +222,12 @@ def _trades(part: dict[str, list[Any]], legend: bool) -> dict[str, Any]:
 
 
 # -- scope usage --------------------------------------------------------------------------
-def scope_usage(frame: pl.DataFrame) -> go.Figure:
+def scope_usage(frame: pl.DataFrame) -> Spec:
     """A tokens x scopes heatmap with a discrete colour per state, from
     ``shaping.scope_usage_frame``."""
     title = "Scope usage per token"
     if frame.is_empty():
-        return _empty(title, "No scope grants or usage in this window")
+        return _empty_spec(title, "No scope grants or usage in this window")
     # One pass over the cells, grouped by token in order of appearance (a partition per
     # token cost a polars call each).
     tokens: dict[str, list[tuple[Any, ...]]] = {}
@@ -216,7 +254,7 @@ def scope_usage(frame: pl.DataFrame) -> go.Figure:
         "hovertemplate": ("<b>%{y}</b><br>%{x}<br>%{customdata[0]}<br>granted: %{customdata[4]}"
                           "<br>used: %{customdata[1]}<br>refused: %{customdata[2]}"
                           "<br>verdict: %{customdata[3]}<extra></extra>")}
-    return _figure([heatmap], {
+    return Spec([heatmap], {
         "title": {"text": title}, "height": 220 + 36 * len(rows),
         "xaxis": {"title": {"text": "scope"}, "tickvals": scopes,
                   "ticktext": [cell[3] for cell in rows[0]]},
@@ -230,13 +268,13 @@ _LIFETIME_HOVER = ("<b>%{y}</b> · %{customdata[0]}<br>portfolio: %{customdata[1
                    "<extra></extra>")
 
 
-def token_lifetimes(frame: pl.DataFrame, *, now: datetime, expiring_within: timedelta) -> go.Figure:
+def token_lifetimes(frame: pl.DataFrame, *, now: datetime, expiring_within: timedelta) -> Spec:
     """A horizontal bar per token, coloured by status, with ``now`` and the expiring window
     marked, from ``shaping.token_lifetimes_frame``."""
     now = utc(now)
     title = f"Token lifetimes (now: {style.when(now)})"
     if frame.is_empty():
-        return _empty(title, "No tokens to show")
+        return _empty_spec(title, "No tokens to show")
     dated = frame.filter(pl.col("start").is_not_null())
     groups = dated.partition_by("status", as_dict=True)
     traces = [_lifetime_bars(groups[(status,)], status, colour)
@@ -257,7 +295,7 @@ def token_lifetimes(frame: pl.DataFrame, *, now: datetime, expiring_within: time
                             "showarrow": False, "xanchor": "left",
                             "text": f"{undated} token(s) without a creation time not shown"})
     height = 220 + 32 * dated.height
-    return _figure(traces, {
+    return Spec(traces, {
         "shapes": [{"type": "rect", "name": "expiring window", "xref": "x", "yref": "paper",
                     "x0": now, "x1": now + expiring_within, "y0": 0, "y1": 1, "layer": "below",
                     "fillcolor": style.STATUS_COLOURS["expiring"], "opacity": 0.08,
