@@ -241,6 +241,30 @@ def test_activity_panel_filters_and_redraws_whole_charts(
     assert "beta0001" in panel.requests.column("Portfolio")
 
 
+def test_activity_token_filter_lists_the_chosen_portfolios_tokens(owner_client: EtoroClient) -> None:
+    """Tokens are chosen within a portfolio: across all of them the token list would repeat
+    each portfolio's token names (every agent has a "trader"), so it waits for a portfolio."""
+    alpha = owner_client.agent_portfolios.create("alpha01", 1000, scopes=[DEMO_READ])
+    beta = owner_client.agent_portfolios.create("beta0001", 1000, scopes=[DEMO_READ])
+    owner_client.agent_portfolios.mint_token(beta.portfolio.id, "trader", scopes=[DEMO_READ])
+    panel = ActivityPanel(owner_client)
+    assert panel.token.options == (("all", ""),) and panel.token.disabled
+    panel.portfolio.value = beta.portfolio.id
+    beta_tokens = {t.id for t in owner_client.agent_portfolios.get(beta.portfolio.id).tokens}
+    assert {v for _, v in panel.token.options} == {"", *beta_tokens} and not panel.token.disabled
+    assert alpha.token.id not in {v for _, v in panel.token.options}
+    owner_client.as_agent(beta.token).trading("demo").portfolio()
+    panel.refresh_button.click()
+    trader = owner_client.agent_portfolios.get(beta.portfolio.id).token("trader")
+    assert trader is not None
+    panel.token.value = trader.id  # the requests follow the token: trader sent none
+    assert panel.requests.row_keys == []
+    panel.token.value = beta.token.id
+    assert "getPortfolioDemo" in panel.requests.column("Operation")
+    panel.portfolio.value = ""
+    assert panel.token.value == "" and panel.token.disabled
+
+
 def test_charts_reach_the_browser_whole(owner_client: EtoroClient,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The first state a chart widget sends to the browser (at comm open) holds its traces:

@@ -84,14 +84,19 @@ class ActivityPanel(View):
             current = self.portfolio.value
             self.portfolio.options = [("all", ALL), *sorted((n, i) for i, n in names.items())]
             self.portfolio.value = current if current in names else ALL
-            tokens = self.state.data.tokens
+            # A token is chosen within a portfolio: across all of them the list would hold
+            # hundreds of tokens, their names repeated from one portfolio to the next.
+            options = [("all", ALL)]
             if self.portfolio.value:
-                tokens = tokens.filter(pl.col("portfolio_id") == self.portfolio.value)
+                tokens = self.state.data.tokens.filter(
+                    pl.col("portfolio_id") == self.portfolio.value).sort("token_name")
+                options += [(f"{name} ({status})", token_id) for token_id, name, status
+                            in tokens.select("token_id", "token_name", "status").iter_rows()]
             chosen = self.token.value
-            options = [("all", ALL), *((f"{t['token_name']} ({t['status']})", t["token_id"])
-                                       for t in tokens.sort("token_name").iter_rows(named=True))]
             self.token.options = options
             self.token.value = chosen if chosen in {v for _, v in options} else ALL
+            self.token.disabled = not self.portfolio.value
+            self.token.tooltip = "" if self.portfolio.value else "Choose a portfolio first"
             self._filters_for = (self.state.revision, self.portfolio.value)
 
     def show_again(self) -> None:
@@ -182,13 +187,13 @@ class ActivityPanel(View):
                      tokens: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
         """All of it, or the usage and tokens of the MAX_ROWS most active portfolios (saying
         so) when there are more: a chart of hundreds of rows is slow and unreadable."""
-        counts = (usage.filter(pl.col("portfolio_id").is_not_null()).group_by("portfolio_id")
-                  .len().sort(["len", "portfolio_id"], descending=[True, False]))
-        if counts.height <= MAX_ROWS and tokens["portfolio_id"].n_unique() <= MAX_ROWS:
+        counts = usage["portfolio_id"].drop_nulls().value_counts(name="n")
+        shown = max(counts.height, tokens["portfolio_id"].n_unique())
+        if shown <= MAX_ROWS:
             return usage, tokens
-        keep = counts.head(MAX_ROWS)["portfolio_id"].implode()
-        self.feedback.show_note(f"The charts show the {MAX_ROWS} most active of "
-                                f"{max(counts.height, tokens['portfolio_id'].n_unique())} "
+        keep = counts.top_k(MAX_ROWS, by=["n", "portfolio_id"], reverse=[False, True])[
+            "portfolio_id"].implode()
+        self.feedback.show_note(f"The charts show the {MAX_ROWS} most active of {shown} "
                                 "portfolios in this window; choose a portfolio to see another.")
         return (usage.filter(pl.col("portfolio_id").is_in(keep)),
                 tokens.filter(pl.col("portfolio_id").is_in(keep)))

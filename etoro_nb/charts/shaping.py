@@ -180,6 +180,13 @@ def utc(value: datetime) -> datetime:
 
 
 def _check_freq(freq: str) -> None:
+    if not isinstance(freq, str):
+        raise ValueError(f"freq: {freq!r} is not a polars duration such as '15m', '1h' or '1d'")
+    _check_duration(freq)
+
+
+@functools.cache  # a handful of strings, each checked on every chart drawn
+def _check_duration(freq: str) -> None:
     ref = datetime(2026, 1, 1, tzinfo=UTC)
     try:
         end = pl.select(pl.lit(ref).dt.offset_by(freq)).item()
@@ -299,42 +306,58 @@ def activity_frame(usage: pl.DataFrame, *, freq: str | None = None,
     _require(usage, ("ts", "phase", "request_id", "attempt", "principal", "portfolio_id",
                      "token_id", "operation_id", "status", "error_code"), "usage")
     freq = bucket_freq(*activity_window(usage, window), freq)
-    events = _as_utc(usage, ["ts"], "usage").filter(pl.col("ts").is_not_null())
-    outcomes = events.filter(pl.col("phase") == "outcome")
-    unanswered = events.filter(pl.col("phase") == "intent",
-                               pl.col("request_id").is_not_null()).join(
-        outcomes.select("request_id", "attempt"), on=["request_id", "attempt"], how="anti")
-    rows = pl.concat([outcomes, unanswered.with_columns(
-        pl.lit(None).cast(events.schema["status"]).alias("status"))])
+    # Few polars calls, each doing much: on a chart's few hundred rows every call costs about
+    # the same whatever it does, and the chart is drawn on every refresh of the cockpit.
+    phase, timed = pl.col("phase"), pl.col("ts").is_not_null()
+    answered = (((phase == "outcome") & timed).any().over("request_id", "attempt")
+                & pl.col("attempt").is_not_null())  # an intent with an outcome of its attempt
+    rows = (_as_utc(usage, ["ts"], "usage")
+            .filter(timed, (phase == "outcome") | ((phase == "intent")
+                                                  & pl.col("request_id").is_not_null() & ~answered))
+            .with_columns(status=pl.when(phase == "outcome").then("status")))
     if rows.is_empty():
         return ACTIVITY_SCHEMA.to_frame()
-    rows = _request_rows(rows, freq)
-    rows = (rows.join(_panels(rows["portfolio"], portfolio_names or {}), on="portfolio")
-            .with_columns(portfolio=pl.col("label")))
-    ops = (rows.group_by("panel", "bucket", "operation").agg(n=pl.len())
-           .group_by("panel", "bucket").agg(operations=pl.when(pl.col("n") > 1).then(
-               pl.format("{} x{}", "operation", "n")).otherwise("operation")
-               .sort_by("operation").str.join(", ")))
-    requests = (rows.group_by("panel", "bucket")
-                .agg(pl.col(_BUCKET).first(), count=pl.len(), failed=pl.col("failed").sum(),
-                     detail=pl.col("who").unique().sort().str.join(", "))
-                .join(ops, on=["panel", "bucket"])
-                .with_columns(mark=pl.lit("requests"), series=pl.col("portfolio")))
-    marks = [requests, _tally(rows.filter("failed"), "refused / errors", "answer"),
-             _tally(rows.filter("trade"), "trades", "operation")]
-    out = pl.concat(marks, how="diagonal_relaxed")
+    # Each request counts once in its portfolio's bars, and once more under a marker when it
+    # failed (by its answer) or traded (by its operation): one row per mark it counts in.
+    marks = (_request_rows(rows, freq, portfolio_names or {})
+             .with_columns(mark=pl.concat_list(
+                 pl.lit("requests"), pl.when("failed").then(pl.lit("refused / errors")),
+                 pl.when("trade").then(pl.lit("trades"))).list.drop_nulls())
+             .explode("mark")
+             .with_columns(what=pl.when(pl.col("mark") == "refused / errors").then("answer")
+                           .otherwise("operation")))
+    counted = pl.when(pl.col("n") > 1).then(pl.format("{} x{}", "what", "n")).otherwise("what")
+    requests = pl.col("mark") == "requests"
+    out = (marks.group_by("panel", "bucket", "mark", "what")
+           .agg(pl.col(_BUCKET).first(), n=pl.len(), failed=pl.col("failed").sum(),
+                who=pl.col("who"))
+           .group_by("panel", "bucket", "mark")
+           .agg(pl.col(_BUCKET).first(), count=pl.col("n").sum(),
+                failed=pl.col("failed").sum(), counted=counted.sort_by("what").str.join(", "),
+                who=pl.col("who").list.explode(keep_nulls=False, empty_as_null=False)
+                .unique().sort().str.join(", "))
+           .with_columns(series=pl.when(requests).then("portfolio").otherwise("mark"),
+                         failed=pl.when(requests).then("failed"),
+                         operations=pl.when(requests).then("counted"),
+                         detail=pl.when(requests).then("who").otherwise("counted")))
     return _shape(out, ACTIVITY_SCHEMA).sort("panel", "mark", "series", "bucket_mid")
 
 
-def _request_rows(rows: pl.DataFrame, freq: str) -> pl.DataFrame:
+def _request_rows(rows: pl.DataFrame, freq: str, names: Mapping[str, str]) -> pl.DataFrame:
     """Each request with its bucket, the bucket's middle, width and span, and whether it
-    failed or was a trade; ``who`` sent it (a short token id, else the principal)."""
+    failed or was a trade; ``who`` sent it (a short token id, else the principal); its
+    portfolio's ``panel`` (by name, unnamed ones after by id, owner calls last), the panel's
+    title and the portfolio's label (its name, else short id: the key of its colour)."""
+    owner = pl.col("portfolio_id").is_null()
+    name = pl.col("portfolio_id").replace_strict(dict(names), default=None, return_dtype=pl.String)
+    short = _short(pl.col("portfolio_id"))
     return rows.with_columns(
         bucket=pl.col("ts").dt.truncate(freq),
         portfolio=pl.col("portfolio_id").fill_null(NO_PORTFOLIO),
         operation=pl.col("operation_id").fill_null("unknown"),
         failed=pl.col("status").is_null() | (pl.col("status") >= 400),
         who=_short(pl.col("token_id")).fill_null(pl.col("principal")).fill_null("owner"),
+        name=name,
     ).with_columns(
         end=pl.col("bucket").dt.offset_by(freq),
         trade=(pl.col("operation").is_in(sorted(trade_operations()))
@@ -343,7 +366,15 @@ def _request_rows(rows: pl.DataFrame, freq: str) -> pl.DataFrame:
         .otherwise(pl.concat_str(pl.col("status").cast(pl.String),
                                  pl.col("error_code").fill_null(""), separator=" ")
                    .str.strip_chars()),
+        # Panels in order of (owner calls last, name, unnamed last, id), numbered from 1.
+        panel=pl.struct(owner, pl.col("name").fill_null("\uffff"), pl.col("portfolio"))
+        .rank("dense").cast(pl.Int64),
+        panel_title=pl.when(owner).then(pl.lit(NO_PORTFOLIO_TITLE))
+        .when(pl.col("name").is_not_null()).then(pl.format("{} ({})", "name", short))
+        .otherwise(short),
+        label=pl.when(owner).then(pl.lit(NO_PORTFOLIO_TITLE)).otherwise(pl.coalesce("name", short)),
     ).with_columns(
+        portfolio=pl.col("label"),
         bucket_mid=pl.col("bucket") + (pl.col("end") - pl.col("bucket")) / 2,
         width_ms=(pl.col("end") - pl.col("bucket")).dt.total_milliseconds() * 0.9,
         span=pl.concat_str(
@@ -352,35 +383,6 @@ def _request_rows(rows: pl.DataFrame, freq: str) -> pl.DataFrame:
             .then(pl.col("end").dt.strftime("%H:%M"))
             .otherwise(pl.col("end").dt.strftime("%Y-%m-%d %H:%M")), pl.lit(" UTC")),
     )
-
-
-def _panels(portfolios: pl.Series, names: Mapping[str, str]) -> pl.DataFrame:
-    """``portfolio`` (its id), its ``panel`` number, ``panel_title`` and ``label`` (its name,
-    else short id: the key of its colour)."""
-    named = pl.DataFrame({"portfolio": list(names), "name": list(names.values())},
-                         schema={"portfolio": pl.String, "name": pl.String})
-    short = _short(pl.col("portfolio"))
-    owner = pl.col("portfolio") == NO_PORTFOLIO
-    return (portfolios.unique().to_frame("portfolio").join(named, on="portfolio", how="left")
-            .sort(owner, pl.col("name").fill_null("\uffff"), "portfolio")
-            .with_row_index("panel", offset=1)
-            .select("portfolio", pl.col("panel").cast(pl.Int64), panel_title=pl.when(
-                owner).then(pl.lit(NO_PORTFOLIO_TITLE))
-                .when(pl.col("name").is_not_null()).then(pl.format("{} ({})", "name", short))
-                .otherwise(short),
-                label=pl.when(owner).then(pl.lit(NO_PORTFOLIO_TITLE))
-                .otherwise(pl.coalesce("name", short))))
-
-
-def _tally(rows: pl.DataFrame, mark: str, of: str) -> pl.DataFrame:
-    """Per panel and bucket, how many ``rows`` and their ``of`` values counted, by value:
-    ``a x2, b``."""
-    counted = pl.when(pl.col("n") > 1).then(pl.format("{} x{}", of, "n")).otherwise(pl.col(of))
-    return (rows.group_by("panel", "bucket", of).agg(pl.col(_BUCKET).first(), n=pl.len())
-            .group_by("panel", "bucket")
-            .agg(pl.col(_BUCKET).first(), count=pl.col("n").sum(),
-                 detail=counted.sort_by(of).str.join(", "))
-            .with_columns(mark=pl.lit(mark), series=pl.lit(mark)))
 
 
 # -- scope usage --------------------------------------------------------------------------
