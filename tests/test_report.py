@@ -82,7 +82,7 @@ def _figures(notebook: Path) -> list[dict[str, object]]:
 
 
 def test_report_of_the_delegation_panels_keeps_their_charts(tmp_path: Path) -> None:
-    """02-delegation shows its charts only inside the ActivityPanel (plotly FigureWidgets): the
+    """02-delegation shows its charts only inside the ActivityPanel (Output widgets): the
     report draws each of them, with its data, after the panel's output."""
     out = tmp_path / "delegation.html"
     done = _report("notebooks/02-delegation.ipynb", "-o", str(out))

@@ -272,9 +272,8 @@ def activity_ticks(start: datetime, end: datetime) -> pl.DataFrame:
     start, end = utc(start), utc(end)
     span = max(end - start, timedelta(minutes=1))
     step = next((s for s in BUCKET_STEPS if span / _step(s) < MAX_TICKS), BUCKET_STEPS[-1])
-    first: datetime = pl.select(pl.lit(start).dt.truncate(step)).item()
-    ticks = [t for t in pl.datetime_range(first, end, interval=step, eager=True, time_zone="UTC")
-             .to_list() if start <= t <= end]
+    at = pl.datetime_range(pl.lit(start).dt.truncate(step), end, interval=step, time_zone="UTC")
+    ticks: list[datetime] = (pl.select(at=at).filter(pl.col("at") >= start)["at"].to_list())
     if _step(step) >= timedelta(days=365):
         fmt = "%Y"
     elif _step(step) >= timedelta(days=28):
