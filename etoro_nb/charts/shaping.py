@@ -392,27 +392,31 @@ def scope_usage_frame(least_privilege: pl.DataFrame) -> pl.DataFrame:
                                "verdict"), "least_privilege")
     frame = least_privilege.filter(pl.col("token_id").is_not_null(),
                                    pl.col("scope").is_not_null())
-    tokens = (frame.group_by("token_id").agg(pl.col("token_name").drop_nulls().first())
-              .sort(pl.col("token_name").fill_null(""), "token_id")
-              .with_row_index("row").with_columns(token=_named("token_name", "token_id")))
-    scopes = frame.select("scope").unique()
-    cells = (frame.unique(["token_id", "scope"], keep="last", maintain_order=True)
-             .select("token_id", "scope", "granted", "used", "refused", "verdict",
-                     recorded=pl.lit(True)))
-    grid = (tokens.join(scopes, how="cross").join(cells, on=["token_id", "scope"], how="left")
-            .sort("row", "scope")
-            .with_columns(pl.col("used", "refused").fill_null(0), pl.col("granted").fill_null(False),
-                          verdict=pl.when(pl.col("recorded").is_null()).then(pl.lit("not granted"))
-                          .otherwise(pl.col("verdict").fill_null(""))))
-    return _shape(grid.with_columns(
-        scope_label=pl.col("scope").str.strip_prefix(SCOPE_PREFIX),
-        state=pl.when(pl.col("used") > 0).then(pl.lit("used"))
-        .when("granted").then(pl.lit("granted, unused"))
-        .when(pl.col("refused") > 0).then(pl.lit("refused"))
+    # Few eager steps: on the small frames a panel shows, each costs more than its data.
+    tokens = frame.group_by("token_id").agg(pl.col("token_name").drop_nulls().first())
+    cells = (frame.group_by("token_id", "scope")  # a pair's last row: ``.last()`` keeps nulls
+             .agg(pl.col("granted", "used", "refused", "verdict").last(), recorded=pl.lit(True)))
+    grid = (tokens.join(frame.select(pl.col("scope").unique()), how="cross")
+            .join(cells, on=["token_id", "scope"], how="left"))
+    used, refused = pl.col("used").fill_null(0), pl.col("refused").fill_null(0)
+    granted = pl.col("granted").fill_null(False)
+    columns = {
+        "token_id": pl.col("token_id"), "token": _named("token_name", "token_id"),
+        "scope": pl.col("scope"), "scope_label": pl.col("scope").str.strip_prefix(SCOPE_PREFIX),
+        "state": pl.when(used > 0).then(pl.lit("used"))
+        .when(granted).then(pl.lit("granted, unused"))
+        .when(refused > 0).then(pl.lit("refused"))
         .otherwise(pl.lit("not granted")),
-        text=pl.when(pl.col("used") != 0).then(pl.col("used").cast(pl.String))
-        .when(pl.col("refused") != 0).then("✕" + pl.col("refused").cast(pl.String))
-        .otherwise(pl.lit(""))), SCOPE_USAGE_SCHEMA)
+        "granted": granted, "used": used, "refused": refused,
+        "verdict": pl.when(pl.col("recorded").is_null()).then(pl.lit("not granted"))
+        .otherwise(pl.col("verdict").fill_null("")),
+        "text": pl.when(used != 0).then(used.cast(pl.String))
+        .when(refused != 0).then("✕" + refused.cast(pl.String))
+        .otherwise(pl.lit("")),
+    }
+    # tokens by name then id (ids are unique here), then scopes: the drawing order
+    return (grid.sort(pl.col("token_name").fill_null(""), "token_id", "scope")
+            .select(columns[name].cast(dtype).alias(name) for name, dtype in SCOPE_USAGE_SCHEMA.items()))
 
 
 # -- token lifetimes ----------------------------------------------------------------------

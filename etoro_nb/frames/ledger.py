@@ -142,34 +142,39 @@ def least_privilege(grants: pl.DataFrame, usage_frame: pl.DataFrame, *,
     a verdict: ``needed`` (used), ``unused`` (granted, never used: narrow the grant) or
     ``missing`` (refused without the grant). ``suggested_scopes`` is the narrower grant
     that would have sufficed: the scopes the token used."""
-    frame = usage_frame.filter(pl.col("phase") == "outcome", pl.col("principal") == "agent",
-                               pl.col("token_id").is_not_null(),
-                               pl.col("scope_required").str.starts_with(scopes.PREFIX))
+    # Few eager steps: on the small frames a panel shows, each costs more than its data.
+    keep = [pl.col("phase") == "outcome", pl.col("principal") == "agent",
+            pl.col("token_id").is_not_null(), pl.col("scope_required").str.starts_with(scopes.PREFIX)]
     start, end = _utc(since), _utc(until)
     if start is not None:
-        frame = frame.filter(pl.col("ts") >= start)
+        keep.append(pl.col("ts") >= start)
     if end is not None:
-        frame = frame.filter(pl.col("ts") < end)
-    counted = (frame.group_by("token_id", "scope_required")
+        keep.append(pl.col("ts") < end)
+    counted = (usage_frame.filter(keep).group_by("token_id", scope=pl.col("scope_required"))
                .agg(used=(pl.col("status").is_between(200, 299)).sum().cast(pl.Int64),
-                    refused=(pl.col("status") == 403).sum().cast(pl.Int64))
-               .rename({"scope_required": "scope"}))
-    granted = grants.select("portfolio_id", "token_id", "token_name", "scope").with_columns(
-        granted=pl.lit(True))
-    joined = granted.join(counted, on=["token_id", "scope"], how="full", coalesce=True)
-    names = grants.select("portfolio_id", "token_id", "token_name").unique("token_id")
-    joined = (joined.drop("portfolio_id", "token_name").join(names, on="token_id", how="left")
-              .with_columns(pl.col("granted").fill_null(False), pl.col("used").fill_null(0),
-                            pl.col("refused").fill_null(0)))
-    joined = joined.with_columns(
-        verdict=pl.when(pl.col("used") > 0).then(pl.lit("needed"))
-        .when(pl.col("granted")).then(pl.lit("unused"))
-        .otherwise(pl.lit("missing")))
-    suggested = (joined.filter(pl.col("used") > 0).group_by("token_id")
-                 .agg(suggested_scopes=pl.col("scope").sort()))
-    out = joined.join(suggested, on="token_id", how="left").with_columns(
-        pl.col("suggested_scopes").fill_null(pl.lit([], dtype=SCOPES)))
-    return (out.select(list(LEAST_PRIVILEGE_SCHEMA)).cast(LEAST_PRIVILEGE_SCHEMA)
+                    refused=(pl.col("status") == 403).sum().cast(pl.Int64)))
+    # Every grant row (duplicates too) and every pair counted without a grant; ``granted``
+    # is null on the latter.
+    joined = (grants.select("portfolio_id", "token_id", "token_name", "scope", granted=pl.lit(True))
+              .join(counted, on=["token_id", "scope"], how="full", coalesce=True, maintain_order="left"))
+    used = pl.col("used").fill_null(0)
+
+    def named(column: str) -> pl.Expr:  # a token's first grant row's, for all its rows
+        return (pl.when(pl.col("token_id").is_not_null())
+                .then(pl.col(column).filter(pl.col("granted").is_not_null()).first().over("token_id")))
+
+    columns = {
+        "portfolio_id": named("portfolio_id"), "token_id": pl.col("token_id"),
+        "token_name": named("token_name"), "scope": pl.col("scope"),
+        "granted": pl.col("granted").fill_null(False), "used": used,
+        "refused": pl.col("refused").fill_null(0),
+        "verdict": pl.when(used > 0).then(pl.lit("needed"))
+        .when(pl.col("granted")).then(pl.lit("unused")).otherwise(pl.lit("missing")),
+        "suggested_scopes": pl.col("scope").filter(used > 0).sort()
+        .over("token_id", mapping_strategy="join").fill_null(pl.lit([], dtype=SCOPES)),
+    }
+    return (joined.select(columns[name].cast(dtype).alias(name)
+                          for name, dtype in LEAST_PRIVILEGE_SCHEMA.items())
             .sort("token_id", "scope"))
 
 
