@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from etoro_nb.frames import POLICY_EVENTS_SCHEMA, UTC_US, VALUE_HISTORY_SCHEMA, token_status
+from etoro_nb.frames import POLICY_EVENTS_SCHEMA, UTC_US, VALUE_HISTORY_SCHEMA
 from etoro_nb.operations import trade_operations
 from etoro_nb.rebalancer import WEIGHTS_SCHEMA
 from etoro_nb.scopes import PREFIX as SCOPE_PREFIX
@@ -392,31 +392,28 @@ def scope_usage_frame(least_privilege: pl.DataFrame) -> pl.DataFrame:
                                "verdict"), "least_privilege")
     frame = least_privilege.filter(pl.col("token_id").is_not_null(),
                                    pl.col("scope").is_not_null())
-    # Few eager steps: on the small frames a panel shows, each costs more than its data.
-    tokens = frame.group_by("token_id").agg(pl.col("token_name").drop_nulls().first())
-    cells = (frame.group_by("token_id", "scope")  # a pair's last row: ``.last()`` keeps nulls
-             .agg(pl.col("granted", "used", "refused", "verdict").last(), recorded=pl.lit(True)))
+    # Few eager steps, casts only where needed: on the small frames a panel shows, each step
+    # costs more than its data. A blank name is labelled as a missing one: "" sorts the same.
+    tokens = frame.group_by("token_id").agg(pl.col("token_name").drop_nulls().first().fill_null(""))
+    cells = frame.unique(["token_id", "scope"], keep="last")
     grid = (tokens.join(frame.select(pl.col("scope").unique()), how="cross")
-            .join(cells, on=["token_id", "scope"], how="left"))
-    used, refused = pl.col("used").fill_null(0), pl.col("refused").fill_null(0)
+            .join(cells, on=["token_id", "scope"], how="left", coalesce=False))  # scope_right: null
+    used, refused = pl.col("used").fill_null(0), pl.col("refused").fill_null(0)  # if not recorded
     granted = pl.col("granted").fill_null(False)
-    columns = {
-        "token_id": pl.col("token_id"), "token": _named("token_name", "token_id"),
-        "scope": pl.col("scope"), "scope_label": pl.col("scope").str.strip_prefix(SCOPE_PREFIX),
-        "state": pl.when(used > 0).then(pl.lit("used"))
+    shaped = grid.sort("token_name", "token_id", "scope").select(  # the drawing order; ids are unique
+        "token_id", token=_named("token_name", "token_id"), scope="scope",
+        scope_label=pl.col("scope").str.strip_prefix(SCOPE_PREFIX),
+        state=pl.when(used > 0).then(pl.lit("used"))
         .when(granted).then(pl.lit("granted, unused"))
         .when(refused > 0).then(pl.lit("refused"))
-        .otherwise(pl.lit("not granted")),
-        "granted": granted, "used": used, "refused": refused,
-        "verdict": pl.when(pl.col("recorded").is_null()).then(pl.lit("not granted"))
+        .otherwise(pl.lit("not granted")).cast(SCOPE_USAGE_SCHEMA["state"]),
+        granted=granted, used=used, refused=refused,
+        verdict=pl.when(pl.col("scope_right").is_null()).then(pl.lit("not granted"))
         .otherwise(pl.col("verdict").fill_null("")),
-        "text": pl.when(used != 0).then(used.cast(pl.String))
+        text=pl.when(used != 0).then(used.cast(pl.String))
         .when(refused != 0).then("✕" + refused.cast(pl.String))
-        .otherwise(pl.lit("")),
-    }
-    # tokens by name then id (ids are unique here), then scopes: the drawing order
-    return (grid.sort(pl.col("token_name").fill_null(""), "token_id", "scope")
-            .select(columns[name].cast(dtype).alias(name) for name, dtype in SCOPE_USAGE_SCHEMA.items()))
+        .otherwise(pl.lit("")))
+    return shaped if shaped.schema == SCOPE_USAGE_SCHEMA else shaped.cast(SCOPE_USAGE_SCHEMA)
 
 
 # -- token lifetimes ----------------------------------------------------------------------
@@ -427,37 +424,40 @@ def token_lifetimes_frame(tokens: pl.DataFrame, *, now: datetime,
     or it has a revocation time, else as ``frames.token_status`` finds at ``now``."""
     _require(tokens, ("portfolio_name", "token_id", "token_name", "application", "scopes",
                       "created_at", "expires_at", "revoked_at", "status"), "tokens")
-    now = utc(now)
     times = ["created_at", "expires_at", "revoked_at"]
-    frame = (_as_utc(tokens, times, "tokens").filter(pl.col("token_id").is_not_null())
-             .with_columns(pl.col(times).dt.cast_time_unit("us")))
-    status = pl.Series("status", [
-        "revoked" if given == "revoked" else token_status(expires, revoked, now, expiring_within)
-        for given, expires, revoked in frame.select("status", "expires_at", "revoked_at").iter_rows()
-    ], dtype=pl.String)
-    revoked, expires = pl.col("status") == "revoked", pl.col("expires_at")
-    ended = pl.min_horizontal("expires_at", "revoked_at")
+    frame = _as_utc(tokens, times, "tokens").filter(pl.col("token_id").is_not_null())
+    # Few eager steps, casts only where needed: on the small frames a panel shows, each step
+    # costs more than its data. ``now`` is made from its microseconds (pl.lit(datetime)
+    # builds a Series).
+    at = pl.lit((utc(now) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)).cast(UTC_US)
+    created, expires, revoked_at = (
+        pl.col(name) if frame.schema[name] == UTC_US else pl.col(name).dt.cast_time_unit("us")
+        for name in times)
+    # frames.token_status at ``now``, as an expression
+    revoked = (pl.col("status") == "revoked") | revoked_at.is_not_null()
+    status = (pl.when(revoked).then(pl.lit("revoked")).when(expires <= at).then(pl.lit("expired"))
+              .when(expires - at <= expiring_within).then(pl.lit("expiring"))
+              .otherwise(pl.lit("active")))
+    ended = pl.min_horizontal(expires, revoked_at)
+    end = pl.when(revoked).then(ended).otherwise(expires).fill_null(at)
     scopes = pl.col("scopes").list.join(", ")
-    frame = frame.with_columns(status).with_columns(
-        token=_named("token_name", "token_id"),
+    shaped = frame.sort(created.is_null(), pl.col("portfolio_name").fill_null("\uffff"), created,
+                        "token_id").select(
+        "token_id", token=_named("token_name", "token_id"),
         portfolio=pl.when(_blank(pl.col("portfolio_name"))).then(pl.lit("—"))
         .otherwise("portfolio_name"),
         application=pl.when(_blank(pl.col("application"))).then(pl.lit("unknown"))
         .otherwise("application"),
-        scopes=pl.when(_blank(scopes)).then(pl.lit("—")).otherwise(scopes),
-        start=pl.col("created_at"),
-        end=pl.when(revoked).then(ended.fill_null(now)).when(expires.is_null()).then(pl.lit(now))
-        .otherwise(expires),
-        ends=pl.when(revoked & ended.is_null()).then(pl.lit("revoked (time unknown)"))
-        .when(revoked).then(pl.lit("revoked"))
+        scopes=pl.when(scopes != "").then(scopes).otherwise(pl.lit("—")),  # null or ""
+        status=status.cast(TOKEN_LIFETIMES_SCHEMA["status"]), start=created, end=end,
+        ends=pl.when(revoked).then(pl.when(ended.is_null()).then(pl.lit("revoked (time unknown)"))
+                                   .otherwise(pl.lit("revoked")))
         .when(expires.is_null()).then(pl.lit("never expires"))
-        .when(pl.col("status") == "expired").then(pl.lit("expired"))
+        .when(expires <= at).then(pl.lit("expired"))
         .otherwise(pl.lit("expires")),
-    ).with_columns(  # as timedelta.total_seconds() * 1000 does it, to the last bit
-        duration_ms=(pl.col("end") - pl.col("start")).dt.total_microseconds() / 1_000_000 * 1000)
-    order = frame.sort(pl.col("start").is_null(), pl.col("portfolio_name").fill_null("\uffff"),
-                       "start", "token_id")
-    return _shape(order, TOKEN_LIFETIMES_SCHEMA)
+        # as timedelta.total_seconds() * 1000 does it, to the last bit
+        duration_ms=(end - created).dt.total_microseconds() / 1_000_000 * 1000)
+    return shaped if shaped.schema == TOKEN_LIFETIMES_SCHEMA else shaped.cast(TOKEN_LIFETIMES_SCHEMA)
 
 
 # -- portfolio value ----------------------------------------------------------------------
