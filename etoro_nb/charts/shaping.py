@@ -390,10 +390,12 @@ def scope_usage_frame(least_privilege: pl.DataFrame) -> pl.DataFrame:
     is taken from its last row."""
     _require(least_privilege, ("token_id", "token_name", "scope", "granted", "used", "refused",
                                "verdict"), "least_privilege")
-    frame = least_privilege.filter(pl.col("token_id").is_not_null(),
-                                   pl.col("scope").is_not_null())
-    # Few eager steps, casts only where needed: on the small frames a panel shows, each step
-    # costs more than its data. A blank name is labelled as a missing one: "" sorts the same.
+    # Few eager steps, filters and casts only where needed: on the small frames a panel
+    # shows, each step costs more than its data. A blank name is labelled as a missing one,
+    # and "" sorts the same.
+    frame = least_privilege
+    if frame.get_column("token_id").has_nulls() or frame.get_column("scope").has_nulls():
+        frame = frame.filter(pl.col("token_id").is_not_null(), pl.col("scope").is_not_null())
     tokens = frame.group_by("token_id").agg(pl.col("token_name").drop_nulls().first().fill_null(""))
     cells = frame.unique(["token_id", "scope"], keep="last")
     grid = (tokens.join(frame.select(pl.col("scope").unique()), how="cross")
@@ -425,14 +427,16 @@ def token_lifetimes_frame(tokens: pl.DataFrame, *, now: datetime,
     _require(tokens, ("portfolio_name", "token_id", "token_name", "application", "scopes",
                       "created_at", "expires_at", "revoked_at", "status"), "tokens")
     times = ["created_at", "expires_at", "revoked_at"]
-    frame = _as_utc(tokens, times, "tokens").filter(pl.col("token_id").is_not_null())
-    # Few eager steps, casts only where needed: on the small frames a panel shows, each step
-    # costs more than its data. ``now`` is made from its microseconds (pl.lit(datetime)
-    # builds a Series).
-    at = pl.lit((utc(now) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)).cast(UTC_US)
+    # Few eager steps, filters, conversions and casts only where needed (frames.tokens gives
+    # UTC microseconds): on the small frames a panel shows, each step costs more than its data.
+    # ``now`` is made from its microseconds (pl.lit(datetime) builds a Series).
+    if any(tokens.schema[name] != UTC_US for name in times):
+        tokens = _as_utc(tokens, times, "tokens")
+    schema = tokens.schema
     created, expires, revoked_at = (
-        pl.col(name) if frame.schema[name] == UTC_US else pl.col(name).dt.cast_time_unit("us")
+        pl.col(name) if schema[name] == UTC_US else pl.col(name).dt.cast_time_unit("us")
         for name in times)
+    at = pl.lit((utc(now) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)).cast(UTC_US)
     # frames.token_status at ``now``, as an expression
     revoked = (pl.col("status") == "revoked") | revoked_at.is_not_null()
     status = (pl.when(revoked).then(pl.lit("revoked")).when(expires <= at).then(pl.lit("expired"))
@@ -441,8 +445,10 @@ def token_lifetimes_frame(tokens: pl.DataFrame, *, now: datetime,
     ended = pl.min_horizontal(expires, revoked_at)
     end = pl.when(revoked).then(ended).otherwise(expires).fill_null(at)
     scopes = pl.col("scopes").list.join(", ")
-    shaped = frame.sort(created.is_null(), pl.col("portfolio_name").fill_null("\uffff"), created,
-                        "token_id").select(
+    order = (created.is_null(), pl.col("portfolio_name").fill_null("\uffff"), created, "token_id")
+    if tokens.get_column("token_id").has_nulls():
+        tokens = tokens.filter(pl.col("token_id").is_not_null())
+    shaped = tokens.sort(*order).select(
         "token_id", token=_named("token_name", "token_id"),
         portfolio=pl.when(_blank(pl.col("portfolio_name"))).then(pl.lit("—"))
         .otherwise("portfolio_name"),

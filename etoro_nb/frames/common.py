@@ -154,7 +154,9 @@ def grants(tokens_frame: pl.DataFrame, *, schema_overrides: Mapping[str, Any] | 
     scope (``GRANTS_SCHEMA``): what ``least_privilege`` takes."""
     exploded = tokens_frame.select("portfolio_id", "portfolio_name", "token_id", "token_name",
                                    pl.col("scopes").alias("scope"), "status").explode("scope")
-    # Dropping the null scopes and casting in one select (on small frames each eager step
-    # costs more than its data); an override of another column is not found, as in a cast.
-    return exploded.select(pl.col(name).filter(pl.col("scope").is_not_null()).cast(dtype)
-                           for name, dtype in _schema(GRANTS_SCHEMA, schema_overrides).items())
+    # Null scopes (from no or empty lists too) dropped and casts made only when there are
+    # any: on small frames each eager step costs more than its data.
+    if exploded.get_column("scope").has_nulls():
+        exploded = exploded.drop_nulls("scope")
+    schema = _schema(GRANTS_SCHEMA, schema_overrides)
+    return exploded if exploded.schema == schema else exploded.cast(schema)

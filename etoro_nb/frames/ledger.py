@@ -173,9 +173,10 @@ def least_privilege(grants: pl.DataFrame, usage_frame: pl.DataFrame, *,
         "suggested_scopes": pl.col("scope").filter(used > 0).sort()
         .over("token_id", mapping_strategy="join").fill_null(pl.lit([], dtype=SCOPES)),
     }
-    return (joined.select(columns[name].cast(dtype).alias(name)
-                          for name, dtype in LEAST_PRIVILEGE_SCHEMA.items())
-            .sort("token_id", "scope"))
+    out = joined.select(columns[name].alias(name) for name in LEAST_PRIVILEGE_SCHEMA)
+    if out.schema != LEAST_PRIVILEGE_SCHEMA:  # a cast per column costs more than these frames
+        out = out.cast(LEAST_PRIVILEGE_SCHEMA)
+    return out.sort("token_id", "scope")
 
 
 def tokens_from_ledger(ledger: EventSource, *, now: datetime | date | None = None,
