@@ -384,6 +384,28 @@ def _tally(rows: pl.DataFrame, mark: str, of: str) -> pl.DataFrame:
 
 
 # -- scope usage --------------------------------------------------------------------------
+# scope_usage_frame's columns, made once: making them costs about as much as running them on
+# the small frames a panel shows. The grid's cells come from a left join: ``scope_right`` is
+# null where nothing was recorded, and so are the counts.
+_USED, _REFUSED = pl.col("used").fill_null(0), pl.col("refused").fill_null(0)
+_GRANTED = pl.col("granted").fill_null(False)
+_SCOPE_USAGE_COLUMNS = {
+    "token_id": pl.col("token_id"), "token": _named("token_name", "token_id"),
+    "scope": pl.col("scope"), "scope_label": pl.col("scope").str.strip_prefix(SCOPE_PREFIX),
+    "state": pl.when(_USED > 0).then(pl.lit("used"))
+    .when(_GRANTED).then(pl.lit("granted, unused"))
+    .when(_REFUSED > 0).then(pl.lit("refused"))
+    .otherwise(pl.lit("not granted")).cast(SCOPE_USAGE_SCHEMA["state"]),
+    "granted": _GRANTED, "used": _USED, "refused": _REFUSED,
+    "verdict": pl.when(pl.col("scope_right").is_null()).then(pl.lit("not granted"))
+    .otherwise(pl.col("verdict").fill_null("")),
+    "text": pl.when(_USED != 0).then(_USED.cast(pl.String))
+    .when(_REFUSED != 0).then("✕" + _REFUSED.cast(pl.String))
+    .otherwise(pl.lit("")),
+}
+_SCOPE_USAGE_SELECT = [_SCOPE_USAGE_COLUMNS[name].alias(name) for name in SCOPE_USAGE_SCHEMA]
+
+
 def scope_usage_frame(least_privilege: pl.DataFrame) -> pl.DataFrame:
     """The tokens x scopes grid of a ``frames.least_privilege(...)`` frame
     (``SCOPE_USAGE_SCHEMA``). A token's name is its first one given; a pair given twice
@@ -397,24 +419,11 @@ def scope_usage_frame(least_privilege: pl.DataFrame) -> pl.DataFrame:
     if frame.get_column("token_id").has_nulls() or frame.get_column("scope").has_nulls():
         frame = frame.filter(pl.col("token_id").is_not_null(), pl.col("scope").is_not_null())
     tokens = frame.group_by("token_id").agg(pl.col("token_name").drop_nulls().first().fill_null(""))
-    cells = frame.unique(["token_id", "scope"], keep="last")
     grid = (tokens.join(frame.select(pl.col("scope").unique()), how="cross")
-            .join(cells, on=["token_id", "scope"], how="left", coalesce=False))  # scope_right: null
-    used, refused = pl.col("used").fill_null(0), pl.col("refused").fill_null(0)  # if not recorded
-    granted = pl.col("granted").fill_null(False)
-    shaped = grid.sort("token_name", "token_id", "scope").select(  # the drawing order; ids are unique
-        "token_id", token=_named("token_name", "token_id"), scope="scope",
-        scope_label=pl.col("scope").str.strip_prefix(SCOPE_PREFIX),
-        state=pl.when(used > 0).then(pl.lit("used"))
-        .when(granted).then(pl.lit("granted, unused"))
-        .when(refused > 0).then(pl.lit("refused"))
-        .otherwise(pl.lit("not granted")).cast(SCOPE_USAGE_SCHEMA["state"]),
-        granted=granted, used=used, refused=refused,
-        verdict=pl.when(pl.col("scope_right").is_null()).then(pl.lit("not granted"))
-        .otherwise(pl.col("verdict").fill_null("")),
-        text=pl.when(used != 0).then(used.cast(pl.String))
-        .when(refused != 0).then("✕" + refused.cast(pl.String))
-        .otherwise(pl.lit("")))
+            .join(frame.unique(["token_id", "scope"], keep="last"), on=["token_id", "scope"],
+                  how="left", coalesce=False))
+    # in drawing order (token ids are unique)
+    shaped = grid.sort("token_name", "token_id", "scope").select(_SCOPE_USAGE_SELECT)
     return shaped if shaped.schema == SCOPE_USAGE_SCHEMA else shaped.cast(SCOPE_USAGE_SCHEMA)
 
 
