@@ -441,6 +441,8 @@ def token_lifetimes_frame(tokens: pl.DataFrame, *, now: datetime,
     # ``now`` is made from its microseconds (pl.lit(datetime) builds a Series).
     if any(tokens.schema[name] != UTC_US for name in times):
         tokens = _as_utc(tokens, times, "tokens")
+    if tokens.get_column("token_id").has_nulls():
+        tokens = tokens.filter(pl.col("token_id").is_not_null())
     schema = tokens.schema
     created, expires, revoked_at = (
         pl.col(name) if schema[name] == UTC_US else pl.col(name).dt.cast_time_unit("us")
@@ -455,8 +457,6 @@ def token_lifetimes_frame(tokens: pl.DataFrame, *, now: datetime,
     end = pl.when(revoked).then(ended).otherwise(expires).fill_null(at)
     scopes = pl.col("scopes").list.join(", ")
     order = (created.is_null(), pl.col("portfolio_name").fill_null("\uffff"), created, "token_id")
-    if tokens.get_column("token_id").has_nulls():
-        tokens = tokens.filter(pl.col("token_id").is_not_null())
     shaped = tokens.sort(*order).select(
         "token_id", token=_named("token_name", "token_id"),
         portfolio=pl.when(_blank(pl.col("portfolio_name"))).then(pl.lit("—"))

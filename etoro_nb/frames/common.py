@@ -154,8 +154,8 @@ def grants(tokens_frame: pl.DataFrame, *, schema_overrides: Mapping[str, Any] | 
     scope (``GRANTS_SCHEMA``): what ``least_privilege`` takes."""
     exploded = tokens_frame.select("portfolio_id", "portfolio_name", "token_id", "token_name",
                                    pl.col("scopes").alias("scope"), "status").explode("scope")
-    # Null scopes (from no or empty lists too) dropped and casts made only when there are
-    # any: on small frames each eager step costs more than its data.
+    # Null scopes (what no or empty lists explode to, too) dropped and dtypes cast only when
+    # needed: on small frames each eager step costs more than its data.
     if exploded.get_column("scope").has_nulls():
         exploded = exploded.drop_nulls("scope")
     schema = _schema(GRANTS_SCHEMA, schema_overrides)

@@ -177,8 +177,9 @@ def least_privilege(grants: pl.DataFrame, usage_frame: pl.DataFrame, *,
         keep.append(pl.col("ts") < end)
     counted = (usage_frame.filter(keep).group_by("token_id", scope=pl.col("scope_required"))
                .agg(**_COUNTS))
-    # Every grant row (duplicates too) and every pair counted without a grant: ``granted``
-    # is null on those. A token's name and suggested scopes are windows over its rows.
+    # Every grant row (duplicates too), in the grants' order, and every pair counted without
+    # a grant (``granted`` null): a token's name (its first grant row's) and suggested scopes
+    # are windows over its rows.
     joined = (grants.select("portfolio_id", "token_id", "token_name", "scope", granted=pl.lit(True))
               .join(counted, on=["token_id", "scope"], how="full", coalesce=True, maintain_order="left"))
     out = joined.select(_LEAST_PRIVILEGE_SELECT)
