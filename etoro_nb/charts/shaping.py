@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 import polars as pl
 
-from etoro_nb.frames import POLICY_EVENTS_SCHEMA, UTC_US, VALUE_HISTORY_SCHEMA, token_status
+from etoro_nb.frames import POLICY_EVENTS_SCHEMA, UTC_US, VALUE_HISTORY_SCHEMA
 from etoro_nb.operations import trade_operations
 from etoro_nb.rebalancer import WEIGHTS_SCHEMA
 from etoro_nb.scopes import PREFIX as SCOPE_PREFIX
@@ -385,35 +385,47 @@ def _request_rows(rows: pl.DataFrame, freq: str, names: Mapping[str, str]) -> pl
 
 
 # -- scope usage --------------------------------------------------------------------------
+# scope_usage_frame's columns, made once: making them costs about as much as running them on
+# the small frames a panel shows. The grid's cells come from a left join: ``scope_right`` is
+# null where nothing was recorded, and so are the counts.
+_USED, _REFUSED = pl.col("used").fill_null(0), pl.col("refused").fill_null(0)
+_GRANTED = pl.col("granted").fill_null(False)
+_SCOPE_USAGE_COLUMNS = {
+    "token_id": pl.col("token_id"), "token": _named("token_name", "token_id"),
+    "scope": pl.col("scope"), "scope_label": pl.col("scope").str.strip_prefix(SCOPE_PREFIX),
+    "state": pl.when(_USED > 0).then(pl.lit("used"))
+    .when(_GRANTED).then(pl.lit("granted, unused"))
+    .when(_REFUSED > 0).then(pl.lit("refused"))
+    .otherwise(pl.lit("not granted")).cast(SCOPE_USAGE_SCHEMA["state"]),
+    "granted": _GRANTED, "used": _USED, "refused": _REFUSED,
+    "verdict": pl.when(pl.col("scope_right").is_null()).then(pl.lit("not granted"))
+    .otherwise(pl.col("verdict").fill_null("")),
+    "text": pl.when(_USED != 0).then(_USED.cast(pl.String))
+    .when(_REFUSED != 0).then("✕" + _REFUSED.cast(pl.String))
+    .otherwise(pl.lit("")),
+}
+_SCOPE_USAGE_SELECT = [_SCOPE_USAGE_COLUMNS[name].alias(name) for name in SCOPE_USAGE_SCHEMA]
+
+
 def scope_usage_frame(least_privilege: pl.DataFrame) -> pl.DataFrame:
     """The tokens x scopes grid of a ``frames.least_privilege(...)`` frame
     (``SCOPE_USAGE_SCHEMA``). A token's name is its first one given; a pair given twice
     is taken from its last row."""
     _require(least_privilege, ("token_id", "token_name", "scope", "granted", "used", "refused",
                                "verdict"), "least_privilege")
-    frame = least_privilege.filter(pl.col("token_id").is_not_null(),
-                                   pl.col("scope").is_not_null())
-    tokens = (frame.group_by("token_id").agg(pl.col("token_name").drop_nulls().first())
-              .sort(pl.col("token_name").fill_null(""), "token_id")
-              .with_row_index("row").with_columns(token=_named("token_name", "token_id")))
-    scopes = frame.select("scope").unique()
-    cells = (frame.unique(["token_id", "scope"], keep="last", maintain_order=True)
-             .select("token_id", "scope", "granted", "used", "refused", "verdict",
-                     recorded=pl.lit(True)))
-    grid = (tokens.join(scopes, how="cross").join(cells, on=["token_id", "scope"], how="left")
-            .sort("row", "scope")
-            .with_columns(pl.col("used", "refused").fill_null(0), pl.col("granted").fill_null(False),
-                          verdict=pl.when(pl.col("recorded").is_null()).then(pl.lit("not granted"))
-                          .otherwise(pl.col("verdict").fill_null(""))))
-    return _shape(grid.with_columns(
-        scope_label=pl.col("scope").str.strip_prefix(SCOPE_PREFIX),
-        state=pl.when(pl.col("used") > 0).then(pl.lit("used"))
-        .when("granted").then(pl.lit("granted, unused"))
-        .when(pl.col("refused") > 0).then(pl.lit("refused"))
-        .otherwise(pl.lit("not granted")),
-        text=pl.when(pl.col("used") != 0).then(pl.col("used").cast(pl.String))
-        .when(pl.col("refused") != 0).then("✕" + pl.col("refused").cast(pl.String))
-        .otherwise(pl.lit(""))), SCOPE_USAGE_SCHEMA)
+    # Few eager steps, filters and casts only where needed: on the small frames a panel
+    # shows, each step costs more than its data. A blank name is labelled as a missing one,
+    # and "" sorts the same.
+    frame = least_privilege
+    if frame.get_column("token_id").has_nulls() or frame.get_column("scope").has_nulls():
+        frame = frame.filter(pl.col("token_id").is_not_null(), pl.col("scope").is_not_null())
+    tokens = frame.group_by("token_id").agg(pl.col("token_name").drop_nulls().first().fill_null(""))
+    grid = (tokens.join(frame.select(pl.col("scope").unique()), how="cross")
+            .join(frame.unique(["token_id", "scope"], keep="last"), on=["token_id", "scope"],
+                  how="left", coalesce=False))
+    # in drawing order (token ids are unique)
+    shaped = grid.sort("token_name", "token_id", "scope").select(_SCOPE_USAGE_SELECT)
+    return shaped if shaped.schema == SCOPE_USAGE_SCHEMA else shaped.cast(SCOPE_USAGE_SCHEMA)
 
 
 # -- token lifetimes ----------------------------------------------------------------------
@@ -424,37 +436,44 @@ def token_lifetimes_frame(tokens: pl.DataFrame, *, now: datetime,
     or it has a revocation time, else as ``frames.token_status`` finds at ``now``."""
     _require(tokens, ("portfolio_name", "token_id", "token_name", "application", "scopes",
                       "created_at", "expires_at", "revoked_at", "status"), "tokens")
-    now = utc(now)
     times = ["created_at", "expires_at", "revoked_at"]
-    frame = (_as_utc(tokens, times, "tokens").filter(pl.col("token_id").is_not_null())
-             .with_columns(pl.col(times).dt.cast_time_unit("us")))
-    status = pl.Series("status", [
-        "revoked" if given == "revoked" else token_status(expires, revoked, now, expiring_within)
-        for given, expires, revoked in frame.select("status", "expires_at", "revoked_at").iter_rows()
-    ], dtype=pl.String)
-    revoked, expires = pl.col("status") == "revoked", pl.col("expires_at")
-    ended = pl.min_horizontal("expires_at", "revoked_at")
+    # Few eager steps, filters, conversions and casts only where needed (frames.tokens gives
+    # UTC microseconds): on the small frames a panel shows, each step costs more than its data.
+    # ``now`` is made from its microseconds (pl.lit(datetime) builds a Series).
+    if any(tokens.schema[name] != UTC_US for name in times):
+        tokens = _as_utc(tokens, times, "tokens")
+    if tokens.get_column("token_id").has_nulls():
+        tokens = tokens.filter(pl.col("token_id").is_not_null())
+    schema = tokens.schema
+    created, expires, revoked_at = (
+        pl.col(name) if schema[name] == UTC_US else pl.col(name).dt.cast_time_unit("us")
+        for name in times)
+    at = pl.lit((utc(now) - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)).cast(UTC_US)
+    # frames.token_status at ``now``, as an expression
+    revoked = (pl.col("status") == "revoked") | revoked_at.is_not_null()
+    status = (pl.when(revoked).then(pl.lit("revoked")).when(expires <= at).then(pl.lit("expired"))
+              .when(expires - at <= expiring_within).then(pl.lit("expiring"))
+              .otherwise(pl.lit("active")))
+    ended = pl.min_horizontal(expires, revoked_at)
+    end = pl.when(revoked).then(ended).otherwise(expires).fill_null(at)
     scopes = pl.col("scopes").list.join(", ")
-    frame = frame.with_columns(status).with_columns(
-        token=_named("token_name", "token_id"),
+    order = (created.is_null(), pl.col("portfolio_name").fill_null("\uffff"), created, "token_id")
+    shaped = tokens.sort(*order).select(
+        "token_id", token=_named("token_name", "token_id"),
         portfolio=pl.when(_blank(pl.col("portfolio_name"))).then(pl.lit("—"))
         .otherwise("portfolio_name"),
         application=pl.when(_blank(pl.col("application"))).then(pl.lit("unknown"))
         .otherwise("application"),
-        scopes=pl.when(_blank(scopes)).then(pl.lit("—")).otherwise(scopes),
-        start=pl.col("created_at"),
-        end=pl.when(revoked).then(ended.fill_null(now)).when(expires.is_null()).then(pl.lit(now))
-        .otherwise(expires),
-        ends=pl.when(revoked & ended.is_null()).then(pl.lit("revoked (time unknown)"))
-        .when(revoked).then(pl.lit("revoked"))
+        scopes=pl.when(scopes != "").then(scopes).otherwise(pl.lit("—")),  # null or ""
+        status=status.cast(TOKEN_LIFETIMES_SCHEMA["status"]), start=created, end=end,
+        ends=pl.when(revoked).then(pl.when(ended.is_null()).then(pl.lit("revoked (time unknown)"))
+                                   .otherwise(pl.lit("revoked")))
         .when(expires.is_null()).then(pl.lit("never expires"))
-        .when(pl.col("status") == "expired").then(pl.lit("expired"))
+        .when(expires <= at).then(pl.lit("expired"))
         .otherwise(pl.lit("expires")),
-    ).with_columns(  # as timedelta.total_seconds() * 1000 does it, to the last bit
-        duration_ms=(pl.col("end") - pl.col("start")).dt.total_microseconds() / 1_000_000 * 1000)
-    order = frame.sort(pl.col("start").is_null(), pl.col("portfolio_name").fill_null("\uffff"),
-                       "start", "token_id")
-    return _shape(order, TOKEN_LIFETIMES_SCHEMA)
+        # as timedelta.total_seconds() * 1000 does it, to the last bit
+        duration_ms=(end - created).dt.total_microseconds() / 1_000_000 * 1000)
+    return shaped if shaped.schema == TOKEN_LIFETIMES_SCHEMA else shaped.cast(TOKEN_LIFETIMES_SCHEMA)
 
 
 # -- portfolio value ----------------------------------------------------------------------

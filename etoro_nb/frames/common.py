@@ -152,8 +152,11 @@ def grants(tokens_frame: pl.DataFrame, *, schema_overrides: Mapping[str, Any] | 
            ) -> pl.DataFrame:
     """A ``tokens`` frame (from the API or the ledger) as one row per token and granted
     scope (``GRANTS_SCHEMA``): what ``least_privilege`` takes."""
-    exploded = (tokens_frame.select("portfolio_id", "portfolio_name", "token_id", "token_name",
-                                    "scopes", "status")
-                .explode("scopes").rename({"scopes": "scope"})
-                .drop_nulls("scope"))
-    return exploded.select(list(GRANTS_SCHEMA)).cast(_schema(GRANTS_SCHEMA, schema_overrides))
+    exploded = tokens_frame.select("portfolio_id", "portfolio_name", "token_id", "token_name",
+                                   pl.col("scopes").alias("scope"), "status").explode("scope")
+    # Null scopes (what no or empty lists explode to, too) dropped and dtypes cast only when
+    # needed: on small frames each eager step costs more than its data.
+    if exploded.get_column("scope").has_nulls():
+        exploded = exploded.drop_nulls("scope")
+    schema = _schema(GRANTS_SCHEMA, schema_overrides)
+    return exploded if exploded.schema == schema else exploded.cast(schema)

@@ -135,6 +135,33 @@ def _expirations(events: pl.DataFrame, now: datetime) -> pl.DataFrame:
                     LIFECYCLE_SCHEMA, None)
 
 
+def _first_granted(column: str) -> pl.Expr:
+    """A token's first grant row's ``column``, on all its rows (null without a token id)."""
+    return (pl.when(pl.col("token_id").is_not_null())
+            .then(pl.col(column).filter(pl.col("granted").is_not_null()).first().over("token_id")))
+
+
+# least_privilege's expressions, made once: making them costs about as much as running them
+# on the small frames a panel shows, where each eager step also costs more than its data.
+_AGENT_OUTCOMES = (pl.col("phase") == "outcome", pl.col("principal") == "agent",
+                   pl.col("token_id").is_not_null(),
+                   pl.col("scope_required").str.starts_with(scopes.PREFIX))
+_COUNTS = {"used": pl.col("status").is_between(200, 299).sum().cast(pl.Int64),
+           "refused": (pl.col("status") == 403).sum().cast(pl.Int64)}
+_USED = pl.col("used").fill_null(0)
+_LEAST_PRIVILEGE_COLUMNS = {
+    "portfolio_id": _first_granted("portfolio_id"), "token_id": pl.col("token_id"),
+    "token_name": _first_granted("token_name"), "scope": pl.col("scope"),
+    "granted": pl.col("granted").fill_null(False), "used": _USED,
+    "refused": pl.col("refused").fill_null(0),
+    "verdict": pl.when(_USED > 0).then(pl.lit("needed"))
+    .when(pl.col("granted")).then(pl.lit("unused")).otherwise(pl.lit("missing")),
+    "suggested_scopes": pl.col("scope").filter(_USED > 0).sort()
+    .over("token_id", mapping_strategy="join").fill_null(pl.lit([], dtype=SCOPES)),
+}
+_LEAST_PRIVILEGE_SELECT = [_LEAST_PRIVILEGE_COLUMNS[name].alias(name) for name in LEAST_PRIVILEGE_SCHEMA]
+
+
 def least_privilege(grants: pl.DataFrame, usage_frame: pl.DataFrame, *,
                     since: datetime | date | None = None,
                     until: datetime | date | None = None) -> pl.DataFrame:
@@ -142,35 +169,23 @@ def least_privilege(grants: pl.DataFrame, usage_frame: pl.DataFrame, *,
     a verdict: ``needed`` (used), ``unused`` (granted, never used: narrow the grant) or
     ``missing`` (refused without the grant). ``suggested_scopes`` is the narrower grant
     that would have sufficed: the scopes the token used."""
-    frame = usage_frame.filter(pl.col("phase") == "outcome", pl.col("principal") == "agent",
-                               pl.col("token_id").is_not_null(),
-                               pl.col("scope_required").str.starts_with(scopes.PREFIX))
+    keep = list(_AGENT_OUTCOMES)
     start, end = _utc(since), _utc(until)
     if start is not None:
-        frame = frame.filter(pl.col("ts") >= start)
+        keep.append(pl.col("ts") >= start)
     if end is not None:
-        frame = frame.filter(pl.col("ts") < end)
-    counted = (frame.group_by("token_id", "scope_required")
-               .agg(used=(pl.col("status").is_between(200, 299)).sum().cast(pl.Int64),
-                    refused=(pl.col("status") == 403).sum().cast(pl.Int64))
-               .rename({"scope_required": "scope"}))
-    granted = grants.select("portfolio_id", "token_id", "token_name", "scope").with_columns(
-        granted=pl.lit(True))
-    joined = granted.join(counted, on=["token_id", "scope"], how="full", coalesce=True)
-    names = grants.select("portfolio_id", "token_id", "token_name").unique("token_id")
-    joined = (joined.drop("portfolio_id", "token_name").join(names, on="token_id", how="left")
-              .with_columns(pl.col("granted").fill_null(False), pl.col("used").fill_null(0),
-                            pl.col("refused").fill_null(0)))
-    joined = joined.with_columns(
-        verdict=pl.when(pl.col("used") > 0).then(pl.lit("needed"))
-        .when(pl.col("granted")).then(pl.lit("unused"))
-        .otherwise(pl.lit("missing")))
-    suggested = (joined.filter(pl.col("used") > 0).group_by("token_id")
-                 .agg(suggested_scopes=pl.col("scope").sort()))
-    out = joined.join(suggested, on="token_id", how="left").with_columns(
-        pl.col("suggested_scopes").fill_null(pl.lit([], dtype=SCOPES)))
-    return (out.select(list(LEAST_PRIVILEGE_SCHEMA)).cast(LEAST_PRIVILEGE_SCHEMA)
-            .sort("token_id", "scope"))
+        keep.append(pl.col("ts") < end)
+    counted = (usage_frame.filter(keep).group_by("token_id", scope=pl.col("scope_required"))
+               .agg(**_COUNTS))
+    # Every grant row (duplicates too), in the grants' order, and every pair counted without
+    # a grant (``granted`` null): a token's name (its first grant row's) and suggested scopes
+    # are windows over its rows.
+    joined = (grants.select("portfolio_id", "token_id", "token_name", "scope", granted=pl.lit(True))
+              .join(counted, on=["token_id", "scope"], how="full", coalesce=True, maintain_order="left"))
+    out = joined.select(_LEAST_PRIVILEGE_SELECT)
+    if out.schema != LEAST_PRIVILEGE_SCHEMA:  # a cast per column costs more than these frames
+        out = out.cast(LEAST_PRIVILEGE_SCHEMA)
+    return out.sort("token_id", "scope")
 
 
 def tokens_from_ledger(ledger: EventSource, *, now: datetime | date | None = None,
