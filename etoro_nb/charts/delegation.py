@@ -145,19 +145,11 @@ def chain_links(chains: pl.DataFrame) -> pl.DataFrame:
 
 def figure(nodes: pl.DataFrame, links: pl.DataFrame) -> go.Figure:
     """A Sankey of ``chain_nodes`` and ``chain_links``."""
-    import plotly.graph_objects as go
-
-    from etoro_nb.charts.figures import register_template
-
-    register_template()  # the project's template, by name below, exists only once registered
+    from etoro_nb.charts import figures
 
     title = "Delegation across the team: owners → portfolios → tokens → applications → outcomes"
     if nodes.is_empty():
-        fig = go.Figure()
-        fig.update_layout(title={"text": title}, template=style.TEMPLATE,
-                          annotations=[{"text": "No delegation chains to show",
-                                        "showarrow": False}])
-        return fig
+        return figures._empty(title, "No delegation chains to show")
     # A team map colours by owner (a mapping of its own, not the session's portfolio colours).
     owners = style.PortfolioColours()(nodes.filter(pl.col("level") == "owner")["key"].to_list())
 
@@ -173,25 +165,11 @@ def figure(nodes: pl.DataFrame, links: pl.DataFrame) -> go.Figure:
     link_colours = [style.rgba(owners[owner] if owner is not None else OUTCOME_COLOURS[outcome],
                                style.LINK_ALPHA)
                     for owner, outcome in links.select("owner", "outcome").iter_rows()]
-    fig = go.Figure(go.Sankey(
-        arrangement="snap", valueformat=".0f",
-        node={"label": nodes["label"].to_list(), "color": node_colours,
-              "customdata": nodes["detail"].to_list(), "pad": 14, "thickness": 14,
-              "line": {"color": "white", "width": 0.5},
-              "hovertemplate": "<b>%{label}</b><br>%{customdata}<extra></extra>"},
-        link={"source": links["source"].to_list(), "target": links["target"].to_list(),
-              "value": links["value"].to_list(), "color": link_colours,
-              "customdata": links["detail"].to_list(),
-              "hovertemplate": "%{source.label} → %{target.label}<br>%{customdata}<extra></extra>"}))
     tokens = nodes.filter(pl.col("level") == "token").height
-    fig.update_layout(title={"text": title}, template=style.TEMPLATE,
-                      height=max(420, 140 + 22 * tokens),
-                      annotations=[{"text": text, "x": x, "y": 1.04, "xref": "paper",
-                                    "yref": "paper", "showarrow": False, "name": "column"}
-                                   for text, x in (("owners", 0.0), ("portfolios", 0.25),
-                                                   ("tokens", 0.5), ("applications", 0.75),
-                                                   ("outcomes", 1.0))])
-    return fig
+    return figures.sankey(nodes, links, node_colours=node_colours, link_colours=link_colours,
+                          title=title, height=max(420, 140 + 22 * tokens), pad=14, thickness=14,
+                          columns=(("owners", 0.0), ("portfolios", 0.25), ("tokens", 0.5),
+                                   ("applications", 0.75), ("outcomes", 1.0)))
 
 
 def delegation_map(chains: pl.DataFrame) -> go.Figure:

@@ -374,6 +374,31 @@ def portfolio_value(frame: pl.DataFrame) -> go.Figure:
 
 
 # -- delegation map -----------------------------------------------------------------------
+def sankey(nodes: pl.DataFrame, links: pl.DataFrame, *, node_colours: list[str],
+           link_colours: list[str], title: str, height: int, pad: int, thickness: int,
+           columns: tuple[tuple[str, float], ...]) -> go.Figure:
+    """A Sankey of ``nodes`` (``label``, ``detail``) and ``links`` (``source``, ``target``,
+    ``value``, ``detail``) in the given colours, with a title over each column of nodes
+    (``(text, x)``): what the two delegation maps share (``charts.delegation`` draws the
+    team's with it)."""
+    fig = go.Figure(go.Sankey(
+        arrangement="snap", valueformat=".0f",
+        node={"label": nodes["label"].to_list(), "color": node_colours,
+              "customdata": nodes["detail"].to_list(),
+              "pad": pad, "thickness": thickness, "line": {"color": "white", "width": 0.5},
+              "hovertemplate": "<b>%{label}</b><br>%{customdata}<extra></extra>"},
+        link={"source": links["source"].to_list(), "target": links["target"].to_list(),
+              "value": links["value"].to_list(), "color": link_colours,
+              "customdata": links["detail"].to_list(),
+              "hovertemplate": ("%{source.label} → %{target.label}<br>%{customdata}"
+                                "<extra></extra>")}))
+    fig.update_layout(title={"text": title}, template=TEMPLATE, height=height,
+                      annotations=[{"text": text, "x": x, "y": 1.04, "xref": "paper",
+                                    "yref": "paper", "showarrow": False, "name": "column"}
+                                   for text, x in columns])
+    return fig
+
+
 def delegation_map(nodes: pl.DataFrame, links: pl.DataFrame) -> go.Figure:
     """A Sankey of ``shaping.delegation_nodes`` and ``shaping.delegation_links``: portfolios
     in their own colours, tokens and their links in their status's."""
@@ -381,7 +406,6 @@ def delegation_map(nodes: pl.DataFrame, links: pl.DataFrame) -> go.Figure:
     if nodes.is_empty():
         return _empty(title, "No agent portfolios or tokens to show")
     ports = nodes.filter(pl.col("kind") == "portfolio")
-    portfolios = ports["key"].to_list()
     # A portfolio's colour follows its name, as in every other chart.
     by_name = style.portfolio_colours(ports["label"].to_list())
     colours = {key: by_name[label] for key, label in ports.select("key", "label").iter_rows()}
@@ -393,25 +417,11 @@ def delegation_map(nodes: pl.DataFrame, links: pl.DataFrame) -> go.Figure:
     link_colours = [style.rgba(colours[pid] if pid is not None
                                else style.STATUS_COLOURS.get(status, style.GREY), style.LINK_ALPHA)
                     for pid, status in links.select("portfolio_id", "status").iter_rows()]
-    fig = go.Figure(go.Sankey(
-        arrangement="snap", valueformat=".0f",
-        node={"label": nodes["label"].to_list(), "color": node_colours,
-              "customdata": nodes["detail"].to_list(),
-              "pad": 18, "thickness": 16, "line": {"color": "white", "width": 0.5},
-              "hovertemplate": "<b>%{label}</b><br>%{customdata}<extra></extra>"},
-        link={"source": links["source"].to_list(), "target": links["target"].to_list(),
-              "value": links["value"].to_list(), "color": link_colours,
-              "customdata": links["detail"].to_list(),
-              "hovertemplate": ("%{source.label} → %{target.label}<br>%{customdata}"
-                                "<extra></extra>")}))
     tokens = nodes.filter(pl.col("kind") == "token").height
-    fig.update_layout(title={"text": title}, template=TEMPLATE,
-                      height=max(360, 120 + 28 * tokens + 20 * len(portfolios)),
-                      annotations=[{"text": text, "x": x, "y": 1.04, "xref": "paper",
-                                    "yref": "paper", "showarrow": False, "name": "column"}
-                                   for text, x in (("owner", 0.0), ("portfolios", 0.33),
-                                                   ("tokens", 0.66), ("applications", 1.0))])
-    return fig
+    return sankey(nodes, links, node_colours=node_colours, link_colours=link_colours,
+                  title=title, height=max(360, 120 + 28 * tokens + 20 * ports.height),
+                  pad=18, thickness=16, columns=(("owner", 0.0), ("portfolios", 0.33),
+                                                 ("tokens", 0.66), ("applications", 1.0)))
 
 
 # -- the rebalancer's run -----------------------------------------------------------------
