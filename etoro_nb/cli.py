@@ -229,18 +229,20 @@ def ledger_command(args: argparse.Namespace) -> int:
             return 0
         if args.ledger_command == "init-postgres":
             return init_postgres_command(args)
-        if args.ledger_command == "export" or (args.ledger_command == "verify"
-                                               and Path(args.path).is_dir()):
-            return dataset_command(args)
-        from etoro_nb.ledger.pg_connect import is_postgres
-
-        if not is_postgres(args.path) and not Path(args.path).is_file():
-            print(f"etoro-nb ledger: no ledger at {args.path}", file=sys.stderr)
-            return 2
         if args.ledger_command == "verify" and args.key and not args.checkpoint:
             print("etoro-nb ledger verify: --key verifies checkpoints; give --checkpoint FILE "
                   "too", file=sys.stderr)
             return 2
+        if args.ledger_command == "verify" and Path(args.path).is_dir():
+            return dataset_command(args)
+        from etoro_nb.ledger.pg_connect import is_postgres
+
+        if not is_postgres(args.path) and not Path(args.path).is_file():
+            print(f"etoro-nb ledger {args.ledger_command}: no ledger at {args.path}",
+                  file=sys.stderr)
+            return 2
+        if args.ledger_command == "export":
+            return dataset_command(args)
         with Ledger.open(args.path) as ledger:
             if args.ledger_command == "seal":
                 made = [s for s in (ledger.seal(t) for t in ("usage_events",
@@ -271,16 +273,13 @@ def init_postgres_command(args: argparse.Namespace) -> int:
 
 
 def dataset_command(args: argparse.Namespace) -> int:
-    """``ledger export LEDGER --to DIR`` and ``ledger verify DIR`` (a dataset)."""
+    """``ledger export LEDGER --to DIR`` and ``ledger verify DIR`` (a dataset); the
+    arguments are checked by ``ledger_command``."""
     from etoro_nb import dataset
 
     if args.ledger_command == "verify":
         from etoro_nb.ledger import checkpoint as cp
 
-        if args.key and not args.checkpoint:
-            print("etoro-nb ledger verify: --key verifies checkpoints; give --checkpoint FILE "
-                  "too", file=sys.stderr)
-            return 2
         checkpoints = None
         if args.checkpoint:
             try:
@@ -291,11 +290,6 @@ def dataset_command(args: argparse.Namespace) -> int:
         result = dataset.verify(args.path, checkpoints, source=Path(args.checkpoint or "-").name)
         print(result)
         return 0 if result.ok else 1
-    from etoro_nb.ledger.pg_connect import is_postgres
-
-    if not is_postgres(args.path) and not Path(args.path).is_file():
-        print(f"etoro-nb ledger export: no ledger at {args.path}", file=sys.stderr)
-        return 2
     print(dataset.export(args.path, args.to, owner=args.owner, seal=not args.no_seal))
     return 0
 
