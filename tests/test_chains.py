@@ -119,6 +119,21 @@ def test_delegation_map_keeps_its_single_owner_form() -> None:
     assert fig.data[0].node.label[0] == "me"
 
 
+def test_the_team_map_shortens_ids_as_every_chart_does() -> None:
+    """An unnamed portfolio or token is labelled by its id, cut only when longer than ten
+    characters (``shaping``'s rule): a 9-character id cut to 8 and an ellipsis saves nothing."""
+    def chain(portfolio_id: str, token_id: str) -> dict[str, object]:
+        return {"owner": "alice", "portfolio_id": portfolio_id, "token_id": token_id,
+                "token_status": "active", "application": "unknown", "requests": 0,
+                "succeeded": 0, "refused": 0, "failed": 0, "refused_locally": 0}
+
+    chains = pl.DataFrame([chain("p-9chars1", "t-10chars1"),
+                           chain("p-11-chars-1", "t-11-chars-1")], schema=CHAINS_SCHEMA)
+    labels = delegation.chain_nodes(chains).filter(pl.col("level").is_in(["portfolio", "token"]))
+    assert sorted(labels["label"]) == ["p-11-cha…", "p-9chars1", "t-10chars1 (active)",
+                                       "t-11-cha… (active)"]
+
+
 def test_chains_refuse_a_frame_that_is_not_chains() -> None:
     with pytest.raises(ValueError, match="chains lacks"):
         delegation.chain_nodes(pl.DataFrame({"owner": ["a"]}))

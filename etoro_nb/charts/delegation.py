@@ -4,7 +4,7 @@ agent portfolios -> tokens -> applications -> what came of their requests.
 Two steps, as every chart here: ``chain_nodes`` and ``chain_links`` shape the chains into
 frames of declared schemas (pure polars), ``figure`` maps them to a plotly Sankey. Flows
 are requests: a link is as wide as the requests that went that way (a delegation that
-made none is a thin link, ``THIN_LINK``, so it still shows); links are coloured by owner
+made none is a thin link, ``shaping.THIN_LINK``, so it still shows); links are coloured by owner
 up to the applications, then by outcome.
 """
 
@@ -15,12 +15,12 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from etoro_nb.charts import style
+from etoro_nb.charts.shaping import THIN_LINK, _short
 from etoro_nb.frames.chains import CHAINS_SCHEMA
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go  # type: ignore[import-untyped]
 
-THIN_LINK = 0.1
 LEVELS = ("owner", "portfolio", "token", "application", "outcome")
 OUTCOMES = ("succeeded", "refused", "failed")
 OUTCOME_COLOURS = {"succeeded": "#2ca02c", "refused": style.ERROR_COLOUR, "failed": style.GREY}
@@ -37,13 +37,13 @@ _LINKS: dict[str, Any] = {"source": pl.Int64, "target": pl.Int64, "value": pl.Fl
                           "owner": pl.String, "outcome": pl.String, "detail": pl.String}
 CHAIN_LINKS_SCHEMA = pl.Schema(_LINKS)
 """``chain_links``: owner -> portfolio -> token -> application, each worth the requests
-that went that way (``THIN_LINK`` for none), with the ``owner``; then application ->
+that went that way (``shaping.THIN_LINK`` for none), with the ``owner``; then application ->
 outcome, worth the requests with that outcome (none when zero), with the ``outcome``."""
 
 
-def _short(column: str) -> pl.Expr:
-    text = pl.col(column).fill_null("")
-    return pl.when(text.str.len_chars() > 8).then(text.str.slice(0, 8) + "…").otherwise(text)
+def _id(column: str) -> pl.Expr:
+    """An id as the other charts show it (``shaping``'s rule), none as empty text."""
+    return _short(pl.col(column).fill_null(""))
 
 
 def _levels(chains: pl.DataFrame) -> dict[str, pl.DataFrame]:
@@ -53,8 +53,8 @@ def _levels(chains: pl.DataFrame) -> dict[str, pl.DataFrame]:
         raise ValueError(f"chains lacks {', '.join(missing)}: pass a "
                          "frames.delegation_chains(...) frame")
     rows = chains.with_columns(
-        portfolio_label=pl.coalesce("portfolio_name", _short("portfolio_id")),
-        token_label=pl.coalesce("token_name", _short("token_id")))
+        portfolio_label=pl.coalesce("portfolio_name", _id("portfolio_id")),
+        token_label=pl.coalesce("token_name", _id("token_id")))
     agg = {"requests": pl.col("requests").sum(), "succeeded": pl.col("succeeded").sum(),
            "refused": pl.col("refused").sum(), "failed": pl.col("failed").sum()}
     owners = rows.group_by("owner").agg(**agg, tokens=pl.col("token_id").n_unique()).sort("owner")
@@ -89,13 +89,13 @@ def chain_nodes(chains: pl.DataFrame) -> pl.DataFrame:
                                                            counts)),
         lv["portfolio"].select("node", level=pl.lit("portfolio"), key="portfolio_id",
                                label="portfolio_label", owner="owner",
-                               detail=pl.format("portfolio {}<br>{}", _short("portfolio_id"),
+                               detail=pl.format("portfolio {}<br>{}", _id("portfolio_id"),
                                                 counts)),
         lv["token"].select("node", level=pl.lit("token"), key="token_id",
                            label=pl.format("{} ({})", "token_label", "token_status"),
                            owner="owner", status="token_status",
                            detail=pl.format("token {}<br>{}<br>refused locally: {}<br>booked "
-                                            "P&L: {} USD", _short("token_id"), counts,
+                                            "P&L: {} USD", _id("token_id"), counts,
                                             "refused_locally", pl.col("pnl_usd").round(2))),
         lv["application"].select("node", level=pl.lit("application"), key="application",
                                  label="application",
