@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import ipywidgets as w
 import polars as pl
 import pytest
 
@@ -17,7 +18,6 @@ from etoro_nb.report import PLOTLY_MIME
 from etoro_nb.sandbox import SandboxServer
 from tests.helpers import DEMO_READ, DEMO_WRITE, REAL_READ, REAL_WRITE
 from widgets import ActivityPanel, DelegationPanel, PlaygroundPanel, PortfolioPanel
-from widgets._common import walk
 from widgets.figure import Chart
 
 
@@ -28,8 +28,17 @@ def owner_client(server: SandboxServer, tmp_path: Path,
                        clock=server.sandbox.clock.now)
 
 
+def _walk(widget: Any) -> Iterator[w.Widget]:
+    """Every widget in a panel's tree."""
+    if isinstance(widget, w.Widget):
+        yield widget
+        for child in getattr(widget, "children", ()):
+            yield from _walk(child)
+
+
 def _state(panel: object) -> str:
-    return json.dumps([w.get_state() for w in walk(panel)], default=str)
+    """What the panel's widgets hold (the state a browser or a saved notebook gets)."""
+    return json.dumps([part.get_state() for part in _walk(panel)], default=str)
 
 
 def test_portfolio_panel_creates_with_consent_then_deletes(owner_client: EtoroClient) -> None:

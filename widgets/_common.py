@@ -4,9 +4,8 @@ and the one-time secret display."""
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from datetime import timedelta
-from typing import Any
 
 import ipywidgets as w
 
@@ -262,14 +261,6 @@ def parse_ips(text: str) -> list[str] | None:
     """Comma- or space-separated IPv4 addresses; empty means no whitelist."""
     parts = [p for p in text.replace(",", " ").split() if p]
     return parts or None
-
-
-def walk(widget: Any) -> Iterator[w.Widget]:
-    """Every widget in a panel's tree (for tests and for wiping state)."""
-    if isinstance(widget, w.Widget):
-        yield widget
-        for child in getattr(widget, "children", ()):
-            yield from walk(child)
 
 
 def expiry(days: int | None) -> timedelta | None:
