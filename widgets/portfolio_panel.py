@@ -4,6 +4,7 @@ consent. Selecting a row selects that portfolio in every view of the shared stat
 from __future__ import annotations
 
 import html
+from collections.abc import Iterable
 
 import ipywidgets as w
 
@@ -117,9 +118,9 @@ class PortfolioPanel(View):
                                 if problem else '<span style="color:#1b7f3b">name ✓</span>')
         return problem
 
-    def _taken(self, names: object) -> bool:
+    def _taken(self, names: Iterable[str]) -> bool:
         wanted = self.name.value.strip().casefold()
-        return any(str(n).casefold() == wanted for n in names)  # type: ignore[attr-defined]
+        return any(n.casefold() == wanted for n in names)
 
     def chosen_scopes(self) -> list[str]:
         return [s for s, box in self.scopes.items() if box.value]
