@@ -338,3 +338,26 @@ def test_playground_asks_before_touching_the_real_account(owner_client: EtoroCli
     panel.confirm.confirm.click()
     assert "HTTP 200" in panel.status.value
     assert len(owner_client.trading("real").portfolio().positions) == 1
+
+
+def test_a_change_whose_refresh_fails_says_both(owner_client: EtoroClient,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The change is made on the server; the refresh after it fails (a narrow failure path:
+    the state's load raises). The view says what was done and that the views are stale,
+    instead of a success message over the refresh's error, and raises nothing."""
+    from etoro_nb.errors import APIError
+
+    panel = PortfolioPanel(owner_client)
+
+    def refused() -> None:
+        raise APIError(status=429, error_code="TooManyRequests", error_message="slow down",
+                       request_id="r-9", operation="getAgentPortfolios")
+
+    monkeypatch.setattr(panel.state, "_load", refused)
+    panel.name.value, panel.investment.value = "alpha01", 500
+    panel.scopes[DEMO_READ].value = True
+    panel.create_button.click()  # read-only: no consent step
+    assert [p.name for p in owner_client.agent_portfolios.list()] == ["alpha01"]
+    assert "Created alpha01" in panel.feedback.value
+    assert "429 TooManyRequests: slow down" in panel.feedback.value
+    assert panel.state.selected is None  # not in the (stale) state: nothing to select

@@ -164,8 +164,8 @@ class PortfolioPanel(View):
             return
         self.secret.show(created.token)
         self._reset_form()
-        self.after_change(f"Created {created.portfolio.name} with token {created.token.name}.")
-        self.state.select(created.portfolio.id)
+        if self.after_change(f"Created {created.portfolio.name} with token {created.token.name}."):
+            self.state.select(created.portfolio.id)  # in the state only once it has loaded
 
     def _reset_form(self) -> None:
         self.name.value, self.description.value, self.ips.value = "", "", ""

@@ -4,7 +4,7 @@ A view renders from ``CockpitState`` only (``render``, on every new revision) an
 its selected portfolio (``follow_selection``). An action starts with ``begin()``: every
 view of the state then clears the messages, hints, pending confirmations and secrets of
 earlier actions. After a change, ``after_change`` refreshes the state (so every view
-shows it) and then says what happened."""
+shows it) and then says what happened (and whether the refresh failed)."""
 
 from __future__ import annotations
 
@@ -73,9 +73,16 @@ class View(w.VBox):
         """Start an action: messages of earlier actions, in every view, are cleared."""
         self.state.begin_action()
 
-    def after_change(self, message: str) -> None:
-        self.state.refresh()
-        self.feedback.show_ok(message)
+    def after_change(self, message: str) -> bool:
+        """Refresh the state, then say what was done; returns whether the refresh loaded.
+        A failed refresh is said too (over the success, the reader would take the stale
+        views for the new state)."""
+        if self.state.refresh():
+            self.feedback.show_ok(message)
+            return True
+        self.feedback.show_error(f"{message} The views still show the data from before it: "
+                                 f"refreshing failed: {self.state.error}")
+        return False
 
     def _stale(self) -> None:
         self.feedback.clear()
