@@ -323,18 +323,16 @@ class RebalancerCore:
     # -- the work --------------------------------------------------------------------------
     def _resolve(self) -> Work[None]:
         """Look the targets up with the agent's key (market data): ids and symbols."""
-        from etoro_nb.resources.market import search_flow
+        from etoro_nb.resources.market import instrument_flow
 
         fields = ("instrumentId", "internalSymbolFull")
         for key, weight in self._weights.items():
-            by: dict[str, Any] = ({"internalSymbolFull": key} if isinstance(key, str)
-                                  else {"instrumentId": key})
-            found = yield from search_flow(None, fields, 1, 20, None, by)
-            if not found:
+            found = yield from instrument_flow(key, fields, symbol_field="internalSymbolFull")
+            if found is None:
                 kind = "symbol" if isinstance(key, str) else "instrument id"
                 raise InvalidInputError(f"targets[{key!r}]", f"no instrument has this {kind} "
                                                            f"({self.session._agent.environment})")
-            iid, symbol = int(found[0]["instrumentId"]), str(found[0].get("internalSymbolFull") or key)
+            iid, symbol = int(found["instrumentId"]), str(found.get("internalSymbolFull") or key)
             if iid in self.targets:
                 raise InvalidInputError(f"targets[{key!r}]", f"is {self.symbols[iid]} again "
                                                            f"(instrument {iid}); give each once")

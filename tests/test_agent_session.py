@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import time, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -25,7 +26,7 @@ from etoro_nb.errors import OrderOutcomeUnknownError, PolicyViolation, SessionSt
 from etoro_nb.ledger import Ledger
 from etoro_nb.models import CreatedPortfolio
 from etoro_nb.sandbox import Faults
-from tests.agent_support import Desk
+from tests.agent_support import Desk, IgnoresSearchFilters, open_desk
 from tests.conftest import START
 from tests.helpers import DEMO_READ, DEMO_WRITE, REAL_READ, REAL_WRITE
 
@@ -476,3 +477,19 @@ def test_a_session_without_a_ledger_holds_its_own_policy(server: Any,
     with pytest.raises(PolicyViolation, match="max_order_amount_usd"):
         session.open_order(AAPL, amount=51)
     session.close()
+
+
+def test_an_unmatched_search_answer_is_not_taken_for_the_instrument_named(
+        make_server: Any, make_client: Any, tmp_path: Path) -> None:
+    """A server that ignored the search's filter lists other instruments first: the session
+    must not check the deny list against one of them (and send a denied order)."""
+    desk = open_desk(make_server, make_client, tmp_path, transport=IgnoresSearchFilters())
+    bot = desk.portfolio()
+    session = desk.session(bot, RiskPolicy(denied_instruments=["BTC"]))
+    with pytest.raises(PolicyViolation) as refused:
+        session.open_order("BTC", amount=100)
+    assert refused.value.rule == "denied_instruments"
+    assert desk.orders_received(desk.cid(bot)) == 0
+    session.close()
+    for agent in desk.agents:
+        agent.close()

@@ -483,17 +483,14 @@ class SessionCore:
     def _instrument(self, instrument: int | str) -> Work[Instrument]:
         """The instrument's id, symbol and asset class (one market-data read the first time
         it is named; unknown to the market: only what was given)."""
-        from etoro_nb.resources.market import search_flow
+        from etoro_nb.resources.market import instrument_flow
 
         key = instrument_key(instrument)
         if key not in self._instruments:
-            by: dict[str, Any] = {"instrumentId" if isinstance(instrument, int) else "symbol":
-                                  instrument}
-            items = yield from self._guarded("searchForInstruments", search_flow(
-                None, INSTRUMENT_FIELDS, 1, 1, None, by))
+            item = yield from self._guarded("searchForInstruments",
+                                            instrument_flow(instrument, INSTRUMENT_FIELDS))
             found = _named(instrument)
-            if items:
-                item = items[0]
+            if item is not None:
                 found = Instrument(item.get("instrumentId"), item.get("symbol"),
                                    item.get("internalAssetClassId"),
                                    item.get("internalAssetClassName"))
