@@ -558,16 +558,14 @@ class Rebalancer(RebalancerCore):
         from etoro_nb.agent.session import AgentSession
 
         stop_loss = _stop_loss(stop_loss_pct)
-        given = isinstance(agent, AgentSession)
         weights, min_trade, account = _arguments(
             targets, mode, min_trade_usd, agent.account if isinstance(agent, AgentSession) else None,
             policy)
-        if not isinstance(agent, AgentSession):  # a live real account needs the opt-in: say so first
-            agent.ensure_real_allowed(account == "real")
+        # A real account's opt-in is the session's first check, before it reads anything.
         session = agent if isinstance(agent, AgentSession) else AgentSession(
             agent, policy, account=account, portfolio_id=portfolio_id)
         super().__init__(session, weights, min_trade_usd=min_trade, stop_loss_pct=stop_loss,
-                         clock=clock, owns_session=not given)
+                         clock=clock, owns_session=session is not agent)
         try:
             session._run("resolve", self._resolve())
         except BaseException:
@@ -631,16 +629,13 @@ class AsyncRebalancer(RebalancerCore):
         from etoro_nb.agent.async_session import AsyncAgentSession
 
         stop_loss = _stop_loss(stop_loss_pct)
-        given = isinstance(agent, AsyncAgentSession)
         weights, min_trade, account = _arguments(
             targets, mode, min_trade_usd,
             agent.account if isinstance(agent, AsyncAgentSession) else None, policy)
-        if not isinstance(agent, AsyncAgentSession):
-            agent.ensure_real_allowed(account == "real")
         session = agent if isinstance(agent, AsyncAgentSession) else await AsyncAgentSession.open(
             agent, policy, account=account, portfolio_id=portfolio_id)
         self = cls(session, weights, min_trade_usd=min_trade, stop_loss_pct=stop_loss, clock=clock,
-                   owns_session=not given)
+                   owns_session=session is not agent)
         try:
             await session._run("resolve", self._resolve())
         except BaseException:
