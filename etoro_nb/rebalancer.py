@@ -275,12 +275,6 @@ def _weights(values: Mapping[int | None, float]) -> dict[int | None, float]:
     return {k: v / total for k, v in values.items()} if total > 0 else {}
 
 
-def _check_mode(mode: str) -> Literal["demo", "real"]:
-    if mode not in ("demo", "real"):
-        raise InvalidInputError("mode", f"trading mode is 'demo' or 'real', got {mode!r}")
-    return "demo" if mode == "demo" else "real"
-
-
 @dataclass
 class _Step:
     """What a step has done so far (kept when it ends early)."""
@@ -520,6 +514,8 @@ def _stop_loss(pct: float | None) -> float | None:
 def _arguments(targets: Targets, mode: str | None, min_trade_usd: float, account: str | None,
                policy: object) -> tuple[dict[str | int, float], float, Literal["demo", "real"]]:
     """The arguments checked before any request (``InvalidInputError`` naming the field)."""
+    from etoro_nb.resources.trading import _check_mode  # the trading resource's own check
+
     weights = validate_targets(targets)
     min_trade = rules.positive(min_trade_usd, "min_trade_usd")
     if account is not None:  # given a session: it says which account
