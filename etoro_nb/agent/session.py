@@ -90,6 +90,8 @@ class SessionCore:
                  virtual_balance_usd: float | None = None) -> None:
         if account not in ("real", "demo"):
             raise InvalidInputError("account", f"is 'real' or 'demo', got {account!r}")
+        if account == "real":  # a live real account needs the opt-in: say so first
+            agent.ensure_real_allowed()
         if policy is not None and not isinstance(policy, RiskPolicy):
             raise InvalidInputError("policy", f"is a RiskPolicy or None, got {type(policy).__name__}")
         if virtual_balance_usd is not None:
@@ -97,8 +99,6 @@ class SessionCore:
         if agent.principal != "agent":
             raise ConfigurationError("an AgentSession trades with an agent's client, made with "
                                      "client.as_agent(token): this one acts as the owner")
-        if account == "real":
-            agent.ensure_real_allowed()
         self.account: Account = account
         self.policy = policy
         self._agent = agent
