@@ -710,8 +710,7 @@ def _never() -> bool:
 
 def _held(violation: PolicyViolation, *, closes: bool = True) -> Room:
     """No room: the rule that would refuse an opening order (and closes, unless ``closes``)."""
-    said = str(violation).removeprefix(f"refused locally, nothing sent: {violation.rule}: ")
-    return Room(0.0, violation.rule, violation.limit, None, closes, said)
+    return Room(0.0, violation.rule, violation.limit, None, closes, violation.detail)
 
 
 def _named(instrument: int | str) -> Instrument:
