@@ -22,7 +22,12 @@ from etoro_nb._runner import drive
 from etoro_nb.agent import RiskPolicy
 from etoro_nb.agent.session import AgentSession
 from etoro_nb.client import EtoroClient
-from etoro_nb.errors import OrderOutcomeUnknownError, PolicyViolation, SessionStopped
+from etoro_nb.errors import (
+    ConfigurationError,
+    OrderOutcomeUnknownError,
+    PolicyViolation,
+    SessionStopped,
+)
 from etoro_nb.ledger import Ledger
 from etoro_nb.models import CreatedPortfolio
 from etoro_nb.sandbox import Faults
@@ -493,3 +498,12 @@ def test_an_unmatched_search_answer_is_not_taken_for_the_instrument_named(
     session.close()
     for agent in desk.agents:
         agent.close()
+
+
+def test_a_session_that_failed_to_be_made_still_has_a_repr(desk: Desk) -> None:
+    """A traceback that shows its locals (pytest, IPython's verbose mode) shows the half-made
+    session, not an error raised by its repr."""
+    with pytest.raises(ConfigurationError) as caught:
+        AgentSession(desk.owner, account="real")  # the owner's client: refused at once
+    half_made = caught.traceback[-1].locals["self"]
+    assert repr(half_made) == "AgentSession(not made)"

@@ -137,7 +137,9 @@ class SessionCore:
         self._tightest_limits: tuple[float | None, float | None] = (None, None)
 
     def __repr__(self) -> str:
-        state = "stopped" if getattr(self, "_stopped", None) else "running"  # a failed __init__ too
+        if not hasattr(self, "_stopped"):  # a failed __init__, in a traceback's locals
+            return f"{type(self).__name__}(not made)"
+        state = "stopped" if self._stopped else "running"
         return (f"{type(self).__name__}(account={self.account!r}, "
                 f"portfolio_id={self.portfolio_id!r}, {state})")
 
