@@ -72,7 +72,8 @@ class LedgerWarning(UserWarning):
 class PolicyViolation(EtoroError):
     """An agent session refused an order before sending it: ``rule`` (the ``RiskPolicy``
     field, or ``scope``, ``paused``, ``stopped``) with its ``limit`` and the value the
-    order would have reached (``attempted``). Nothing was sent; the ledger records it."""
+    order would have reached (``attempted``); ``detail`` says it in words. Nothing was sent;
+    the ledger records it."""
 
     def __init__(self, rule: str, limit: Any, attempted: Any, *, message: str | None = None,
                  operation: str | None = None, figures: bool = True) -> None:
@@ -81,8 +82,8 @@ class PolicyViolation(EtoroError):
         self.attempted = attempted
         self.operation = operation
         shown = f"limit {_shown(limit)}, attempted {_shown(attempted)}"
-        text = shown if message is None else f"{message} ({shown})" if figures else message
-        super().__init__(f"refused locally, nothing sent: {rule}: {text}")
+        self.detail = shown if message is None else f"{message} ({shown})" if figures else message
+        super().__init__(f"refused locally, nothing sent: {rule}: {self.detail}")
 
 
 class SessionStopped(PolicyViolation):

@@ -275,12 +275,6 @@ def _weights(values: Mapping[int | None, float]) -> dict[int | None, float]:
     return {k: v / total for k, v in values.items()} if total > 0 else {}
 
 
-def _check_mode(mode: str) -> Literal["demo", "real"]:
-    if mode not in ("demo", "real"):
-        raise InvalidInputError("mode", f"trading mode is 'demo' or 'real', got {mode!r}")
-    return "demo" if mode == "demo" else "real"
-
-
 @dataclass
 class _Step:
     """What a step has done so far (kept when it ends early)."""
@@ -323,18 +317,16 @@ class RebalancerCore:
     # -- the work --------------------------------------------------------------------------
     def _resolve(self) -> Work[None]:
         """Look the targets up with the agent's key (market data): ids and symbols."""
-        from etoro_nb.resources.market import search_flow
+        from etoro_nb.resources.market import instrument_flow
 
         fields = ("instrumentId", "internalSymbolFull")
         for key, weight in self._weights.items():
-            by: dict[str, Any] = ({"internalSymbolFull": key} if isinstance(key, str)
-                                  else {"instrumentId": key})
-            found = yield from search_flow(None, fields, 1, 20, None, by)
-            if not found:
+            found = yield from instrument_flow(key, fields, symbol_field="internalSymbolFull")
+            if found is None:
                 kind = "symbol" if isinstance(key, str) else "instrument id"
                 raise InvalidInputError(f"targets[{key!r}]", f"no instrument has this {kind} "
                                                            f"({self.session._agent.environment})")
-            iid, symbol = int(found[0]["instrumentId"]), str(found[0].get("internalSymbolFull") or key)
+            iid, symbol = int(found["instrumentId"]), str(found.get("internalSymbolFull") or key)
             if iid in self.targets:
                 raise InvalidInputError(f"targets[{key!r}]", f"is {self.symbols[iid]} again "
                                                            f"(instrument {iid}); give each once")
@@ -522,6 +514,8 @@ def _stop_loss(pct: float | None) -> float | None:
 def _arguments(targets: Targets, mode: str | None, min_trade_usd: float, account: str | None,
                policy: object) -> tuple[dict[str | int, float], float, Literal["demo", "real"]]:
     """The arguments checked before any request (``InvalidInputError`` naming the field)."""
+    from etoro_nb.resources.trading import _check_mode  # the trading resource's own check
+
     weights = validate_targets(targets)
     min_trade = rules.positive(min_trade_usd, "min_trade_usd")
     if account is not None:  # given a session: it says which account
@@ -560,16 +554,14 @@ class Rebalancer(RebalancerCore):
         from etoro_nb.agent.session import AgentSession
 
         stop_loss = _stop_loss(stop_loss_pct)
-        given = isinstance(agent, AgentSession)
         weights, min_trade, account = _arguments(
             targets, mode, min_trade_usd, agent.account if isinstance(agent, AgentSession) else None,
             policy)
-        if not isinstance(agent, AgentSession):  # a live real account needs the opt-in: say so first
-            agent.ensure_real_allowed(account == "real")
+        # A real account's opt-in is the session's first check, before it reads anything.
         session = agent if isinstance(agent, AgentSession) else AgentSession(
             agent, policy, account=account, portfolio_id=portfolio_id)
         super().__init__(session, weights, min_trade_usd=min_trade, stop_loss_pct=stop_loss,
-                         clock=clock, owns_session=not given)
+                         clock=clock, owns_session=session is not agent)
         try:
             session._run("resolve", self._resolve())
         except BaseException:
@@ -633,16 +625,13 @@ class AsyncRebalancer(RebalancerCore):
         from etoro_nb.agent.async_session import AsyncAgentSession
 
         stop_loss = _stop_loss(stop_loss_pct)
-        given = isinstance(agent, AsyncAgentSession)
         weights, min_trade, account = _arguments(
             targets, mode, min_trade_usd,
             agent.account if isinstance(agent, AsyncAgentSession) else None, policy)
-        if not isinstance(agent, AsyncAgentSession):
-            agent.ensure_real_allowed(account == "real")
         session = agent if isinstance(agent, AsyncAgentSession) else await AsyncAgentSession.open(
             agent, policy, account=account, portfolio_id=portfolio_id)
         self = cls(session, weights, min_trade_usd=min_trade, stop_loss_pct=stop_loss, clock=clock,
-                   owns_session=not given)
+                   owns_session=session is not agent)
         try:
             await session._run("resolve", self._resolve())
         except BaseException:

@@ -10,6 +10,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 from etoro_nb._base import RetryPolicy
 from etoro_nb.agent.policy import RiskPolicy
 from etoro_nb.agent.session import AgentSession
@@ -91,7 +93,20 @@ class Desk:
             "AND mirror_id = 0 AND closed_at IS NULL ORDER BY position_id", cid)]
 
 
-def open_desk(make_server: Any, make_client: Any, tmp_path: Path, **config: Any) -> Desk:
+class IgnoresSearchFilters(httpx.HTTPTransport):
+    """Sends to the real sandbox, but drops the field filters from instrument searches (eToro's
+    document names none): a server that lists instruments regardless of them."""
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/market-data/search"):
+            kept = [(k, v) for k, v in request.url.params.multi_items()
+                    if k in ("fields", "pageNumber", "pageSize", "searchText", "sort")]
+            request.url = request.url.copy_with(params=kept)
+        return super().handle_request(request)
+
+
+def open_desk(make_server: Any, make_client: Any, tmp_path: Path, *,
+              transport: httpx.BaseTransport | None = None, **config: Any) -> Desk:
     """A sandbox (and a client-side quota) no test reaches, an owner client on its simulated
     clock that records into ``tmp_path/ledger.sqlite``, and no retries (a refused request
     fails at once)."""
@@ -101,5 +116,6 @@ def open_desk(make_server: Any, make_client: Any, tmp_path: Path, **config: Any)
     path = tmp_path / "ledger.sqlite"
     owner = make_client(server, ledger=Ledger(path), clock=server.sandbox.clock.now,
                         retry=RetryPolicy(max_retries=0), owns_ledger=True,
-                        quota=Quota(config["read_limit"], config["write_limit"]))
+                        quota=Quota(config["read_limit"], config["write_limit"]),
+                        transport=transport)
     return Desk(server, path, owner)

@@ -9,6 +9,7 @@ import threading
 import uuid
 from collections.abc import Callable
 from datetime import time, timedelta
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -21,11 +22,16 @@ from etoro_nb._runner import drive
 from etoro_nb.agent import RiskPolicy
 from etoro_nb.agent.session import AgentSession
 from etoro_nb.client import EtoroClient
-from etoro_nb.errors import OrderOutcomeUnknownError, PolicyViolation, SessionStopped
+from etoro_nb.errors import (
+    ConfigurationError,
+    OrderOutcomeUnknownError,
+    PolicyViolation,
+    SessionStopped,
+)
 from etoro_nb.ledger import Ledger
 from etoro_nb.models import CreatedPortfolio
 from etoro_nb.sandbox import Faults
-from tests.agent_support import Desk
+from tests.agent_support import Desk, IgnoresSearchFilters, open_desk
 from tests.conftest import START
 from tests.helpers import DEMO_READ, DEMO_WRITE, REAL_READ, REAL_WRITE
 
@@ -476,3 +482,28 @@ def test_a_session_without_a_ledger_holds_its_own_policy(server: Any,
     with pytest.raises(PolicyViolation, match="max_order_amount_usd"):
         session.open_order(AAPL, amount=51)
     session.close()
+
+
+def test_an_unmatched_search_answer_is_not_taken_for_the_instrument_named(
+        make_server: Any, make_client: Any, tmp_path: Path) -> None:
+    """A server that ignored the search's filter lists other instruments first: the session
+    must not check the deny list against one of them (and send a denied order)."""
+    desk = open_desk(make_server, make_client, tmp_path, transport=IgnoresSearchFilters())
+    bot = desk.portfolio()
+    session = desk.session(bot, RiskPolicy(denied_instruments=["BTC"]))
+    with pytest.raises(PolicyViolation) as refused:
+        session.open_order("BTC", amount=100)
+    assert refused.value.rule == "denied_instruments"
+    assert desk.orders_received(desk.cid(bot)) == 0
+    session.close()
+    for agent in desk.agents:
+        agent.close()
+
+
+def test_a_session_that_failed_to_be_made_still_has_a_repr(desk: Desk) -> None:
+    """A traceback that shows its locals (pytest, IPython's verbose mode) shows the half-made
+    session, not an error raised by its repr."""
+    with pytest.raises(ConfigurationError) as caught:
+        AgentSession(desk.owner, account="real")  # the owner's client: refused at once
+    half_made = caught.traceback[-1].locals["self"]
+    assert repr(half_made) == "AgentSession(not made)"

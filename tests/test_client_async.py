@@ -41,6 +41,8 @@ def test_async_round_trip(server: SandboxServer) -> None:
             assert await client.as_agent(rotation.new).trading("demo").history(
                 date(2026, 1, 1)) == []
             assert (await client.market.rates([1]))[0].instrument_id == 1
+            assert (await client.market.instrument("btc", fields=["instrumentId"])) == {
+                "instrumentId": 100000, "symbol": "BTC"}  # the field matched comes too
 
     asyncio.run(scenario())
 

@@ -9,6 +9,7 @@ import pytest
 
 import etoro_nb as enb
 from etoro_nb import errors
+from etoro_nb.agent import AgentSession
 from etoro_nb.config import resolve_credentials
 from etoro_nb.ledger import Ledger
 from etoro_nb.rebalancer import Rebalancer
@@ -72,6 +73,8 @@ def test_live_real_trading_needs_an_explicit_opt_in(monkeypatch: pytest.MonkeyPa
             client.call("createRealOrder", body={"instrumentId": 1001, "amount": 100})
         with pytest.raises(errors.RealMoneyNotAllowedError):  # at start, not at its first order
             Rebalancer(client, "real", {"AAPL": 1.0})
+        with pytest.raises(errors.RealMoneyNotAllowedError):  # said before anything else
+            AgentSession(client, account="real")
         # Demo trading is not real money: it goes out (and finds nothing listening).
         client._sleep = lambda s: None  # type: ignore[method-assign]
         with pytest.raises(errors.APIConnectionError):

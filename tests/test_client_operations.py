@@ -140,6 +140,9 @@ def test_market_data(client: EtoroClient) -> None:
     candles = client.market.candles(1001, "OneHour", 24)
     assert len(candles) == 24 and candles[0].start < candles[-1].start
     assert client.market.candles(1001, "OneHour", 24, direction="desc") == list(reversed(candles))
+    assert client.market.instrument(" aapl", fields=["symbol"]) == {"symbol": "AAPL"}
+    assert client.market.instrument(1001)["symbol"] == "AAPL"  # type: ignore[index]
+    assert client.market.instrument("NOSUCH") is None
 
 
 @pytest.mark.parametrize(

@@ -114,6 +114,7 @@ METHODS: dict[str, tuple[Method, tuple[str, ...]]] = {
     "me": (lambda c: c.me(), ("getAuthenticatedUserProfile",)),
     "now": (lambda c: c.now(), ("sandboxStatus",)),
     "market.search": (lambda c: c.market.search("apple"), ("searchForInstruments",)),
+    "market.instrument": (lambda c: c.market.instrument("AAPL"), ("searchForInstruments",)),
     "market.rates": (lambda c: c.market.rates([1001]),
                      ("retrieveCurrentMarketRatesPricingInformation",)),
     "market.candles": (lambda c: c.market.candles(1001, "OneHour", 5), ("getCandles",)),

@@ -33,7 +33,7 @@ from etoro_nb.rebalancer import (
     validate_targets,
 )
 from etoro_nb.sandbox import SandboxServer
-from tests.agent_support import Desk
+from tests.agent_support import Desk, IgnoresSearchFilters
 from tests.helpers import DEMO_READ, DEMO_WRITE, REAL_READ, REAL_WRITE, Api
 
 AAPL, GLD, BTC = 1001, 3025, 100000
@@ -296,6 +296,18 @@ def test_unknown_or_repeated_instruments_are_refused(setup: Setup, targets: dict
     with pytest.raises(InvalidInputError) as err:
         Rebalancer(setup.agent, "demo", targets)
     assert (err.value.field, rule in err.value.rule) == (field, True)
+
+
+def test_a_target_is_never_taken_for_another_instrument_the_search_lists(
+        server: SandboxServer, make_client: Callable[..., EtoroClient]) -> None:
+    """A server that ignored the search's filter lists other instruments first: the target
+    is refused as unknown rather than resolved to one of them (and traded)."""
+    owner = make_client(server, transport=IgnoresSearchFilters())
+    bot = owner.agent_portfolios.create("rebal02", 2000, scopes=[DEMO_READ, DEMO_WRITE])
+    with owner.as_agent(bot.token) as agent, pytest.raises(InvalidInputError) as err:
+        Rebalancer(agent, "demo", {"AAPL": 1.0}, portfolio_id=bot.portfolio.id)
+    assert (err.value.field, "no instrument has this symbol" in err.value.rule) == ("targets['AAPL']",
+                                                                                     True)
 
 
 def test_bad_weights_are_refused_before_any_request(setup: Setup) -> None:

@@ -90,6 +90,8 @@ class SessionCore:
                  virtual_balance_usd: float | None = None) -> None:
         if account not in ("real", "demo"):
             raise InvalidInputError("account", f"is 'real' or 'demo', got {account!r}")
+        if account == "real":  # a live real account needs the opt-in: say so first
+            agent.ensure_real_allowed()
         if policy is not None and not isinstance(policy, RiskPolicy):
             raise InvalidInputError("policy", f"is a RiskPolicy or None, got {type(policy).__name__}")
         if virtual_balance_usd is not None:
@@ -97,8 +99,6 @@ class SessionCore:
         if agent.principal != "agent":
             raise ConfigurationError("an AgentSession trades with an agent's client, made with "
                                      "client.as_agent(token): this one acts as the owner")
-        if account == "real":
-            agent.ensure_real_allowed()
         self.account: Account = account
         self.policy = policy
         self._agent = agent
@@ -137,7 +137,9 @@ class SessionCore:
         self._tightest_limits: tuple[float | None, float | None] = (None, None)
 
     def __repr__(self) -> str:
-        state = "stopped" if getattr(self, "_stopped", None) else "running"  # a failed __init__ too
+        if not hasattr(self, "_stopped"):  # a failed __init__, in a traceback's locals
+            return f"{type(self).__name__}(not made)"
+        state = "stopped" if self._stopped else "running"
         return (f"{type(self).__name__}(account={self.account!r}, "
                 f"portfolio_id={self.portfolio_id!r}, {state})")
 
@@ -483,17 +485,14 @@ class SessionCore:
     def _instrument(self, instrument: int | str) -> Work[Instrument]:
         """The instrument's id, symbol and asset class (one market-data read the first time
         it is named; unknown to the market: only what was given)."""
-        from etoro_nb.resources.market import search_flow
+        from etoro_nb.resources.market import instrument_flow
 
         key = instrument_key(instrument)
         if key not in self._instruments:
-            by: dict[str, Any] = {"instrumentId" if isinstance(instrument, int) else "symbol":
-                                  instrument}
-            items = yield from self._guarded("searchForInstruments", search_flow(
-                None, INSTRUMENT_FIELDS, 1, 1, None, by))
+            item = yield from self._guarded("searchForInstruments",
+                                            instrument_flow(instrument, INSTRUMENT_FIELDS))
             found = _named(instrument)
-            if items:
-                item = items[0]
+            if item is not None:
                 found = Instrument(item.get("instrumentId"), item.get("symbol"),
                                    item.get("internalAssetClassId"),
                                    item.get("internalAssetClassName"))
@@ -713,8 +712,7 @@ def _never() -> bool:
 
 def _held(violation: PolicyViolation, *, closes: bool = True) -> Room:
     """No room: the rule that would refuse an opening order (and closes, unless ``closes``)."""
-    said = str(violation).removeprefix(f"refused locally, nothing sent: {violation.rule}: ")
-    return Room(0.0, violation.rule, violation.limit, None, closes, said)
+    return Room(0.0, violation.rule, violation.limit, None, closes, violation.detail)
 
 
 def _named(instrument: int | str) -> Instrument:

@@ -29,6 +29,19 @@ def search_flow(text: str | None, fields: Iterable[str], page: int, page_size: i
     return read(answer, lambda body: [dict(item) for item in body["items"]])
 
 
+def instrument_flow(instrument: int | str, fields: Iterable[str] = DEFAULT_FIELDS, *,
+                    symbol_field: str = "symbol") -> Flow[dict[str, Any] | None]:
+    """The instrument with this id, or this symbol in any case (``symbol_field`` says which
+    field holds it), or None if the market knows none: one search filtered on that field.
+    Only an exact match is taken: eToro's document names no such filter, and a server that
+    ignored it must not pass another instrument off as this one."""
+    field = "instrumentId" if isinstance(instrument, int) else symbol_field
+    wanted = instrument if isinstance(instrument, int) else instrument.strip()
+    items = yield from search_flow(None, dict.fromkeys((*fields, field)), 1, 1, None,
+                                   {field: wanted})
+    return next((i for i in items if str(i.get(field)).upper() == str(wanted).upper()), None)
+
+
 def rates_flow(instrument_ids: Iterable[int]) -> Flow[list[Rate]]:
     ids = [int(i) for i in instrument_ids]
     if not 1 <= len(ids) <= 100:
@@ -63,6 +76,11 @@ class Market:
         """Instruments matching ``text``; extra keywords filter on Instrument fields."""
         return self._client.run_flow(search_flow(text, fields, page, page_size, sort, filters))
 
+    def instrument(self, instrument: int | str, *,
+                   fields: Iterable[str] = DEFAULT_FIELDS) -> dict[str, Any] | None:
+        """The instrument with this id or symbol (any case), None if the market knows none."""
+        return self._client.run_flow(instrument_flow(instrument, fields))
+
     def rates(self, instrument_ids: Iterable[int]) -> list[Rate]:
         return self._client.run_flow(rates_flow(instrument_ids))
 
@@ -79,6 +97,10 @@ class AsyncMarket:
                      page: int = 1, page_size: int = 20, sort: str | None = None,
                      **filters: Any) -> list[dict[str, Any]]:
         return await self._client.run_flow(search_flow(text, fields, page, page_size, sort, filters))
+
+    async def instrument(self, instrument: int | str, *,
+                         fields: Iterable[str] = DEFAULT_FIELDS) -> dict[str, Any] | None:
+        return await self._client.run_flow(instrument_flow(instrument, fields))
 
     async def rates(self, instrument_ids: Iterable[int]) -> list[Rate]:
         return await self._client.run_flow(rates_flow(instrument_ids))
