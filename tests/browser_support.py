@@ -100,6 +100,22 @@ def _write_settings(settings_dir: Path) -> None:
         target.write_text(json.dumps(value))
 
 
+def jupyter_env(home: Path) -> dict[str, str]:
+    """Jupyter's variables putting its config, data, runtime, settings, workspaces and IPython
+    folders under ``home`` (made there, with ``_write_settings``'s settings), so a test
+    neither reads nor leaves anything in the user's own."""
+    dirs = {name: home / name for name in ("config", "data", "runtime", "settings",
+                                           "workspaces", "ipython")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    _write_settings(dirs["settings"])
+    return {"JUPYTER_CONFIG_DIR": str(dirs["config"]), "JUPYTER_DATA_DIR": str(dirs["data"]),
+            "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+            "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
+            "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
+            "IPYTHONDIR": str(dirs["ipython"]), "JUPYTER_PLATFORM_DIRS": "1"}
+
+
 @dataclass
 class Lab:
     url: str
@@ -125,17 +141,7 @@ def jupyterlab(root: Path, home: Path, *, timeout: float = 60.0,
     kernels down and stop it afterwards, even on error. Config, data, runtime, settings and
     workspaces live under ``home``."""
     port, token = free_port(), os.urandom(16).hex()
-    dirs = {name: home / name for name in ("config", "data", "runtime", "settings",
-                                           "workspaces", "ipython")}
-    for d in dirs.values():
-        d.mkdir(parents=True, exist_ok=True)
-    _write_settings(dirs["settings"])
-    env = {**os.environ,
-           "JUPYTER_CONFIG_DIR": str(dirs["config"]), "JUPYTER_DATA_DIR": str(dirs["data"]),
-           "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
-           "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
-           "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
-           "IPYTHONDIR": str(dirs["ipython"]), "JUPYTER_PLATFORM_DIRS": "1"}
+    env = {**os.environ, **jupyter_env(home)}
     log = home / "jupyterlab.log"
     cmd = [*launcher, "--no-browser", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0",

@@ -27,9 +27,9 @@ from tests.browser_support import (
     CHROMIUM,
     CHROMIUM_ARGS,
     REQUIRE_ENV,
-    _write_settings,
     browser_requirements,
     free_port,
+    jupyter_env,
     jupyterlab,
 )
 
@@ -197,21 +197,14 @@ def _lab_env(home: Path, token: str, base: Mapping[str, str]) -> dict[str, str]:
     (so the test leaves nothing in the user's settings and can see what the lab leaves behind),
     the token known, and a "browser" that writes down what JupyterLab asks it to open (Chromium
     is driven below)."""
-    dirs = {name: home / name for name in ("config", "data", "runtime", "settings", "workspaces",
-                                           "ipython", "tmp")}
-    for d in dirs.values():
-        d.mkdir(parents=True, exist_ok=True)
-    _write_settings(dirs["settings"])
+    tmp = home / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
     browser = home / "browser.sh"
     browser.write_text(f'#!/bin/sh\necho "$1" >> {home / "opened"}\n')
     browser.chmod(0o755)
     return {**{k: v for k, v in base.items() if not k.startswith(("ETORO_", "JUPYTER"))},
-            "HOME": str(home), "TMPDIR": str(dirs["tmp"]), "BROWSER": f"{browser} %s",
-            "JUPYTER_TOKEN": token, "JUPYTER_CONFIG_DIR": str(dirs["config"]),
-            "JUPYTER_DATA_DIR": str(dirs["data"]), "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
-            "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
-            "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]), "IPYTHONDIR": str(dirs["ipython"]),
-            "JUPYTER_PLATFORM_DIRS": "1"}
+            "HOME": str(home), "TMPDIR": str(tmp), "BROWSER": f"{browser} %s",
+            "JUPYTER_TOKEN": token, **jupyter_env(home)}
 
 
 def _opened_url(home: Path, log: Path, proc: subprocess.Popen[bytes], timeout: float) -> str:
