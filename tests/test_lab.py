@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
@@ -297,6 +298,14 @@ class LabUser:
     base: dict[str, str]
 
 
+def _cannot(reason: str) -> NoReturn:
+    """Skip: the ordinary user's run cannot be set up here; a failure instead under
+    ETORO_NB_REQUIRE_BROWSER (CI), where this test must run."""
+    if os.environ.get(REQUIRE_ENV):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def _copy_tracked_files(dest: Path) -> None:
     """This checkout's tracked files, as its working tree holds them (uncommitted edits included:
     the Makefile under test is this one), copied to ``dest``: what a fresh clone holds, with no
@@ -305,7 +314,7 @@ def _copy_tracked_files(dest: Path) -> None:
         listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True,
                                 check=True, timeout=60).stdout.decode()
     except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"the ordinary user's clone is copied from git's list of files: {exc}")
+        _cannot(f"the ordinary user's clone is copied from git's list of files: {exc}")
     for name in filter(None, listed.split("\0")):
         source = ROOT / name
         if source.is_file():  # tracked but deleted in the working tree: not in the clone
@@ -316,8 +325,7 @@ def _copy_tracked_files(dest: Path) -> None:
 def _ordinary_user(work: Path) -> LabUser:
     """An ordinary user with a fresh clone in ``work/project`` and a home in ``work/home``: as
     root, `nobody` through runuser (``work`` becomes theirs); otherwise the suite's own user,
-    who is one. Skips when that cannot be; fails instead, under ETORO_NB_REQUIRE_BROWSER, when
-    the only thing missing is a system Python with venv."""
+    who is one. Skips when that cannot be (``_cannot``: fails under ETORO_NB_REQUIRE_BROWSER)."""
     base = {"PATH": ORDINARY_PATH, "LANG": "C.UTF-8",
             **{k: os.environ[k] for k in NETWORK_ENV if k in os.environ}}
     home, project = work / "home", work / "project"
@@ -328,11 +336,11 @@ def _ordinary_user(work: Path) -> LabUser:
     if os.geteuid() == 0:
         runuser = shutil.which("runuser")
         if runuser is None:
-            pytest.skip("running as root, with no runuser to become an ordinary user")
+            _cannot("running as root, with no runuser to become an ordinary user")
         try:
             user = pwd.getpwnam("nobody")
         except KeyError:
-            pytest.skip("running as root, with no `nobody` account to be the ordinary user")
+            _cannot("running as root, with no `nobody` account to be the ordinary user")
         for path in (work, *work.rglob("*")):
             os.chown(path, user.pw_uid, user.pw_gid)
         # runuser resets HOME to the account's (`nobody` has none): the user's own comes after.
@@ -343,9 +351,7 @@ def _ordinary_user(work: Path) -> LabUser:
         reason = (f"no python3 3.11+ with venv and ensurepip on the ordinary user's PATH "
                   f"({ORDINARY_PATH}; on Debian: apt-get install python3-venv): "
                   f"{found.stderr.strip()[-300:]}")
-        if os.environ.get(REQUIRE_ENV):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        _cannot(reason)
     return LabUser("ordinary", prefix, home, project, base)
 
 
