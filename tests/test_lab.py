@@ -25,17 +25,17 @@ import pytest
 import etoro_nb as enb
 from etoro_nb.lab import COCKPIT
 from tests.browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     REQUIRE_ENV,
+    SCREENSHOTS,
     browser_requirements,
     free_port,
     jupyter_env,
     jupyterlab,
+    launch_chromium,
+    run_all_cells,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 WAIT_MS = 120_000  # JupyterLab's first load and the kernel's start, on a busy machine
 
 
@@ -251,23 +251,14 @@ def _run_all_and_see_the_cockpit(url: str, shot: str) -> str:
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                     args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.set_default_timeout(30_000)
             page.goto(url)
-            cells = page.locator(".jp-Notebook .jp-Cell")
-            expect(cells.first).to_be_visible(timeout=WAIT_MS)
-            expect(page.locator(".jp-StatusBar-TextItem", has_text=re.compile(
-                r"Python 3.*\|\s*Idle"))).to_be_visible(timeout=WAIT_MS)
-            cells.nth(0).click()
-            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-            page.locator(".lm-Menu-item", has=page.locator(
-                ".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$"))).click()
+            cells = run_all_cells(page, timeout_ms=WAIT_MS)
             cockpit = page.locator(".enb-cockpit")
             expect(cockpit).to_be_visible(timeout=WAIT_MS)
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=SCREENSHOTS / shot)
             assert "Error displaying widget" not in page.locator("body").inner_text()
             return str(cells.nth(2).locator(".jp-OutputArea").inner_text())
