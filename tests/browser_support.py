@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -14,24 +15,29 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+
+from etoro_nb.sandbox import SandboxServer
 
 CHROMIUM = Path("/usr/bin/chromium")
 REQUIRE_ENV = "ETORO_NB_REQUIRE_BROWSER"
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run",
                  "--disable-background-networking"]
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
+SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 
 
-def _write_notebook(path: Path, title: str, names: str, shown: Sequence[str], *, base_url: str,
-                    api_key: str, user_key: str, ledger: Path) -> Path:
+def _write_notebook(path: Path, title: str, names: str, shown: Sequence[str], *,
+                    sandbox: SandboxServer, ledger: Path) -> Path:
     """A notebook titled ``title`` whose first cell imports ``names`` from ``widgets`` and
-    connects to the sandbox, then one cell per ``shown`` source."""
+    connects to ``sandbox`` (recording into ``ledger``), then one cell per ``shown`` source."""
     import nbformat
     from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+    creds = sandbox.credentials
     nb = new_notebook()
     nb.metadata["kernelspec"] = dict(KERNELSPEC)
     nb.metadata["language_info"] = {"name": "python"}
@@ -40,7 +46,8 @@ def _write_notebook(path: Path, title: str, names: str, shown: Sequence[str], *,
         new_code_cell(
             "import etoro_nb\n"
             f"from widgets import {names}\n"
-            f"client = etoro_nb.connect({api_key!r}, {user_key!r}, base_url={base_url!r},\n"
+            f"client = etoro_nb.connect({creds.api_key!r}, {creds.user_key!r}, "
+            f"base_url={creds.base_url!r},\n"
             f"                          ledger={str(ledger)!r})\n"
             "print(client.environment)"),
         *(new_code_cell(source) for source in shown),
@@ -50,22 +57,20 @@ def _write_notebook(path: Path, title: str, names: str, shown: Sequence[str], *,
     return path
 
 
-def write_panels_notebook(path: Path, *, base_url: str, api_key: str, user_key: str,
-                          ledger: Path) -> Path:
+def write_panels_notebook(path: Path, *, sandbox: SandboxServer, ledger: Path) -> Path:
     """A notebook whose cells connect to the sandbox, then show PortfolioPanel and
     DelegationPanel, each in its own cell (so the delegation cell can be re-run)."""
     return _write_notebook(path, "etoro-nb panels, browser test", "DelegationPanel, PortfolioPanel",
                            ["portfolio_panel = PortfolioPanel(client)\nportfolio_panel",
                             "delegation_panel = DelegationPanel(client)\ndelegation_panel"],
-                           base_url=base_url, api_key=api_key, user_key=user_key, ledger=ledger)
+                           sandbox=sandbox, ledger=ledger)
 
 
-def write_cockpit_notebook(path: Path, *, base_url: str, api_key: str, user_key: str,
-                           ledger: Path) -> Path:
+def write_cockpit_notebook(path: Path, *, sandbox: SandboxServer, ledger: Path) -> Path:
     """A notebook that connects to the sandbox and shows ``Cockpit(client)``."""
     return _write_notebook(path, "etoro-nb cockpit, browser test", "Cockpit",
                            ["cockpit = Cockpit(client)\ncockpit"],
-                           base_url=base_url, api_key=api_key, user_key=user_key, ledger=ledger)
+                           sandbox=sandbox, ledger=ledger)
 
 
 def browser_marks(timeout: int) -> list[pytest.MarkDecorator]:
@@ -76,6 +81,32 @@ def browser_marks(timeout: int) -> list[pytest.MarkDecorator]:
             pytest.mark.skipif(missing is not None and not os.environ.get(REQUIRE_ENV),
                                reason=f"browser test needs: {missing} (set {REQUIRE_ENV}=1 to "
                                       "make this a failure instead of a skip)")]
+
+
+def launch_chromium(pw: Any) -> Any:
+    """Debian's Chromium (``CHROMIUM``), headless, started by Playwright ``pw``; screenshots
+    go to ``SCREENSHOTS``, made here."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    return pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+
+
+def run_all_cells(page: Any, *, timeout_ms: int) -> Any:
+    """Run > Run All Cells on the notebook ``page`` shows, once its kernel is idle (before,
+    Run All runs nothing), waiting up to ``timeout_ms`` for the page and the kernel; the
+    notebook's cells."""
+    from playwright.sync_api import expect
+
+    cells = page.locator(".jp-Notebook .jp-Cell")
+    expect(cells.first).to_be_visible(timeout=timeout_ms)
+    expect(page.locator(".jp-StatusBar-TextItem", has_text=re.compile(
+        r"Python 3.*\|\s*Idle"))).to_be_visible(timeout=timeout_ms)
+    cells.nth(0).click()  # the notebook focused, so the menu acts on it
+    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+    run_all = page.locator(".lm-Menu-item", has=page.locator(
+        ".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")))
+    expect(run_all).not_to_have_class(re.compile(r"lm-mod-disabled"))
+    run_all.click()
+    return cells
 
 
 def free_port() -> int:
@@ -98,6 +129,22 @@ def _write_settings(settings_dir: Path) -> None:
         target = settings_dir / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(json.dumps(value))
+
+
+def jupyter_env(home: Path) -> dict[str, str]:
+    """Jupyter's variables putting its config, data, runtime, settings, workspaces and IPython
+    folders under ``home`` (made there, with ``_write_settings``'s settings), so a test
+    neither reads nor leaves anything in the user's own."""
+    dirs = {name: home / name for name in ("config", "data", "runtime", "settings",
+                                           "workspaces", "ipython")}
+    for d in dirs.values():
+        d.mkdir(parents=True, exist_ok=True)
+    _write_settings(dirs["settings"])
+    return {"JUPYTER_CONFIG_DIR": str(dirs["config"]), "JUPYTER_DATA_DIR": str(dirs["data"]),
+            "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
+            "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
+            "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
+            "IPYTHONDIR": str(dirs["ipython"]), "JUPYTER_PLATFORM_DIRS": "1"}
 
 
 @dataclass
@@ -125,17 +172,7 @@ def jupyterlab(root: Path, home: Path, *, timeout: float = 60.0,
     kernels down and stop it afterwards, even on error. Config, data, runtime, settings and
     workspaces live under ``home``."""
     port, token = free_port(), os.urandom(16).hex()
-    dirs = {name: home / name for name in ("config", "data", "runtime", "settings",
-                                           "workspaces", "ipython")}
-    for d in dirs.values():
-        d.mkdir(parents=True, exist_ok=True)
-    _write_settings(dirs["settings"])
-    env = {**os.environ,
-           "JUPYTER_CONFIG_DIR": str(dirs["config"]), "JUPYTER_DATA_DIR": str(dirs["data"]),
-           "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
-           "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
-           "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]),
-           "IPYTHONDIR": str(dirs["ipython"]), "JUPYTER_PLATFORM_DIRS": "1"}
+    env = {**os.environ, **jupyter_env(home)}
     log = home / "jupyterlab.log"
     cmd = [*launcher, "--no-browser", "--ServerApp.ip=127.0.0.1",
            f"--ServerApp.port={port}", "--ServerApp.port_retries=0",

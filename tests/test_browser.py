@@ -15,17 +15,17 @@ import etoro_nb
 from etoro_nb.sandbox import SandboxServer
 from etoro_nb.scopes import short
 from tests.browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     REQUIRE_ENV,
+    SCREENSHOTS,
     browser_marks,
     browser_requirements,
     jupyterlab,
+    launch_chromium,
+    run_all_cells,
     write_panels_notebook,
 )
 from tests.helpers import DEMO_READ, DEMO_WRITE
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 WAIT_MS = 60_000  # first render includes JupyterLab's load and the kernel's start
 
 pytestmark = browser_marks(240)
@@ -42,36 +42,23 @@ def test_panels_in_jupyterlab_with_chromium(browser_sandbox: SandboxServer, tmp_
     assert missing is None, f"{REQUIRE_ENV} is set but the browser test needs: {missing}"
     from playwright.sync_api import expect, sync_playwright
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     creds = browser_sandbox.credentials
     root = tmp_path / "nb"
     root.mkdir()
-    write_panels_notebook(root / "panels.ipynb", base_url=creds.base_url,
-                          api_key=creds.api_key, user_key=creds.user_key,
+    write_panels_notebook(root / "panels.ipynb", sandbox=browser_sandbox,
                           ledger=tmp_path / "notebook-ledger.sqlite")
     problems: list[str] = []  # uncaught page errors, reported with any failure
 
     with jupyterlab(root, tmp_path / "jupyter") as lab, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                     args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 2400})
             (SCREENSHOTS / "failure.png").unlink(missing_ok=True)
             page.on("pageerror", lambda exc: problems.append(str(exc)))
             page.set_default_timeout(30_000)
             page.goto(lab.notebook_url("panels.ipynb"))
-            cells = page.locator(".jp-Notebook .jp-Cell")  # markdown, connect, two panels
-            expect(cells).to_have_count(4, timeout=WAIT_MS)
-            # Only once the kernel is up does Run All run anything; the status bar says so.
-            expect(page.locator(".jp-StatusBar-TextItem", has_text=re.compile(
-                r"Python 3.*\|\s*Idle"))).to_be_visible(timeout=WAIT_MS)
-            # Run > Run All Cells, with the notebook focused.
-            cells.nth(0).click()
-            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-            run_all = page.locator(".lm-Menu-item", has=page.locator(
-                ".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")))
-            expect(run_all).not_to_have_class(re.compile(r"lm-mod-disabled"))
-            run_all.click()
+            cells = run_all_cells(page, timeout_ms=WAIT_MS)
+            expect(cells).to_have_count(4, timeout=WAIT_MS)  # markdown, connect, two panels
 
             badges = page.locator(".etoro-nb-env")
             expect(badges).to_have_count(2, timeout=WAIT_MS)

@@ -20,16 +20,16 @@ import pytest
 import etoro_nb
 from etoro_nb.sandbox import SandboxServer
 from tests.browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     REQUIRE_ENV,
+    SCREENSHOTS,
     browser_marks,
     browser_requirements,
     jupyterlab,
+    launch_chromium,
+    run_all_cells,
     write_cockpit_notebook,
 )
 
-SCREENSHOTS = Path(__file__).resolve().parents[1] / "artifacts" / "screenshots"
 WAIT_MS = 60_000  # first render includes JupyterLab's load and the kernel's start
 MESSAGES = ".etoro-nb-ok, .etoro-nb-error, .etoro-nb-consent, .etoro-nb-secret"
 
@@ -100,18 +100,15 @@ def test_cockpit_as_an_analyst_uses_it(browser_sandbox: SandboxServer, tmp_path:
     assert missing is None, f"{REQUIRE_ENV} is set but the browser test needs: {missing}"
     from playwright.sync_api import sync_playwright
 
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     creds = browser_sandbox.credentials
     root = tmp_path / "nb"
     root.mkdir()
-    write_cockpit_notebook(root / "cockpit.ipynb", base_url=creds.base_url,
-                           api_key=creds.api_key, user_key=creds.user_key,
+    write_cockpit_notebook(root / "cockpit.ipynb", sandbox=browser_sandbox,
                            ledger=tmp_path / "notebook-ledger.sqlite")
     problems: list[str] = []
     copied = ""
     with jupyterlab(root, tmp_path / "jupyter") as lab, sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                     args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         context = browser.new_context(viewport={"width": 1400, "height": 1600})
         context.grant_permissions(["clipboard-read", "clipboard-write"], origin=lab.url)
         page = context.new_page()
@@ -144,16 +141,7 @@ def _use_the_cockpit(page: Any, lab: Any) -> str:
     a = Analyst(page)
     expect = a.expect
     page.goto(lab.notebook_url("cockpit.ipynb"))
-    cells = page.locator(".jp-Notebook .jp-Cell")
-    expect(cells).to_have_count(3, timeout=WAIT_MS)
-    expect(page.locator(".jp-StatusBar-TextItem", has_text=re.compile(
-        r"Python 3.*\|\s*Idle"))).to_be_visible(timeout=WAIT_MS)
-    cells.nth(0).click()
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    run_all = page.locator(".lm-Menu-item", has=page.locator(
-        ".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")))
-    expect(run_all).not_to_have_class(re.compile(r"lm-mod-disabled"))
-    run_all.click()
+    expect(run_all_cells(page, timeout_ms=WAIT_MS)).to_have_count(3, timeout=WAIT_MS)
     expect(a.cockpit).to_be_visible(timeout=WAIT_MS)
     expect(a.cockpit.locator(".etoro-nb-env").first).to_contain_text("SANDBOX")
     expect(a.visible(".etoro-nb-portfolios")).to_contain_text("No agent portfolios yet")

@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import httpx
 import pytest
@@ -24,17 +25,17 @@ import pytest
 import etoro_nb as enb
 from etoro_nb.lab import COCKPIT
 from tests.browser_support import (
-    CHROMIUM,
-    CHROMIUM_ARGS,
     REQUIRE_ENV,
-    _write_settings,
+    SCREENSHOTS,
     browser_requirements,
     free_port,
+    jupyter_env,
     jupyterlab,
+    launch_chromium,
+    run_all_cells,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 WAIT_MS = 120_000  # JupyterLab's first load and the kernel's start, on a busy machine
 
 
@@ -197,21 +198,14 @@ def _lab_env(home: Path, token: str, base: Mapping[str, str]) -> dict[str, str]:
     (so the test leaves nothing in the user's settings and can see what the lab leaves behind),
     the token known, and a "browser" that writes down what JupyterLab asks it to open (Chromium
     is driven below)."""
-    dirs = {name: home / name for name in ("config", "data", "runtime", "settings", "workspaces",
-                                           "ipython", "tmp")}
-    for d in dirs.values():
-        d.mkdir(parents=True, exist_ok=True)
-    _write_settings(dirs["settings"])
+    tmp = home / "tmp"
+    tmp.mkdir(parents=True, exist_ok=True)
     browser = home / "browser.sh"
     browser.write_text(f'#!/bin/sh\necho "$1" >> {home / "opened"}\n')
     browser.chmod(0o755)
     return {**{k: v for k, v in base.items() if not k.startswith(("ETORO_", "JUPYTER"))},
-            "HOME": str(home), "TMPDIR": str(dirs["tmp"]), "BROWSER": f"{browser} %s",
-            "JUPYTER_TOKEN": token, "JUPYTER_CONFIG_DIR": str(dirs["config"]),
-            "JUPYTER_DATA_DIR": str(dirs["data"]), "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),
-            "JUPYTERLAB_SETTINGS_DIR": str(dirs["settings"]),
-            "JUPYTERLAB_WORKSPACES_DIR": str(dirs["workspaces"]), "IPYTHONDIR": str(dirs["ipython"]),
-            "JUPYTER_PLATFORM_DIRS": "1"}
+            "HOME": str(home), "TMPDIR": str(tmp), "BROWSER": f"{browser} %s",
+            "JUPYTER_TOKEN": token, **jupyter_env(home)}
 
 
 def _opened_url(home: Path, log: Path, proc: subprocess.Popen[bytes], timeout: float) -> str:
@@ -257,23 +251,14 @@ def _run_all_and_see_the_cockpit(url: str, shot: str) -> str:
     from playwright.sync_api import expect, sync_playwright
 
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True,
-                                     args=CHROMIUM_ARGS)
+        browser = launch_chromium(pw)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.set_default_timeout(30_000)
             page.goto(url)
-            cells = page.locator(".jp-Notebook .jp-Cell")
-            expect(cells.first).to_be_visible(timeout=WAIT_MS)
-            expect(page.locator(".jp-StatusBar-TextItem", has_text=re.compile(
-                r"Python 3.*\|\s*Idle"))).to_be_visible(timeout=WAIT_MS)
-            cells.nth(0).click()
-            page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-            page.locator(".lm-Menu-item", has=page.locator(
-                ".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$"))).click()
+            cells = run_all_cells(page, timeout_ms=WAIT_MS)
             cockpit = page.locator(".enb-cockpit")
             expect(cockpit).to_be_visible(timeout=WAIT_MS)
-            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=SCREENSHOTS / shot)
             assert "Error displaying widget" not in page.locator("body").inner_text()
             return str(cells.nth(2).locator(".jp-OutputArea").inner_text())
@@ -304,6 +289,14 @@ class LabUser:
     base: dict[str, str]
 
 
+def _cannot(reason: str) -> NoReturn:
+    """Skip: the ordinary user's run cannot be set up here; a failure instead under
+    ETORO_NB_REQUIRE_BROWSER (CI), where this test must run."""
+    if os.environ.get(REQUIRE_ENV):
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
 def _copy_tracked_files(dest: Path) -> None:
     """This checkout's tracked files, as its working tree holds them (uncommitted edits included:
     the Makefile under test is this one), copied to ``dest``: what a fresh clone holds, with no
@@ -312,7 +305,7 @@ def _copy_tracked_files(dest: Path) -> None:
         listed = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True,
                                 check=True, timeout=60).stdout.decode()
     except (OSError, subprocess.CalledProcessError) as exc:
-        pytest.skip(f"the ordinary user's clone is copied from git's list of files: {exc}")
+        _cannot(f"the ordinary user's clone is copied from git's list of files: {exc}")
     for name in filter(None, listed.split("\0")):
         source = ROOT / name
         if source.is_file():  # tracked but deleted in the working tree: not in the clone
@@ -323,8 +316,7 @@ def _copy_tracked_files(dest: Path) -> None:
 def _ordinary_user(work: Path) -> LabUser:
     """An ordinary user with a fresh clone in ``work/project`` and a home in ``work/home``: as
     root, `nobody` through runuser (``work`` becomes theirs); otherwise the suite's own user,
-    who is one. Skips when that cannot be; fails instead, under ETORO_NB_REQUIRE_BROWSER, when
-    the only thing missing is a system Python with venv."""
+    who is one. Skips when that cannot be (``_cannot``: fails under ETORO_NB_REQUIRE_BROWSER)."""
     base = {"PATH": ORDINARY_PATH, "LANG": "C.UTF-8",
             **{k: os.environ[k] for k in NETWORK_ENV if k in os.environ}}
     home, project = work / "home", work / "project"
@@ -335,11 +327,11 @@ def _ordinary_user(work: Path) -> LabUser:
     if os.geteuid() == 0:
         runuser = shutil.which("runuser")
         if runuser is None:
-            pytest.skip("running as root, with no runuser to become an ordinary user")
+            _cannot("running as root, with no runuser to become an ordinary user")
         try:
             user = pwd.getpwnam("nobody")
         except KeyError:
-            pytest.skip("running as root, with no `nobody` account to be the ordinary user")
+            _cannot("running as root, with no `nobody` account to be the ordinary user")
         for path in (work, *work.rglob("*")):
             os.chown(path, user.pw_uid, user.pw_gid)
         # runuser resets HOME to the account's (`nobody` has none): the user's own comes after.
@@ -350,9 +342,7 @@ def _ordinary_user(work: Path) -> LabUser:
         reason = (f"no python3 3.11+ with venv and ensurepip on the ordinary user's PATH "
                   f"({ORDINARY_PATH}; on Debian: apt-get install python3-venv): "
                   f"{found.stderr.strip()[-300:]}")
-        if os.environ.get(REQUIRE_ENV):
-            pytest.fail(reason)
-        pytest.skip(reason)
+        _cannot(reason)
     return LabUser("ordinary", prefix, home, project, base)
 
 
