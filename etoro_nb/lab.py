@@ -77,10 +77,14 @@ def run_lab(notebooks: Path, *, config: SandboxConfig, port: int, lab_args: list
         env = {**os.environ, URL_ENV: server.base_url, API_KEY_ENV: config.api_key,
                USER_KEY_ENV: config.user_key, LEDGER_ENV: str(session / "ledger.sqlite")}
         opened = [open_notebook] if open_notebook and (notebooks / open_notebook).is_file() else []
+        # JupyterLab in a session of its own: Ctrl-C reaches this process only, which stops
+        # it with SIGTERM (its kernels shut down, its runtime files go) instead of it asking
+        # "Shut down this Jupyter server?" in the terminal, or, with no terminal, exiting
+        # without shutting its kernels down; and a running cell is not interrupted by it.
         lab = subprocess.Popen([sys.executable, "-m", "jupyterlab", *opened,
                                 *lab_arguments(lab_args, checkpoints=session / "checkpoints")],
-                               cwd=notebooks, env=env)
-        return lab.wait()
+                               cwd=notebooks, env=env, start_new_session=True)
+        return _wait(lab)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -93,6 +97,17 @@ def run_lab(notebooks: Path, *, config: SandboxConfig, port: int, lab_args: list
         signal.signal(signal.SIGTERM, previous)
         server.stop()
         shutil.rmtree(session, ignore_errors=True)
+
+
+def _wait(process: subprocess.Popen[bytes]) -> int:
+    """``process.wait()``, in short waits: Ctrl-C may be taken by another thread of this
+    process (the sandbox's), and Python raises KeyboardInterrupt in the main thread only when
+    it next runs, which a single blocking wait would put off until JupyterLab exits."""
+    while True:
+        try:
+            return process.wait(timeout=0.2)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _serve(config: SandboxConfig, port: int) -> SandboxServer:

@@ -235,10 +235,10 @@ def _opened_url(home: Path, log: Path, proc: subprocess.Popen[bytes], timeout: f
 
 
 def _stop_group(proc: subprocess.Popen[bytes]) -> None:
-    """SIGTERM to make and everything it started (as Ctrl-C in a terminal reaches them all),
+    """SIGINT to make and everything in its process group, as Ctrl-C in a terminal sends it,
     so `etoro-nb lab` cleans up; SIGKILL only for what outlives that."""
     with suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
+        os.killpg(proc.pid, signal.SIGINT)
     try:
         proc.wait(timeout=60)
     finally:
@@ -400,3 +400,5 @@ def test_make_lab_opens_the_cockpit_on_its_sandbox(lab_user: LabUser, tmp_path: 
         httpx.get(f"http://127.0.0.1:{sandbox_port}/", timeout=2.0)
     assert set(notebooks.rglob("*")) <= before, "left in notebooks/"
     assert not list((home / "tmp").iterdir()), "temporary files left behind"
+    # JupyterLab shut down (its kernels too), not just died: it removes its runtime files.
+    assert not list((home / "runtime").glob("jpserver-*")), "JupyterLab did not shut down"
