@@ -43,3 +43,37 @@ def test_a_regular_file_on_stdin_leaves_the_sdks_streams(tmp_path: Path) -> None
         run = subprocess.run([sys.executable, "-c", CHILD], stdin=stdin, capture_output=True,
                              text=True, timeout=120)
     assert run.returncode == 0 and "no wire" in run.stderr and run.stdout == ""
+
+
+FD_CHILD = """
+import asyncio, os, sys
+from etoro_nb.mcp.wire import open_wire
+
+async def main():
+    before = sorted(os.listdir("/proc/self/fd"))
+    wire = await open_wire()
+    print("wire" if wire else "no wire", sorted(os.listdir("/proc/self/fd")) == before,
+          file=sys.stderr)
+
+asyncio.run(main())
+"""
+
+
+def test_falling_back_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    """stdin a pipe but stdout a regular file (``mcp serve > log``): the wire can't be made,
+    and the read side already made must not stay open (or keep reading stdin)."""
+    with (tmp_path / "out.log").open("w") as stdout:
+        run = subprocess.run([sys.executable, "-c", FD_CHILD], input="", stdout=stdout,
+                             stderr=subprocess.PIPE, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.strip() == "no wire True"
+
+
+def test_a_regular_file_on_stdin_leaves_no_descriptor_open(tmp_path: Path) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text("")
+    with source.open() as stdin:
+        run = subprocess.run([sys.executable, "-c", FD_CHILD], stdin=stdin, capture_output=True,
+                             text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stderr.strip() == "no wire True"

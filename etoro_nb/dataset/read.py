@@ -19,7 +19,7 @@ import polars as pl
 
 from etoro_nb.dataset import layout
 from etoro_nb.errors import LedgerError
-from etoro_nb.ledger.scan import micros
+from etoro_nb.ledger.scan import micros, polars_filter, scan_conditions
 from etoro_nb.ledger.schema import CHAINED
 
 if TYPE_CHECKING:
@@ -79,24 +79,18 @@ class Dataset:
         chain hashes, then ``ledger_id``) whose timestamp is in [``since``, ``until``) and
         whose columns equal the keyword filters (None: any; ``ledger_id`` is one); naive
         datetimes are UTC. Ledger after ledger, each in ledger order."""
-        columns = [*CHAINED.get(table, ()), layout.LEDGER_COLUMN]
-        unknown = sorted(set(equal) - set(columns))
-        if unknown:
-            raise ValueError(f"{table} has no column {', '.join(unknown)} to filter on")
+        conditions = scan_conditions(table, since, until, equal, also=(layout.LEDGER_COLUMN,))
+        columns = [*CHAINED[table], layout.LEDGER_COLUMN]
         files = self.files(table, since=since, until=until)
         schema = layout.schema(table)
         if not files:
             return pl.LazyFrame(schema={c: schema[c] for c in columns})
-        exprs = [pl.col(c) == v for c, v in equal.items() if v is not None]
-        if since is not None:
-            exprs.append(pl.col("ts_us") >= micros("since", since))
-        if until is not None:
-            exprs.append(pl.col("ts_us") < micros("until", until))
         # A file written before a column was added lacks it (null); one written by a newer
         # version may have more columns than this version knows (left out).
         lazy = pl.scan_parquet(files, schema=schema, hive_partitioning=False,
                                missing_columns="insert", extra_columns="ignore").select(columns)
-        return lazy.filter(pl.all_horizontal(exprs)) if exprs else lazy
+        predicate = polars_filter(conditions)
+        return lazy if predicate is None else lazy.filter(predicate)
 
     def verify(self) -> DatasetVerification:
         """Check every data file against the manifests and every chain (see ``verify``)."""

@@ -64,7 +64,7 @@ def scan(ledger: Ledger, table: str, *, since: datetime | date | None = None,
         files = [ledger.segments_dir / name for (name,) in conn.execute(
             "SELECT file FROM segments WHERE table_name = ? ORDER BY seq", (table,))]
         live = _live(ledger, conn, table, after, conditions)
-    predicate = _predicate(conditions)
+    predicate = polars_filter(conditions)
     parts = []
     if files:
         # Segments sealed before a column was added lack it: it reads as null there.
@@ -76,11 +76,12 @@ def scan(ledger: Ledger, table: str, *, since: datetime | date | None = None,
 
 
 def scan_conditions(table: str, since: datetime | date | None, until: datetime | date | None,
-                    equal: dict[str, str | int | None]) -> list[Condition]:
-    """A scan's filters as conditions, checked: a known table, its own columns."""
+                    equal: dict[str, str | int | None], *, also: tuple[str, ...] = ()) -> list[Condition]:
+    """A scan's filters as conditions, checked: a known table, its own columns (and
+    ``also``, columns a reader adds, such as a dataset's ``ledger_id``)."""
     if table not in STORED:
         raise ValueError(f"table must be one of {', '.join(STORED)}, not {table!r}")
-    unknown = sorted(set(equal) - set(CHAINED[table]))
+    unknown = sorted(set(equal) - {*CHAINED[table], *also})
     if unknown:
         raise ValueError(f"{table} has no column {', '.join(unknown)} to filter on")
     conditions: list[Condition] = []
@@ -102,7 +103,8 @@ def micros(name: str, value: datetime | date) -> int:
     return int(aware.timestamp() * 1_000_000)
 
 
-def _predicate(conditions: list[Condition]) -> pl.Expr | None:
+def polars_filter(conditions: list[Condition]) -> pl.Expr | None:
+    """``conditions`` as one polars filter (None: no condition)."""
     ops = {">": pl.Expr.__gt__, ">=": pl.Expr.__ge__, "<": pl.Expr.__lt__, "=": pl.Expr.__eq__}
     exprs = [ops[op](pl.col(column), value) for column, op, value in conditions]
     return pl.all_horizontal(exprs) if exprs else None
@@ -139,7 +141,7 @@ def _cold(ledger: Ledger, conn: sqlite3.Connection, table: str, after: int,
           conditions: list[Condition]) -> pl.DataFrame:
     """The live rows after row ``after`` meeting ``conditions``, from drafts and SQL; an
     unfiltered read drafts what it decoded if that is two drafts' worth or more."""
-    predicate = _predicate(conditions)
+    predicate = polars_filter(conditions)
     from_drafts, drafted = _drafted(ledger, conn, table, after, predicate)
     newest = int(conn.execute(f"SELECT max(seq) FROM {table}").fetchone()[0] or 0)
     draft_now = not conditions and newest - drafted >= 2 * drafts.DRAFT_ROWS
@@ -167,5 +169,5 @@ def _live(ledger: Ledger, conn: sqlite3.Connection, table: str, after: int,
         frame = _cold(ledger, conn, table, after, [])
     through = int(frame["seq"][-1]) if frame.height else after
     ledger._live_cache[table] = LiveRows(after, through, frame)
-    predicate = _predicate(conditions)
+    predicate = polars_filter(conditions)
     return frame if predicate is None else frame.filter(predicate)

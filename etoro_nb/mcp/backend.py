@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import anyio.to_thread
 
 from etoro_nb import scopes
+from etoro_nb.agent import events
 from etoro_nb.agent.controls import Controls, read_controls
 from etoro_nb.agent.policy import RiskPolicy
 from etoro_nb.agent.session import AgentSession
@@ -46,7 +47,6 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Account = Literal["real", "demo"]
 TOKEN_KINDS = ("token_updated", "token_revoked", "portfolio_deleted")
-CONTROL_KINDS = ("policy_set", "agent_paused", "agent_resumed")
 
 
 async def off_loop(call: Callable[..., T], *args: Any, thread: Executor | None = None) -> T:
@@ -79,7 +79,7 @@ class OwnerWatch:
         self._sql = ("SELECT coalesce((SELECT max(seq) FROM lifecycle_events), 0), "
                      "coalesce((SELECT max(last_seq) FROM segments "
                      "WHERE table_name = 'lifecycle_events'), 0), "
-                     f"{self._exists(TOKEN_KINDS)}, {self._exists(CONTROL_KINDS)}")
+                     f"{self._exists(TOKEN_KINDS)}, {self._exists(events.CONTROL_KINDS)}")
         try:
             self._conn = sqlite3.connect(f"{ledger.path.as_uri()}?mode=ro", uri=True,
                                          isolation_level=None, check_same_thread=False)

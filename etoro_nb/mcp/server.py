@@ -13,15 +13,16 @@ from __future__ import annotations
 import json
 import logging
 import weakref
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import mcp_types as types
+from mcp.server.connection import Connection
 from mcp.server.lowlevel import NotificationOptions, Server
 from mcp.server.models import InitializationOptions
-from mcp.server.session import ServerSession
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel
 
@@ -61,23 +62,29 @@ class Settings:
 
 
 class Service:
-    """The clients' backends and sessions, and what each was last told of its tools."""
+    """The clients' backends and live connections, and what each was last told of its tools."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.backends: dict[str, Backend] = {}
-        self.sessions: dict[str, dict[int, ServerSession]] = {}
         self.told: dict[str, str] = {}
-        self._connections: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
-        """Each live connection's application: its name is read once, not per call."""
+        self._connections: weakref.WeakKeyDictionary[Connection, tuple[str, bool]] = (
+            weakref.WeakKeyDictionary())
+        """Each live connection's application, and whether that is its name for good (once
+        it has initialised: then it is read once, not per call). Held weakly, so a client gone
+        away is forgotten: nothing else here may hold its connection (a ServerSession does)."""
         self._making = anyio.Lock()
 
+    def connections(self) -> dict[str, int]:
+        """How many live connections each application has."""
+        return dict(Counter(app for app, _ in self._connections.values()))
+
     async def backend(self, ctx: Any) -> tuple[str, Backend]:
-        # A ServerSession is a per-request proxy: keep one per connection, to notify once.
-        connection = getattr(ctx.session, "_connection", ctx.session)
+        # A ServerSession is a per-request proxy for its connection, which is what lasts.
+        connection: Connection = ctx.session._connection
         known = self._connections.get(connection)
-        if known is not None:  # every call after the first
-            return known, self.backends[known]
+        if known is not None and known[1]:  # every call after the first
+            return known[0], self.backends[known[0]]
         params = ctx.session.client_params
         app = application_name(params.client_info.name if params is not None else None)
         async with self._making:
@@ -87,9 +94,8 @@ class Service:
                 self.told[app] = await off_loop(backend.view, tools.signature,
                                                 thread=backend.thread)
                 log.info("serving the MCP client %s", app)
-        self.sessions.setdefault(app, {})[id(connection)] = ctx.session
-        if params is not None:  # its name is known for good once it has initialised
-            self._connections[connection] = app
+        # Its name is known for good once it has initialised.
+        self._connections[connection] = (app, params is not None)
         return app, self.backends[app]
 
     def _make(self, app: str) -> Backend:
@@ -102,7 +108,7 @@ class Service:
             raise
 
     async def tell(self, app: str, backend: Backend, signature: str | None = None) -> None:
-        """Send ``tools/list_changed`` to the client's sessions if its list changed
+        """Send ``tools/list_changed`` to the client's connections if its list changed
         (``signature``: the list as just seen, else it is looked at now)."""
         now = signature if signature is not None else await off_loop(
             backend.view, tools.signature, thread=backend.thread)
@@ -110,12 +116,15 @@ class Service:
             return
         self.told[app] = now
         log.info("the tools of %s changed (the token's scopes, the policy or a pause)", app)
-        for key, session in list(self.sessions.get(app, {}).items()):
-            try:
-                await session.send_tool_list_changed()
-            except Exception as exc:  # a connection gone away: forget it
+        notice = types.ToolListChangedNotification()
+        for connection, (its_app, _) in list(self._connections.items()):
+            if its_app != app:
+                continue
+            try:  # what ServerSession.send_tool_list_changed sends, on the connection's channel
+                await connection.outbound.notify(notice.method, None)
+            except Exception as exc:  # a connection going away: forget it
                 log.info("dropped a connection of %s (%s)", app, type(exc).__name__)
-                self.sessions[app].pop(key, None)
+                self._connections.pop(connection, None)
 
     async def watch(self) -> None:
         """Keep every client's tool list in step with the owner's changes."""

@@ -5,8 +5,8 @@ every line out and every flush is a trip to a worker thread. Given streams of it
 uses them instead; these are asyncio pipe streams on the process's own stdin and stdout.
 As the SDK does for its own, the protocol keeps private copies of the two descriptors
 while fd 0 reads the null device and fd 1 writes to stderr, so no stray read or print
-can touch the wire. Where stdin is not a pipe, socket or terminal (a regular file),
-``open_wire`` returns None and the SDK's own streams serve.
+can touch the wire. Where stdin or stdout is not a pipe, socket or terminal (a regular
+file), ``open_wire`` returns None, having closed what it opened, and the SDK's own streams serve.
 """
 
 from __future__ import annotations
@@ -51,7 +51,8 @@ async def open_wire() -> tuple[LineReader, LineWriter, Any] | None:
     """(reader, writer, restore) on the process's stdio, or None where it cannot be a
     pipe stream; ``restore()`` puts fds 0 and 1 back."""
     loop = asyncio.get_running_loop()
-    wire_in, wire_out = os.dup(0), os.dup(1)
+    wire_in = os.fdopen(os.dup(0), "rb", buffering=0)
+    wire_out = os.fdopen(os.dup(1), "wb", buffering=0)
     saved_in, saved_out = os.dup(0), os.dup(1)
 
     def restore() -> None:
@@ -60,13 +61,18 @@ async def open_wire() -> tuple[LineReader, LineWriter, Any] | None:
         os.close(saved_in)
         os.close(saved_out)
 
+    reading: asyncio.ReadTransport | None = None
     try:
         reader = asyncio.StreamReader(limit=LINE_LIMIT)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
-                                     os.fdopen(wire_in, "rb", buffering=0))
-        transport, protocol = await loop.connect_write_pipe(
-            asyncio.streams.FlowControlMixin, os.fdopen(wire_out, "wb", buffering=0))
-    except (OSError, ValueError):
+        reading, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
+                                                  wire_in)
+        transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin,
+                                                            wire_out)
+    except (OSError, ValueError):  # stdin or stdout is a regular file: close all made here
+        if reading is not None:  # else it would go on reading stdin, beside the SDK's reader
+            reading.close()
+        for fd in (wire_in, wire_out):
+            fd.close()
         os.close(saved_in)
         os.close(saved_out)
         return None

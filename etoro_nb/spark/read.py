@@ -18,7 +18,7 @@ from pyspark.sql import types as T
 
 from etoro_nb.dataset import Dataset, layout
 from etoro_nb.frames.common import USAGE_SCHEMA
-from etoro_nb.ledger.scan import micros
+from etoro_nb.ledger.scan import scan_conditions
 from etoro_nb.ledger.schema import CHAINED
 
 _SPARK_TYPES = {"Int64": T.LongType(), "String": T.StringType(), "Float64": T.DoubleType()}
@@ -54,21 +54,15 @@ def scan(spark: SparkSession, dataset: Dataset | str | Path, table: str, *,
     the chain hashes, then ``ledger_id``) in [``since``, ``until``) whose columns equal the
     keyword filters (None: any)."""
     source = _dataset(dataset)
-    columns = [*CHAINED.get(table, ()), layout.LEDGER_COLUMN]
-    unknown = sorted(set(equal) - set(columns))
-    if unknown:
-        raise ValueError(f"{table} has no column {', '.join(unknown)} to filter on")
+    conditions = scan_conditions(table, since, until, equal, also=(layout.LEDGER_COLUMN,))
+    columns = [*CHAINED[table], layout.LEDGER_COLUMN]
     files = [str(f) for f in source.files(table, since=since, until=until)]
     struct = _struct(table)
     frame = (spark.read.schema(struct).parquet(*files) if files
              else spark.createDataFrame([], struct)).select(*columns)
-    conditions = [F.col(c) == v for c, v in equal.items() if v is not None]
-    for bound, op in ((since, "ge"), (until, "lt")):
-        if bound is not None:
-            us = micros("since" if op == "ge" else "until", bound)
-            conditions.append(F.col("ts_us") >= us if op == "ge" else F.col("ts_us") < us)
-    for condition in conditions:
-        frame = frame.filter(condition)
+    ops = {">=": Column.__ge__, "<": Column.__lt__, "=": Column.__eq__}
+    for column, op, value in conditions:
+        frame = frame.filter(ops[op](F.col(column), value))
     return frame
 
 
