@@ -77,14 +77,11 @@ def resolve(b: Backend, instrument: int | str, field: str = "instrument") -> s.I
     cache = b.instruments
     key = instrument.strip().upper() if isinstance(instrument, str) else instrument
     if key not in cache:
-        by = {"instrumentId": key} if isinstance(key, int) else {"symbol": key}
-        items = b.agent.market.search(fields=SEARCH_FIELDS, page_size=1, **by)
-        match = [i for i in items if i.get("instrumentId") == key
-                 or str(i.get("symbol", "")).upper() == key]
-        if not match:
+        item = b.agent.market.instrument(key, fields=SEARCH_FIELDS)  # an exact match only
+        if item is None:
             raise bad_input(field, f"no instrument {'id' if isinstance(key, int) else 'symbol'} "
                                    f"{key!r} is known to the market (search_instruments finds them)")
-        cache[key] = _item(match[0])
+        cache[key] = _item(item)
     return cache[key]
 
 
