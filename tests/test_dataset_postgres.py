@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import polars as pl
+import psycopg
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -30,8 +31,6 @@ from etoro_nb.ledger.synth import synthesize
 from tests.helpers import append_owner_usage
 from tests.pg_support import SUPERUSER, PostgresServer
 
-psycopg = pytest.importorskip("psycopg", reason="the PostgreSQL ledger needs psycopg: "
-                              "pip install -e '.[postgres]'")
 ROOT = Path(__file__).resolve().parents[1]
 WRITER, AUDITOR = "dataset_writer", "dataset_auditor"
 PASSWORD = "pw-never-shown-9d41"  # trust authentication: accepted, never needed

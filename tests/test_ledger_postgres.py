@@ -13,6 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
+import psycopg
 import pytest
 
 import etoro_nb as enb
@@ -29,8 +30,6 @@ from etoro_nb.sandbox import SandboxServer
 from tests.helpers import Api
 from tests.pg_support import SUPERUSER, PostgresServer
 
-psycopg = pytest.importorskip("psycopg", reason="the PostgreSQL ledger needs psycopg: "
-                              "pip install -e '.[postgres]'")
 ROOT = Path(__file__).resolve().parents[1]
 WRITER = "ledger_writer"
 DEMO_READ = "etoro-public:trade.demo:read"

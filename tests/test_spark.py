@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import polars as pl
+import pyspark  # noqa: F401  (a test dependency: missing, the module fails, never skips)
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -19,8 +20,6 @@ from tests.team_support import NOW, T0, team_dataset
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
-
-pytest.importorskip("pyspark")
 
 
 @pytest.fixture(scope="session")

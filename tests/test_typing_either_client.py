@@ -8,9 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
-mypy_api = pytest.importorskip("mypy.api")
+import mypy.api as mypy_api
 
 ROOT = Path(__file__).resolve().parents[1]
 HERE = Path(__file__).resolve().parent / "typecheck"
