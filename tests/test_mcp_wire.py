@@ -36,15 +36,6 @@ def test_the_wire_carries_lines_and_keeps_stray_output_off_it() -> None:
     assert "a stray print" in run.stderr
 
 
-def test_a_regular_file_on_stdin_leaves_the_sdks_streams(tmp_path: Path) -> None:
-    source = tmp_path / "in.jsonl"
-    source.write_text('{"a": 1}\n')
-    with source.open() as stdin:
-        run = subprocess.run([sys.executable, "-c", CHILD], stdin=stdin, capture_output=True,
-                             text=True, timeout=120)
-    assert run.returncode == 0 and "no wire" in run.stderr and run.stdout == ""
-
-
 FD_CHILD = """
 import asyncio, os, sys
 from etoro_nb.mcp.wire import open_wire
@@ -69,11 +60,12 @@ def test_falling_back_leaves_no_descriptor_open(tmp_path: Path) -> None:
     assert run.stderr.strip() == "no wire True"
 
 
-def test_a_regular_file_on_stdin_leaves_no_descriptor_open(tmp_path: Path) -> None:
+def test_a_regular_file_on_stdin_leaves_the_sdks_streams(tmp_path: Path) -> None:
+    """stdin a regular file: no wire (the SDK reads it), nothing written, nothing left open."""
     source = tmp_path / "in.jsonl"
-    source.write_text("")
+    source.write_text('{"a": 1}\n')
     with source.open() as stdin:
         run = subprocess.run([sys.executable, "-c", FD_CHILD], stdin=stdin, capture_output=True,
                              text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert run.stderr.strip() == "no wire True"
+    assert run.stderr.strip() == "no wire True" and run.stdout == ""
